@@ -1,0 +1,103 @@
+//! The command line: `signalbox policy check|bench|new`.
+
+mod policy_bench;
+mod policy_check;
+mod policy_new;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Signalbox: an LLM gateway whose routing decisions run in sandboxed WebAssembly
+/// policies.
+#[derive(Debug, Parser)]
+#[command(name = "signalbox", version, about)]
+pub struct Cli {
+    /// Log more (repeat for more detail).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with routing policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check that a component is a valid policy and make a smoke call.
+    Check {
+        /// The policy component (`.wasm`); omit to check the embedded default policy.
+        file: Option<PathBuf>,
+        /// The JSON config to activate it with.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Cache compiled policies in this directory.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Measure decisions per second and latency per decision.
+    Bench(policy_bench::BenchArgs),
+    /// Create a new policy crate.
+    New {
+        /// The crate name (lower-case letters, digits, `-` and `_`).
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path to the `signalbox-sdk` crate (default: the one this binary was built
+        /// with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Policy(PolicyCommand::Check {
+            file,
+            config,
+            cache_dir,
+        }) => policy_check::run(file.as_deref(), &config, cache_dir),
+        Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
+        Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
+            policy_new::run(&name, &dir, sdk.as_deref())
+        }
+    }
+}
+
+/// Sends logs to stderr; `RUST_LOG` overrides the level `-v` sets.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The policy bytes of `file`, or the embedded default policy.
+fn policy_bytes(file: Option<&std::path::Path>) -> anyhow::Result<(String, Vec<u8>)> {
+    use anyhow::Context;
+    match file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((path.display().to_string(), bytes))
+        }
+        None => Ok((
+            "embedded default policy".to_owned(),
+            crate::embedded::DEFAULT_POLICY.to_vec(),
+        )),
+    }
+}

@@ -1,0 +1,112 @@
+//! `signalbox policy bench`: decisions per second and latency per decision.
+
+use crate::policy::{
+    EngineConfig, PolicyBinding, PolicyEngine, TenantContext, sample_request, sample_signals,
+    sample_targets,
+};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The policy component (`.wasm`); omit to bench the embedded default policy.
+    file: Option<PathBuf>,
+    /// The JSON config to activate it with.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Decisions measured per thread.
+    #[arg(long, default_value_t = 200_000)]
+    iterations: usize,
+    /// Size of the last user message in bytes.
+    #[arg(long, default_value_t = 400)]
+    prompt_bytes: usize,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (name, bytes) = super::policy_bytes(args.file.as_deref())?;
+    let engine = PolicyEngine::new(EngineConfig::default())?;
+    let policy = engine.load(&bytes).with_context(|| format!("loading {name}"))?;
+    let targets = sample_targets();
+    let model = targets
+        .first()
+        .map(|t| t.model.clone())
+        .unwrap_or_default();
+    let binding = policy
+        .bind(TenantContext::new("policy-bench"), &args.config, targets)
+        .context("activation failed")?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    println!(
+        "policy {name}: 10 targets, 4 messages, {} B prompt, {} decisions per thread",
+        args.prompt_bytes, args.iterations
+    );
+    for n in [1, threads] {
+        let report = measure(&binding, &model, args.prompt_bytes, args.iterations, n)?;
+        println!(
+            "{n} thread(s): {:>9.0} decisions/s   p50 {:>6.2} µs   p99 {:>6.2} µs",
+            report.per_second, report.p50_us, report.p99_us
+        );
+        if n == threads {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct Report {
+    per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn measure(
+    binding: &PolicyBinding,
+    model: &str,
+    prompt_bytes: usize,
+    iterations: usize,
+    threads: usize,
+) -> anyhow::Result<Report> {
+    let per_thread: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let request = sample_request(model, prompt_bytes);
+                    let signals = sample_signals(binding.targets().len());
+                    // Warm up: instance creation and caches.
+                    for _ in 0..1_000.min(iterations) {
+                        binding.route(&request, &signals)?;
+                    }
+                    let mut samples = Vec::with_capacity(iterations);
+                    for _ in 0..iterations {
+                        let t = Instant::now();
+                        binding.route(&request, &signals)?;
+                        samples.push(t.elapsed());
+                    }
+                    Ok(samples)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("bench thread panicked"))))
+            .collect()
+    });
+    let mut samples = Vec::new();
+    for s in per_thread {
+        samples.extend(s?);
+    }
+    samples.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let measured: Duration = samples.iter().sum();
+    // Throughput from the measured calls only (warm-up excluded), across threads.
+    let per_second = samples.len() as f64 / (measured.as_secs_f64() / threads as f64);
+    Ok(Report {
+        per_second,
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+    })
+}

@@ -1,0 +1,355 @@
+//! A policy version bound to a tenant's config and targets, with its ready instances.
+
+use super::bindings::{Policy as PolicyWorld, WitDecision, WitRejection};
+use super::engine::{CompiledPolicy, EngineShared};
+use super::error::PolicyError;
+use super::request::{
+    Feedback, MessagesView, Outcome, RouteDecision, RouteRequest, TargetInfo, TargetSignals,
+    truncate_at_char,
+};
+use super::store_data::{StoreData, TenantContext};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::{Store, Trap};
+
+/// Longest reason and rejection message passed on.
+const MAX_REASON: usize = 256;
+const MAX_MESSAGE: usize = 1024;
+
+/// One live instance: its store and the typed handles of its exports.
+struct PolicyInstance {
+    store: Store<StoreData>,
+    exports: PolicyWorld,
+}
+
+/// A policy version activated for one tenant with one config and target list.
+///
+/// Every call takes a ready instance from a small pool (or creates and activates a new
+/// one), calls it under the deadline, and returns it to the pool only if the call
+/// ended normally: an instance that trapped, ran out of time or memory is dropped, so
+/// whatever state it was in can never affect a later call.
+pub struct PolicyBinding {
+    policy: CompiledPolicy,
+    tenant: TenantContext,
+    config: String,
+    targets: Vec<TargetInfo>,
+    idle: Mutex<Vec<PolicyInstance>>,
+    stats: BindingStats,
+}
+
+/// Counters of one binding.
+#[derive(Debug, Default)]
+pub struct BindingStats {
+    /// Calls to `route`.
+    pub calls: AtomicU64,
+    /// Calls that ended in any error.
+    pub errors: AtomicU64,
+    /// Calls that trapped (including memory-limit traps).
+    pub traps: AtomicU64,
+    /// Calls stopped at the deadline.
+    pub deadlines: AtomicU64,
+    /// Instances created (the first, and replacements for discarded ones).
+    pub instances_created: AtomicU64,
+}
+
+impl CompiledPolicy {
+    /// Activates this policy for `tenant` with `config` (JSON text) and `targets`.
+    ///
+    /// Creates the first instance and calls the policy's `activate`, so a rejected
+    /// config is reported here, as [`PolicyError::BadConfig`], before any request
+    /// depends on it.
+    pub fn bind(
+        &self,
+        tenant: TenantContext,
+        config: &str,
+        targets: Vec<TargetInfo>,
+    ) -> Result<PolicyBinding, PolicyError> {
+        let binding = PolicyBinding {
+            policy: self.clone(),
+            tenant,
+            config: if config.trim().is_empty() {
+                "{}".to_owned()
+            } else {
+                config.to_owned()
+            },
+            targets,
+            idle: Mutex::new(Vec::new()),
+            stats: BindingStats::default(),
+        };
+        let first = binding.new_instance()?;
+        binding.check_in(first);
+        Ok(binding)
+    }
+}
+
+impl PolicyBinding {
+    fn engine(&self) -> &EngineShared {
+        &self.policy.inner.engine.shared
+    }
+
+    /// The policy version.
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.policy
+    }
+
+    /// The targets the policy was activated with, in index order.
+    pub fn targets(&self) -> &[TargetInfo] {
+        &self.targets
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantContext {
+        &self.tenant
+    }
+
+    /// The JSON config.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &BindingStats {
+        &self.stats
+    }
+
+    /// Ready instances in the pool now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Asks the policy where to send `request`, given one signal per target.
+    ///
+    /// Never panics and never hangs past the deadline: a trap, timeout, memory cap
+    /// or invalid answer comes back as a [`PolicyError`].
+    pub fn route(
+        &self,
+        request: &RouteRequest,
+        signals: &[TargetSignals],
+    ) -> Result<RouteDecision, PolicyError> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.route_once(request, signals);
+        if let Err(e) = &result {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            match e {
+                PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
+                    self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                }
+                PolicyError::Deadline(_) => {
+                    self.stats.deadlines.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+
+    fn route_once(
+        &self,
+        request: &RouteRequest,
+        signals: &[TargetSignals],
+    ) -> Result<RouteDecision, PolicyError> {
+        if signals.len() != self.targets.len() {
+            return Err(PolicyError::InvalidDecision(format!(
+                "host sent {} signals for {} targets",
+                signals.len(),
+                self.targets.len()
+            )));
+        }
+        let mut instance = self.check_out()?;
+        let deadline = self.engine().config.deadline;
+        let ticks = self.engine().ticks_for(deadline);
+        instance.store.set_epoch_deadline(ticks);
+
+        let messages = instance
+            .store
+            .data_mut()
+            .table
+            .push(MessagesView(request.messages.clone()))
+            .map_err(|e| PolicyError::Instantiate(e.to_string()))?;
+        let borrowed = wasmtime::component::Resource::<MessagesView>::new_borrow(messages.rep());
+        let answer = instance.exports.signalbox_policy_router().call_route(
+            &mut instance.store,
+            &request.record,
+            borrowed,
+            signals,
+        );
+        match answer {
+            Ok(answer) => {
+                // The handle must not outlive the call; a failure here means the
+                // instance's table is inconsistent, so it is not reused.
+                if instance.store.data_mut().table.delete(messages).is_ok() {
+                    self.check_in(instance);
+                }
+                self.validate(answer)
+            }
+            Err(error) => Err(classify(error, instance, deadline)),
+        }
+    }
+
+    /// Reports an outcome to the policy (off the request path).
+    pub fn on_outcome(&self, outcome: &Outcome) -> Result<(), PolicyError> {
+        let mut instance = self.check_out()?;
+        let deadline = self.engine().config.deadline;
+        instance
+            .store
+            .set_epoch_deadline(self.engine().ticks_for(deadline));
+        let result = instance
+            .exports
+            .signalbox_policy_router()
+            .call_on_outcome(&mut instance.store, outcome);
+        self.finish_notification(instance, result, deadline)
+    }
+
+    /// Reports a feedback score to the policy (off the request path).
+    pub fn on_feedback(&self, feedback: &Feedback) -> Result<(), PolicyError> {
+        let mut instance = self.check_out()?;
+        let deadline = self.engine().config.deadline;
+        instance
+            .store
+            .set_epoch_deadline(self.engine().ticks_for(deadline));
+        let result = instance
+            .exports
+            .signalbox_policy_router()
+            .call_on_feedback(&mut instance.store, feedback);
+        self.finish_notification(instance, result, deadline)
+    }
+
+    fn finish_notification(
+        &self,
+        instance: PolicyInstance,
+        result: wasmtime::Result<()>,
+        deadline: Duration,
+    ) -> Result<(), PolicyError> {
+        match result {
+            Ok(()) => {
+                self.check_in(instance);
+                Ok(())
+            }
+            Err(error) => Err(classify(error, instance, deadline)),
+        }
+    }
+
+    fn validate(
+        &self,
+        answer: Result<WitDecision, WitRejection>,
+    ) -> Result<RouteDecision, PolicyError> {
+        match answer {
+            Ok(WitDecision {
+                targets,
+                mut reason,
+            }) => {
+                if targets.is_empty() {
+                    return Err(PolicyError::InvalidDecision(
+                        "the decision lists no targets".into(),
+                    ));
+                }
+                let n = self.targets.len();
+                for (pos, &t) in targets.iter().enumerate() {
+                    if t as usize >= n {
+                        return Err(PolicyError::InvalidDecision(format!(
+                            "target index {t} does not exist ({n} targets)"
+                        )));
+                    }
+                    if targets[..pos].contains(&t) {
+                        return Err(PolicyError::InvalidDecision(format!(
+                            "target index {t} is listed twice"
+                        )));
+                    }
+                }
+                truncate_at_char(&mut reason, MAX_REASON);
+                Ok(RouteDecision::Route { targets, reason })
+            }
+            Err(WitRejection {
+                status,
+                mut message,
+            }) => {
+                if !(400..=599).contains(&status) {
+                    return Err(PolicyError::InvalidDecision(format!(
+                        "rejection status {status} is not 4xx or 5xx"
+                    )));
+                }
+                truncate_at_char(&mut message, MAX_MESSAGE);
+                Ok(RouteDecision::Reject { status, message })
+            }
+        }
+    }
+
+    fn check_out(&self) -> Result<PolicyInstance, PolicyError> {
+        let ready = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match ready {
+            Some(instance) => Ok(instance),
+            None => self.new_instance(),
+        }
+    }
+
+    fn check_in(&self, instance: PolicyInstance) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.engine().config.idle_instances_per_binding
+        {
+            idle.push(instance);
+        }
+    }
+
+    /// Instantiates and activates a fresh instance.
+    fn new_instance(&self) -> Result<PolicyInstance, PolicyError> {
+        let engine = self.engine();
+        let data = StoreData::new(
+            self.tenant.clone(),
+            self.policy.inner.sha256.clone(),
+            engine.config.memory_limit,
+        );
+        let mut store = Store::new(&engine.engine, data);
+        store.limiter(|data| &mut data.memory);
+        // With epoch interruption on, a store without a deadline traps at once.
+        let activation = engine.config.activation_deadline;
+        store.set_epoch_deadline(engine.ticks_for(activation));
+        let exports = self
+            .policy
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
+        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        let mut instance = PolicyInstance { store, exports };
+        let activated = instance
+            .exports
+            .signalbox_policy_router()
+            .call_activate(&mut instance.store, &self.config, &self.targets);
+        match activated {
+            Ok(Ok(())) => Ok(instance),
+            Ok(Err(message)) => Err(PolicyError::BadConfig(message)),
+            Err(error) => Err(classify(error, instance, activation)),
+        }
+    }
+}
+
+/// Turns a failed call into a typed error; the instance is consumed (discarded).
+fn classify(error: wasmtime::Error, mut instance: PolicyInstance, deadline: Duration) -> PolicyError {
+    let data = instance.store.data_mut();
+    data.flush_output();
+    if data.memory.hit {
+        return PolicyError::MemoryLimit(data.memory.cap);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PolicyError::Deadline(deadline),
+        Some(trap) => {
+            let mut message = trap.to_string();
+            if let Some(line) = data.last_stderr_line.take() {
+                message = format!("{message} ({line})");
+            }
+            PolicyError::Trap(message)
+        }
+        None => PolicyError::Trap(format!("{error:#}")),
+    }
+}
+
+impl std::fmt::Debug for PolicyBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyBinding")
+            .field("tenant", &self.tenant.tenant)
+            .field("version", &self.policy.version())
+            .field("targets", &self.targets.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,12 @@
+//! Host-side bindings generated from `wit/policy.wit`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "policy",
+    with: {
+        "signalbox:policy/types.messages": super::request::MessagesView,
+    },
+});
+
+pub use exports::signalbox::policy::router::{Decision as WitDecision, Rejection as WitRejection};
+pub use signalbox::policy::types;

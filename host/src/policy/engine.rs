@@ -1,0 +1,300 @@
+//! The policy engine: one wasmtime `Engine` for the process, compiling and caching
+//! policy components and keeping the clock that enforces call deadlines.
+
+use super::bindings::{Policy as PolicyWorld, PolicyPre};
+use super::cache::ArtifactCache;
+use super::contract;
+use super::error::{EngineError, LoadError};
+use super::store_data::StoreData;
+use super::wasi;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the engine runs policies.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Longest a `route` (or outcome) call may run before it is stopped.
+    pub deadline: Duration,
+    /// Longest an activation (config parsing, table building) may run.
+    pub activation_deadline: Duration,
+    /// Most linear memory one instance may use, in bytes.
+    pub memory_limit: usize,
+    /// Where compiled policies are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Most policy instances alive at once across all tenants (sizes the pooling
+    /// allocator; instantiation fails cleanly past it).
+    pub max_instances: u32,
+    /// Ready instances kept per binding between calls.
+    pub idle_instances_per_binding: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            deadline: Duration::from_millis(2),
+            activation_deadline: Duration::from_millis(100),
+            memory_limit: 32 << 20,
+            cache_dir: None,
+            max_instances: 256,
+            idle_instances_per_binding: 4,
+        }
+    }
+}
+
+/// The policy engine. Cheap to clone; all clones share one wasmtime engine.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    pub(crate) shared: Arc<EngineShared>,
+}
+
+pub(crate) struct EngineShared {
+    pub engine: Engine,
+    pub linker: Linker<StoreData>,
+    pub config: EngineConfig,
+    cache: Option<ArtifactCache>,
+    /// Interval of the epoch clock.
+    tick: Duration,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for EngineShared {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl EngineShared {
+    /// Epoch ticks to allow for `budget`: rounded up, plus one, because the current
+    /// tick may be about to end; the call is stopped between `budget` and `budget +
+    /// tick`.
+    pub fn ticks_for(&self, budget: Duration) -> u64 {
+        let tick = self.tick.as_nanos().max(1);
+        u64::try_from(budget.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX / 2) + 1
+    }
+}
+
+/// How a policy's compiled code was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled now, taking this long.
+    Compiled(Duration),
+    /// Loaded from the on-disk cache, taking this long.
+    Cached(Duration),
+}
+
+impl PolicyEngine {
+    /// Starts an engine (and its deadline clock thread).
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let max = config.max_instances.max(1);
+        // A Rust policy component holds a few core instances (the policy and the
+        // component model's small shim modules), one memory and a few tables.
+        pool.total_component_instances(max)
+            .total_core_instances(max.saturating_mul(4))
+            .total_memories(max.saturating_mul(2))
+            .total_tables(max.saturating_mul(4))
+            .max_memory_size(config.memory_limit);
+
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_backtrace_max_frames(None)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| EngineError::Config(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        PolicyWorld::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|source| {
+                EngineError::CacheDir {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+
+        // A quarter of the deadline keeps the overshoot small; the floor keeps the
+        // clock thread from spinning.
+        let tick = (config.deadline / 4).clamp(Duration::from_micros(100), Duration::from_millis(5));
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_epoch_clock(engine.clone(), tick, stop_ticker.clone());
+
+        Ok(PolicyEngine {
+            shared: Arc::new(EngineShared {
+                engine,
+                linker,
+                config,
+                cache,
+                tick,
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Reads and loads a policy component from `path`.
+    pub fn load_file(&self, path: &Path) -> Result<CompiledPolicy, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(&bytes)
+    }
+
+    /// Checks, compiles (or loads from the cache) and pre-links a policy component.
+    ///
+    /// Each kind of wrong input gets its own [`LoadError`]: not WebAssembly, a core
+    /// module, another contract version, another world, invalid code.
+    pub fn load(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        let shared = &self.shared;
+        let stamped = contract::inspect(bytes)?;
+        let sha256 = hex(&Sha256::digest(bytes));
+
+        let started = Instant::now();
+        let cached = shared
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&shared.engine, &sha256));
+        let (component, source) = match cached {
+            Some(component) => (component, CompileSource::Cached(started.elapsed())),
+            None => {
+                let component = Component::new(&shared.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let elapsed = started.elapsed();
+                if let Some(cache) = &shared.cache {
+                    cache.store(&sha256, &component);
+                }
+                (component, CompileSource::Compiled(elapsed))
+            }
+        };
+
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&shared.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        contract::check_exports(exports.iter().map(String::as_str))?;
+        let imports: Vec<String> = ty
+            .imports(&shared.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+
+        let mut linker = shared.linker.clone();
+        wasi::define(&mut linker, &shared.engine, &component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+
+        tracing::debug!(version = %&sha256[..12], ?source, "policy loaded");
+        Ok(CompiledPolicy {
+            inner: Arc::new(CompiledInner {
+                engine: self.clone(),
+                sha256: sha256.into(),
+                contract_version: stamped.unwrap_or_else(|| contract::CONTRACT_VERSION.to_owned()),
+                size: bytes.len(),
+                source,
+                exports,
+                imports,
+                pre,
+            }),
+        })
+    }
+}
+
+/// A loaded policy version: compiled, checked against the contract, pre-linked.
+/// Cheap to clone. Bind it to a tenant with [`CompiledPolicy::bind`].
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    pub(crate) inner: Arc<CompiledInner>,
+}
+
+pub(crate) struct CompiledInner {
+    pub engine: PolicyEngine,
+    pub sha256: Arc<str>,
+    pub contract_version: String,
+    pub size: usize,
+    pub source: CompileSource,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    pub pre: PolicyPre<StoreData>,
+}
+
+impl CompiledPolicy {
+    /// The version id: the sha256 of the component, in hex.
+    pub fn version(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The contract version the component was built for.
+    pub fn contract_version(&self) -> &str {
+        &self.inner.contract_version
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Whether it was compiled now or loaded from the cache, and how long that took.
+    pub fn compile_source(&self) -> CompileSource {
+        self.inner.source
+    }
+
+    /// What the component exports.
+    pub fn exports(&self) -> &[String] {
+        &self.inner.exports
+    }
+
+    /// What the component imports (all satisfied by the host or made to trap).
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("version", &self.version())
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Advances the engine's epoch every `tick`, which is what stops a policy that runs
+/// past its deadline. Ends when the engine is dropped.
+fn spawn_epoch_clock(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("signalbox-policy-clock".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the clock a runaway policy is never stopped: refuse to go on.
+        panic!("cannot start the policy deadline clock: {e}");
+    }
+}

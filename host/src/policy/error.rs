@@ -1,0 +1,107 @@
+//! What can go wrong loading or running a policy.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a policy component could not be loaded. Each case has its own message, so an
+/// operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file (no `\\0asm` header); a policy is a component built with `cargo build --target wasm32-wasip2`")]
+    NotWasm,
+    /// A core module rather than a component.
+    #[error("this is a core WebAssembly module, not a component; build the policy for `wasm32-wasip2` with the Signalbox SDK")]
+    CoreModule,
+    /// WebAssembly of a layer or version this host does not understand.
+    #[error("unsupported WebAssembly encoding (version {version:#x}, layer {layer})")]
+    UnknownEncoding {
+        /// The header's version field.
+        version: u16,
+        /// The header's layer field.
+        layer: u16,
+    },
+    /// Built against another version of the contract.
+    #[error("policy built for signalbox:policy@{built_for}, host speaks signalbox:policy@{host_speaks}; rebuild it with a matching signalbox-sdk")]
+    ContractMismatch {
+        /// The version the component was built for.
+        built_for: String,
+        /// The version this host implements.
+        host_speaks: &'static str,
+    },
+    /// A component, but not a Signalbox policy.
+    #[error("component does not export signalbox:policy/router (it exports: {exports}); is it a Signalbox policy?")]
+    NotAPolicy {
+        /// What it exports instead, comma-separated.
+        exports: String,
+    },
+    /// The component failed validation or compilation.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// The component imports something the host cannot link.
+    #[error("cannot link the component: {0}")]
+    Link(String),
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why a call into a policy failed. The gateway answers every one of these with the
+/// tenant's safe route; none of them is the client's fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy trapped (a panic, an `unreachable`, an out-of-bounds access…).
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    /// The policy ran past its deadline and was stopped.
+    #[error("policy exceeded its {0:?} deadline")]
+    Deadline(Duration),
+    /// The policy tried to grow its memory past the cap.
+    #[error("policy exceeded its memory cap of {0} bytes")]
+    MemoryLimit(usize),
+    /// The answer broke the contract (empty, unknown target, repeated target, bad
+    /// status).
+    #[error("policy returned an invalid decision: {0}")]
+    InvalidDecision(String),
+    /// The policy rejected the configuration it was activated with.
+    #[error("policy rejected its config: {0}")]
+    BadConfig(String),
+    /// The host could not create an instance (e.g. the instance pool is exhausted).
+    #[error("cannot instantiate the policy: {0}")]
+    Instantiate(String),
+}
+
+impl PolicyError {
+    /// A short, stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::Trap(_) => "trap",
+            PolicyError::Deadline(_) => "deadline",
+            PolicyError::MemoryLimit(_) => "memory_limit",
+            PolicyError::InvalidDecision(_) => "invalid_decision",
+            PolicyError::BadConfig(_) => "bad_config",
+            PolicyError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// Why the policy engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The wasmtime configuration was refused.
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Config(String),
+    /// The compiled-artifact cache directory is unusable.
+    #[error("cannot use the policy cache directory {path}: {source}")]
+    CacheDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,260 @@
+//! What each policy instance's store holds, and the host side of the contract's
+//! imports (`host` and the `messages` resource).
+
+use super::bindings::signalbox::policy::{host, types};
+use super::guest_log::{self, LogLimiter, Source};
+use super::request::MessagesView;
+use super::state::{StateError, StateStore};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::Instant;
+use wasmtime::component::{Resource, ResourceTable};
+
+/// Who a policy instance works for. Cloned into every instance of a binding.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    /// The tenant's id, for logs.
+    pub tenant: Arc<str>,
+    /// The tenant's state store, shared by all its instances and versions.
+    pub state: Arc<StateStore>,
+    /// The tenant's log-line budget.
+    pub log: Arc<LogLimiter>,
+}
+
+impl TenantContext {
+    /// A tenant with a fresh state store and log limiter.
+    pub fn new(tenant: impl Into<Arc<str>>) -> Self {
+        TenantContext {
+            tenant: tenant.into(),
+            state: Arc::new(StateStore::default()),
+            log: Arc::new(LogLimiter::default()),
+        }
+    }
+}
+
+/// Longest partial line kept from a guest's stdout/stderr before it is flushed.
+const MAX_PENDING_OUTPUT: usize = 4096;
+
+/// The data of one instance's `Store`.
+pub(crate) struct StoreData {
+    pub tenant: TenantContext,
+    pub version: Arc<str>,
+    pub table: ResourceTable,
+    pub memory: MemoryCap,
+    rng: u64,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// The last complete stderr line, which for a panic is the panic message: it goes
+    /// into the trap error so the operator sees why.
+    pub last_stderr_line: Option<String>,
+}
+
+impl StoreData {
+    pub fn new(tenant: TenantContext, version: Arc<str>, memory_cap: usize) -> Self {
+        StoreData {
+            tenant,
+            version,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                cap: memory_cap,
+                hit: false,
+            },
+            rng: seed(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            last_stderr_line: None,
+        }
+    }
+
+    fn emit(&self, source: Source, line: &str) {
+        guest_log::emit(
+            &self.tenant.log,
+            &self.tenant.tenant,
+            &self.version,
+            source,
+            line,
+        );
+    }
+
+    /// Takes bytes a guest wrote to stdout (`false`) or stderr (`true`) and logs every
+    /// complete line.
+    pub fn write_output(&mut self, to_stderr: bool, bytes: &[u8]) {
+        let mut pending = std::mem::take(if to_stderr {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        });
+        pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
+            self.output_line(to_stderr, &pending[start..start + pos]);
+            start += pos + 1;
+        }
+        pending.drain(..start);
+        if pending.len() > MAX_PENDING_OUTPUT {
+            self.output_line(to_stderr, &pending);
+            pending.clear();
+        }
+        *(if to_stderr {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        }) = pending;
+    }
+
+    /// Logs whatever partial lines are left (e.g. after a trap).
+    pub fn flush_output(&mut self) {
+        for to_stderr in [false, true] {
+            let pending = std::mem::take(if to_stderr {
+                &mut self.stderr
+            } else {
+                &mut self.stdout
+            });
+            if !pending.is_empty() {
+                self.output_line(to_stderr, &pending);
+            }
+        }
+    }
+
+    fn output_line(&mut self, to_stderr: bool, bytes: &[u8]) {
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            return;
+        }
+        if to_stderr {
+            self.emit(Source::Stderr, line);
+            self.last_stderr_line = Some(line.to_owned());
+        } else {
+            self.emit(Source::Stdout, line);
+        }
+    }
+}
+
+/// Caps an instance's linear memory and remembers whether the cap was hit, so a
+/// resulting trap is reported as a memory-limit error rather than a generic one.
+pub(crate) struct MemoryCap {
+    pub cap: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            // Refusing makes `memory.grow` return -1; Rust guests then abort, which
+            // surfaces as a trap that the engine reports as `MemoryLimit`.
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A per-instance seed: process-random keys from std's hasher, mixed with a counter.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    KEYS.get_or_init(RandomState::new).hash_one(n)
+}
+
+/// Nanoseconds since the process's first reading: the policy's monotonic clock.
+pub(crate) fn monotonic_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl host::Host for StoreData {
+    fn log(&mut self, level: types::LogLevel, message: String) {
+        let level = match level {
+            types::LogLevel::Trace => tracing::Level::TRACE,
+            types::LogLevel::Debug => tracing::Level::DEBUG,
+            types::LogLevel::Info => tracing::Level::INFO,
+            types::LogLevel::Warn => tracing::Level::WARN,
+            types::LogLevel::Error => tracing::Level::ERROR,
+        };
+        self.emit(Source::Log(level), &message);
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        monotonic_ns()
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        // splitmix64 over a per-instance seed.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.tenant.state.get(&key)
+    }
+
+    fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::StateError> {
+        let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.tenant.state.set(&key, value).map_err(|e| match e {
+            StateError::KeyTooLarge(n) => types::StateError::KeyTooLarge(limit(n)),
+            StateError::ValueTooLarge(n) => types::StateError::ValueTooLarge(limit(n)),
+            StateError::QuotaExceeded => types::StateError::QuotaExceeded,
+        })
+    }
+
+    fn state_delete(&mut self, key: String) {
+        self.tenant.state.delete(&key)
+    }
+}
+
+impl types::Host for StoreData {}
+
+impl types::HostMessages for StoreData {
+    fn role(&mut self, this: Resource<MessagesView>, index: u32) -> Option<types::Role> {
+        let view = self.table.get(&this).ok()?;
+        view.0.get(index as usize).map(|m| m.role)
+    }
+
+    fn text_len(&mut self, this: Resource<MessagesView>, index: u32) -> Option<u32> {
+        let view = self.table.get(&this).ok()?;
+        let len = view.0.get(index as usize)?.text.len();
+        Some(u32::try_from(len).unwrap_or(u32::MAX))
+    }
+
+    fn text(&mut self, this: Resource<MessagesView>, index: u32) -> Option<String> {
+        let view = self.table.get(&this).ok()?;
+        view.0.get(index as usize).map(|m| m.text.to_string())
+    }
+
+    fn last_user_text(&mut self, this: Resource<MessagesView>) -> Option<String> {
+        let view = self.table.get(&this).ok()?;
+        view.0
+            .iter()
+            .rev()
+            .find(|m| m.role == types::Role::User)
+            .map(|m| m.text.to_string())
+    }
+
+    fn drop(&mut self, this: Resource<MessagesView>) -> wasmtime::Result<()> {
+        // The host owns the handle and deletes it after the call; a guest drop of a
+        // borrow never reaches here, and an own handle is never given out.
+        let _ = self.table.delete(this);
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! The trait a policy implements, and how its configuration is read.
+
+use crate::{Decision, Feedback, Outcome, Request, Snapshot, Target};
+use serde::de::DeserializeOwned;
+
+/// A routing policy.
+///
+/// The host creates a policy per instance with [`activate`](Policy::activate), then
+/// calls [`route`](Policy::route) for each request. Several instances of the same
+/// policy may run at once and any of them may be discarded at any time, so anything
+/// learned across requests belongs in [`state`](crate::state), not in `self`.
+pub trait Policy: Sized + 'static {
+    /// The binding's JSON configuration, decoded with serde. Use [`NoConfig`] when
+    /// there is none. A decoding error rejects the configuration at activation.
+    type Config: DeserializeOwned;
+
+    /// Builds the policy from its configuration and the tenant's targets (in the order
+    /// every later index refers to). Return an error to reject the configuration; the
+    /// message is shown to whoever activated it.
+    fn activate(config: Self::Config, targets: &[Target]) -> Result<Self, String>;
+
+    /// Chooses targets for `request`, given every target's live signals.
+    fn route(&self, request: &Request<'_>, snapshot: &Snapshot<'_>) -> Decision;
+
+    /// Learns from what happened to a routed request. Off the request path. Does
+    /// nothing by default.
+    fn on_outcome(&self, outcome: &Outcome) {
+        let _ = outcome;
+    }
+
+    /// Learns from a client's quality score. Off the request path. Does nothing by
+    /// default.
+    fn on_feedback(&self, feedback: &Feedback) {
+        let _ = feedback;
+    }
+}
+
+/// The configuration of a policy that takes none: accepts `{}` and rejects any key.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
+
+/// Decodes a JSON configuration, naming the path of the offending key on error.
+///
+/// An empty string counts as `{}`.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Config { threshold: f64 }
+/// let err = signalbox_sdk::parse_config::<Config>(r#"{"threshold": "high"}"#).unwrap_err();
+/// assert!(err.contains("threshold"), "{err}");
+/// ```
+pub fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, String> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    let mut de = serde_json::Deserializer::from_str(json);
+    let config: C = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("invalid config: {}", e.inner())
+        } else {
+            format!("invalid config at `{path}`: {}", e.inner())
+        }
+    })?;
+    de.end().map_err(|e| format!("invalid config: {e}"))?;
+    Ok(config)
+}

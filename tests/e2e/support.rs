@@ -1,0 +1,114 @@
+//! Shared set-up: the policy components the build script compiled, an engine, a
+//! realistic target list and request builder.
+
+use signalbox::policy::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Path of a policy component built from `policies/` (crate name with underscores).
+pub fn wasm(name: &str) -> PathBuf {
+    PathBuf::from(env!("SIGNALBOX_POLICY_WASM_DIR")).join(format!("{name}.wasm"))
+}
+
+pub fn default_policy() -> PathBuf {
+    wasm("signalbox_policy_default")
+}
+
+pub fn hostile_policy() -> PathBuf {
+    wasm("signalbox_fixture_hostile")
+}
+
+/// One engine for the whole test binary, as in the gateway (engines are heavy).
+pub fn engine() -> &'static PolicyEngine {
+    static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| PolicyEngine::new(EngineConfig::default()).unwrap())
+}
+
+pub fn target(id: &str, model: &str, price: (f64, f64), window: u32, tags: &[&str]) -> TargetInfo {
+    TargetInfo {
+        id: id.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        input_price: price.0,
+        output_price: price.1,
+        context_window: window,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// Four targets over two models, one of them in the EU.
+pub fn targets() -> Vec<TargetInfo> {
+    vec![
+        target("gpt-4o", "gpt-4o", (2.5, 10.0), 128_000, &["code"]),
+        target("mini", "gpt-4o-mini", (0.15, 0.6), 16_000, &[]),
+        target("mini-eu", "gpt-4o-mini", (0.2, 0.8), 16_000, &["region:eu"]),
+        target("claude", "claude-sonnet", (3.0, 15.0), 200_000, &["code"]),
+    ]
+}
+
+pub fn healthy(n: usize) -> Vec<TargetSignals> {
+    vec![signals(true); n]
+}
+
+pub fn signals(healthy: bool) -> TargetSignals {
+    TargetSignals {
+        healthy,
+        in_flight: 0,
+        capacity: 0,
+        latency_ms: 0.0,
+        ttft_ms: 0.0,
+        error_rate: 0.0,
+        rate_limited_ms: 0,
+    }
+}
+
+pub fn request(model: &str, metadata: &[(&str, &str)]) -> RouteRequest {
+    request_with(model, 30, metadata, vec![
+        ChatMessage::new(Role::System, "You are terse."),
+        ChatMessage::new(Role::User, "Hello there"),
+    ])
+}
+
+pub fn request_with(
+    model: &str,
+    input_tokens: u32,
+    metadata: &[(&str, &str)],
+    messages: Vec<ChatMessage>,
+) -> RouteRequest {
+    RouteRequest::new(
+        RequestFields {
+            id: "req-1".into(),
+            endpoint: Endpoint::Chat,
+            model: model.into(),
+            input_tokens,
+            max_output_tokens: Some(256),
+            stream: false,
+            has_tools: false,
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+        messages,
+    )
+}
+
+/// Binds `path` for a fresh tenant named `tenant`.
+pub fn bind(path: &PathBuf, tenant: &str, config: &str, targets: Vec<TargetInfo>) -> PolicyBinding {
+    engine()
+        .load_file(path)
+        .unwrap()
+        .bind(TenantContext::new(tenant), config, targets)
+        .unwrap()
+}
+
+/// The target ids a decision routes to, or the rejection status.
+pub fn ids(binding: &PolicyBinding, decision: RouteDecision) -> Result<Vec<String>, u16> {
+    match decision {
+        RouteDecision::Route { targets, .. } => Ok(targets
+            .iter()
+            .map(|&i| binding.targets()[i as usize].id.clone())
+            .collect()),
+        RouteDecision::Reject { status, .. } => Err(status),
+    }
+}

@@ -17,8 +17,14 @@ fn main() {
     for dir in ["policies", "sdk", "wit"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo::rerun-if-changed={}", root.join("Cargo.toml").display());
-    println!("cargo::rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo::rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -28,7 +34,14 @@ fn main() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--profile", PROFILE, "--target", TARGET, "--workspace"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--workspace",
+        ])
         .args(["--exclude", "signalbox", "--exclude", "signalbox-sdk"])
         .arg("--target-dir")
         .arg(&target_dir);
@@ -59,13 +72,23 @@ fn main() {
 
     let built = target_dir.join(TARGET).join(PROFILE);
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    copy(&built.join("signalbox_policy_default.wasm"), &out.join("default.wasm"));
-    println!("cargo::rustc-env=SIGNALBOX_POLICY_WASM_DIR={}", built.display());
+    copy(
+        &built.join("signalbox_policy_default.wasm"),
+        &out.join("default.wasm"),
+    );
+    println!(
+        "cargo::rustc-env=SIGNALBOX_POLICY_WASM_DIR={}",
+        built.display()
+    );
 }
 
 fn copy(from: &Path, to: &Path) {
     if let Err(e) = std::fs::copy(from, to) {
-        fail(&format!("cannot copy {} to {}: {e}", from.display(), to.display()));
+        fail(&format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            to.display()
+        ));
     }
 }
 

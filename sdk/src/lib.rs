@@ -148,7 +148,7 @@ macro_rules! export_policy {
             // Native builds (unit tests) skip the exports: their symbol names only
             // make sense to a component linker.
             #[cfg(target_family = "wasm")]
-            $crate::__private::export!(Exported with_types_in $crate::__private::bindings);
+    $crate::__private::export!(Exported with_types_in $crate::__private::bindings);
         };
     };
 }

@@ -7,8 +7,8 @@ use crate::bindings::signalbox::policy::types as wit;
 use crate::{Decision, Policy, Request, Signals, Snapshot, Target, parse_config};
 use std::cell::RefCell;
 
-pub use crate::bindings::exports::signalbox::policy::router::Guest;
 pub use crate::bindings::export;
+pub use crate::bindings::exports::signalbox::policy::router::Guest;
 
 /// An activated policy with the targets it was activated with.
 pub struct Active<P> {
@@ -100,7 +100,7 @@ fn truncate(mut s: String, max: usize) -> String {
 
 pub use crate::bindings;
 pub use wit::{
-    Feedback as WitFeedback, Messages as WitMessages, Outcome as WitOutcome,
-    Request as WitRequest, Signals as WitSignals, Target as WitTarget,
+    Feedback as WitFeedback, Messages as WitMessages, Outcome as WitOutcome, Request as WitRequest,
+    Signals as WitSignals, Target as WitTarget,
 };
 pub use wit_router::{Decision as WitDecision, Rejection as WitRejection};

@@ -192,11 +192,12 @@ impl<'a> Candidates<'a> {
     /// Moves available targets (healthy, not rate-limited) before the others, then
     /// healthy-but-rate-limited ones, keeping the order within each group.
     pub fn available_first(mut self) -> Self {
-        self.list.sort_by_key(|c| match (c.signals.healthy, c.signals.rate_limited_ms) {
-            (true, 0) => 0,
-            (true, _) => 1,
-            (false, _) => 2,
-        });
+        self.list
+            .sort_by_key(|c| match (c.signals.healthy, c.signals.rate_limited_ms) {
+                (true, 0) => 0,
+                (true, _) => 1,
+                (false, _) => 2,
+            });
         self
     }
 
@@ -262,9 +263,13 @@ mod tests {
 
     fn fixture() -> (Vec<Target>, Vec<Signals>) {
         let targets = vec![
-            Target::new("a", "m1").price(10.0, 30.0).context_window(8_000),
+            Target::new("a", "m1")
+                .price(10.0, 30.0)
+                .context_window(8_000),
             Target::new("b", "m1").price(1.0, 2.0).tag("code"),
-            Target::new("c", "m2").price(5.0, 5.0).context_window(200_000),
+            Target::new("c", "m2")
+                .price(5.0, 5.0)
+                .context_window(200_000),
         ];
         let signals = vec![
             Signals {
@@ -293,15 +298,24 @@ mod tests {
         assert_eq!(snap.candidates().serving("c").indices(), vec![2]);
         assert_eq!(snap.candidates().with_tag("code").indices(), vec![1]);
         assert_eq!(snap.candidates().fitting(10_000).indices(), vec![1, 2]);
-        assert_eq!(snap.candidates().by_price(1000, 1000).indices(), vec![1, 2, 0]);
         assert_eq!(
-            snap.candidates().by_price(1000, 1000).available_first().indices(),
+            snap.candidates().by_price(1000, 1000).indices(),
+            vec![1, 2, 0]
+        );
+        assert_eq!(
+            snap.candidates()
+                .by_price(1000, 1000)
+                .available_first()
+                .indices(),
             vec![0, 1, 2]
         );
         assert_eq!(snap.candidates().by_latency().indices(), vec![1, 0, 2]);
         assert_eq!(snap.least_loaded_index(), Some(2));
         assert_eq!(snap.candidates().available().indices(), vec![0]);
-        assert_eq!(snap.candidates().prefer(|c| c.target.has_tag("gpu")).len(), 3);
+        assert_eq!(
+            snap.candidates().prefer(|c| c.target.has_tag("gpu")).len(),
+            3
+        );
         assert_eq!(snap.index_of("c"), Some(2));
     }
 

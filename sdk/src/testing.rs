@@ -28,7 +28,9 @@
 //! ```
 
 use crate::host::{Level, imp};
-use crate::{Decision, Feedback, Outcome, Policy, Request, Signals, Snapshot, Target, parse_config};
+use crate::{
+    Decision, Feedback, Outcome, Policy, Request, Signals, Snapshot, Target, parse_config,
+};
 
 /// A policy activated in memory, as the host would activate it.
 pub struct Harness<P: Policy> {

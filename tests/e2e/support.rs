@@ -2,7 +2,7 @@
 //! realistic target list and request builder.
 
 use signalbox::policy::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Path of a policy component built from `policies/` (crate name with underscores).
@@ -63,10 +63,15 @@ pub fn signals(healthy: bool) -> TargetSignals {
 }
 
 pub fn request(model: &str, metadata: &[(&str, &str)]) -> RouteRequest {
-    request_with(model, 30, metadata, vec![
-        ChatMessage::new(Role::System, "You are terse."),
-        ChatMessage::new(Role::User, "Hello there"),
-    ])
+    request_with(
+        model,
+        30,
+        metadata,
+        vec![
+            ChatMessage::new(Role::System, "You are terse."),
+            ChatMessage::new(Role::User, "Hello there"),
+        ],
+    )
 }
 
 pub fn request_with(
@@ -94,7 +99,7 @@ pub fn request_with(
 }
 
 /// Binds `path` for a fresh tenant named `tenant`.
-pub fn bind(path: &PathBuf, tenant: &str, config: &str, targets: Vec<TargetInfo>) -> PolicyBinding {
+pub fn bind(path: &Path, tenant: &str, config: &str, targets: Vec<TargetInfo>) -> PolicyBinding {
     engine()
         .load_file(path)
         .unwrap()

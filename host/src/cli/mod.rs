@@ -91,8 +91,8 @@ fn policy_bytes(file: Option<&std::path::Path>) -> anyhow::Result<(String, Vec<u
     use anyhow::Context;
     match file {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             Ok((path.display().to_string(), bytes))
         }
         None => Ok((

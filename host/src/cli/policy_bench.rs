@@ -26,12 +26,11 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (name, bytes) = super::policy_bytes(args.file.as_deref())?;
     let engine = PolicyEngine::new(EngineConfig::default())?;
-    let policy = engine.load(&bytes).with_context(|| format!("loading {name}"))?;
+    let policy = engine
+        .load(&bytes)
+        .with_context(|| format!("loading {name}"))?;
     let targets = sample_targets();
-    let model = targets
-        .first()
-        .map(|t| t.model.clone())
-        .unwrap_or_default();
+    let model = targets.first().map(|t| t.model.clone()).unwrap_or_default();
     let binding = policy
         .bind(TenantContext::new("policy-bench"), &args.config, targets)
         .context("activation failed")?;
@@ -44,8 +43,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for n in [1, threads] {
         let report = measure(&binding, &model, args.prompt_bytes, args.iterations, n)?;
         println!(
-            "{n} thread(s): {:>9.0} decisions/s   p50 {:>6.2} µs   p99 {:>6.2} µs",
-            report.per_second, report.p50_us, report.p99_us
+            "{n} thread(s): {:>9.0} decisions/s   p50 {:>6.2} µs   p99 {:>6.2} µs   {} failed",
+            report.per_second, report.p50_us, report.p99_us, report.failed
         );
         if n == threads {
             break;
@@ -55,6 +54,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 struct Report {
+    /// Calls that ended in an error (e.g. a deadline missed because the thread was
+    /// descheduled); the gateway would have used the safe route for them.
+    failed: usize,
     per_second: f64,
     p50_us: f64,
     p99_us: f64,
@@ -67,34 +69,44 @@ fn measure(
     iterations: usize,
     threads: usize,
 ) -> anyhow::Result<Report> {
-    let per_thread: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|scope| {
+    let per_thread: Vec<anyhow::Result<(Vec<Duration>, usize)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let request = sample_request(model, prompt_bytes);
                     let signals = sample_signals(binding.targets().len());
-                    // Warm up: instance creation and caches.
+                    // Warm up (instance creation, caches); a policy that cannot answer
+                    // even once is an error, not a benchmark.
+                    binding.route(&request, &signals)?;
                     for _ in 0..1_000.min(iterations) {
-                        binding.route(&request, &signals)?;
+                        let _ = binding.route(&request, &signals);
                     }
                     let mut samples = Vec::with_capacity(iterations);
+                    let mut failed = 0;
                     for _ in 0..iterations {
                         let t = Instant::now();
-                        binding.route(&request, &signals)?;
+                        let result = binding.route(&request, &signals);
                         samples.push(t.elapsed());
+                        failed += usize::from(result.is_err());
                     }
-                    Ok(samples)
+                    Ok((samples, failed))
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("bench thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("bench thread panicked")))
+            })
             .collect()
     });
     let mut samples = Vec::new();
-    for s in per_thread {
-        samples.extend(s?);
+    let mut failed = 0;
+    for result in per_thread {
+        let (s, f) = result?;
+        samples.extend(s);
+        failed += f;
     }
     samples.sort_unstable();
     let pick = |q: f64| {
@@ -105,6 +117,7 @@ fn measure(
     // Throughput from the measured calls only (warm-up excluded), across threads.
     let per_second = samples.len() as f64 / (measured.as_secs_f64() / threads as f64);
     Ok(Report {
+        failed,
         per_second,
         p50_us: pick(0.50),
         p99_us: pick(0.99),

@@ -25,17 +25,17 @@ pub fn run(file: Option<&Path>, config: &str, cache_dir: Option<PathBuf>) -> any
     match policy.compile_source() {
         CompileSource::Compiled(t) => println!("compile:   {:.1} ms", t.as_secs_f64() * 1e3),
         CompileSource::Cached(t) => {
-            println!("compile:   loaded from cache in {:.2} ms", t.as_secs_f64() * 1e3)
+            println!(
+                "compile:   loaded from cache in {:.2} ms",
+                t.as_secs_f64() * 1e3
+            )
         }
     }
     println!("exports:   {}", policy.exports().join(", "));
     println!("imports:   {}", policy.imports().join(", "));
 
     let targets = sample_targets();
-    let model = targets
-        .first()
-        .map(|t| t.model.clone())
-        .unwrap_or_default();
+    let model = targets.first().map(|t| t.model.clone()).unwrap_or_default();
     let signals = sample_signals(targets.len());
     let binding = policy
         .bind(TenantContext::new("policy-check"), config, targets)

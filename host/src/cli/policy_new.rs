@@ -24,10 +24,20 @@ pub fn run(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
 
     let sdk_path = sdk.display().to_string().replace('\\', "/");
     let files = [
-        ("Cargo.toml", CARGO_TOML.replace("{name}", name).replace("{sdk}", &sdk_path)),
+        (
+            "Cargo.toml",
+            CARGO_TOML
+                .replace("{name}", name)
+                .replace("{sdk}", &sdk_path),
+        ),
         ("src/lib.rs", LIB_RS.to_owned()),
         (".gitignore", "/target\n".to_owned()),
-        ("README.md", README.replace("{name}", name).replace("{file}", &name.replace('-', "_"))),
+        (
+            "README.md",
+            README
+                .replace("{name}", name)
+                .replace("{file}", &name.replace('-', "_")),
+        ),
     ];
     for (file, text) in files {
         let path = root.join(file);
@@ -35,7 +45,10 @@ pub fn run(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
     }
     println!("created policy crate {}", root.display());
     println!("  test:  cd {} && cargo test", root.display());
-    println!("  build: cd {} && cargo build --release --target wasm32-wasip2", root.display());
+    println!(
+        "  build: cd {} && cargo build --release --target wasm32-wasip2",
+        root.display()
+    );
     println!(
         "  check: signalbox policy check {}/target/wasm32-wasip2/release/{}.wasm",
         root.display(),
@@ -51,7 +64,9 @@ fn check_name(name: &str) -> anyhow::Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.len() <= 64;
     if !valid {
-        bail!("`{name}` is not a valid crate name: use lower-case letters, digits, `-` and `_`, starting with a letter");
+        bail!(
+            "`{name}` is not a valid crate name: use lower-case letters, digits, `-` and `_`, starting with a letter"
+        );
     }
     Ok(())
 }

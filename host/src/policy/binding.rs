@@ -312,10 +312,11 @@ impl PolicyBinding {
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         let mut instance = PolicyInstance { store, exports };
-        let activated = instance
-            .exports
-            .signalbox_policy_router()
-            .call_activate(&mut instance.store, &self.config, &self.targets);
+        let activated = instance.exports.signalbox_policy_router().call_activate(
+            &mut instance.store,
+            &self.config,
+            &self.targets,
+        );
         match activated {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(PolicyError::BadConfig(message)),
@@ -325,23 +326,27 @@ impl PolicyBinding {
 }
 
 /// Turns a failed call into a typed error; the instance is consumed (discarded).
-fn classify(error: wasmtime::Error, mut instance: PolicyInstance, deadline: Duration) -> PolicyError {
+fn classify(
+    error: wasmtime::Error,
+    mut instance: PolicyInstance,
+    deadline: Duration,
+) -> PolicyError {
     let data = instance.store.data_mut();
     data.flush_output();
     if data.memory.hit {
         return PolicyError::MemoryLimit(data.memory.cap);
     }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PolicyError::Deadline(deadline),
-        Some(trap) => {
-            let mut message = trap.to_string();
-            if let Some(line) = data.last_stderr_line.take() {
-                message = format!("{message} ({line})");
-            }
-            PolicyError::Trap(message)
-        }
-        None => PolicyError::Trap(format!("{error:#}")),
+    if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+        return PolicyError::Deadline(deadline);
     }
+    let mut message = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    if let Some(stderr) = data.take_recent_stderr() {
+        message = format!("{message} ({stderr})");
+    }
+    PolicyError::Trap(message)
 }
 
 impl std::fmt::Debug for PolicyBinding {

@@ -98,7 +98,10 @@ mod tests {
     fn exports_name_the_version_found() {
         assert!(check_exports([ROUTER_EXPORT].into_iter()).is_ok());
         let err = check_exports(["signalbox:policy/router@0.2.0"].into_iter()).unwrap_err();
-        assert!(err.to_string().contains("built for signalbox:policy@0.2.0"), "{err}");
+        assert!(
+            err.to_string().contains("built for signalbox:policy@0.2.0"),
+            "{err}"
+        );
         let err = check_exports(["greet"].into_iter()).unwrap_err();
         assert!(matches!(err, LoadError::NotAPolicy { .. }), "{err}");
     }

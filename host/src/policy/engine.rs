@@ -111,19 +111,21 @@ impl PolicyEngine {
         PolicyWorld::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)
             .map_err(|e| EngineError::Config(e.to_string()))?;
 
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|source| {
-                EngineError::CacheDir {
-                    path: dir.clone(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let cache =
+            match &config.cache_dir {
+                Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|source| {
+                    EngineError::CacheDir {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
 
         // A quarter of the deadline keeps the overshoot small; the floor keeps the
         // clock thread from spinning.
-        let tick = (config.deadline / 4).clamp(Duration::from_micros(100), Duration::from_millis(5));
+        let tick =
+            (config.deadline / 4).clamp(Duration::from_micros(100), Duration::from_millis(5));
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_clock(engine.clone(), tick, stop_ticker.clone());
 

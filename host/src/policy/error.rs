@@ -8,10 +8,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The bytes are not WebAssembly at all.
-    #[error("not a WebAssembly file (no `\\0asm` header); a policy is a component built with `cargo build --target wasm32-wasip2`")]
+    #[error(
+        "not a WebAssembly file (no `\\0asm` header); a policy is a component built with `cargo build --target wasm32-wasip2`"
+    )]
     NotWasm,
     /// A core module rather than a component.
-    #[error("this is a core WebAssembly module, not a component; build the policy for `wasm32-wasip2` with the Signalbox SDK")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build the policy for `wasm32-wasip2` with the Signalbox SDK"
+    )]
     CoreModule,
     /// WebAssembly of a layer or version this host does not understand.
     #[error("unsupported WebAssembly encoding (version {version:#x}, layer {layer})")]
@@ -22,7 +26,9 @@ pub enum LoadError {
         layer: u16,
     },
     /// Built against another version of the contract.
-    #[error("policy built for signalbox:policy@{built_for}, host speaks signalbox:policy@{host_speaks}; rebuild it with a matching signalbox-sdk")]
+    #[error(
+        "policy built for signalbox:policy@{built_for}, host speaks signalbox:policy@{host_speaks}; rebuild it with a matching signalbox-sdk"
+    )]
     ContractMismatch {
         /// The version the component was built for.
         built_for: String,
@@ -30,7 +36,9 @@ pub enum LoadError {
         host_speaks: &'static str,
     },
     /// A component, but not a Signalbox policy.
-    #[error("component does not export signalbox:policy/router (it exports: {exports}); is it a Signalbox policy?")]
+    #[error(
+        "component does not export signalbox:policy/router (it exports: {exports}); is it a Signalbox policy?"
+    )]
     NotAPolicy {
         /// What it exports instead, comma-separated.
         exports: String,

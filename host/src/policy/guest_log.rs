@@ -32,8 +32,8 @@ impl LogLimiter {
         };
         let now = Instant::now();
         let (tokens, last) = *bucket;
-        let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.per_second)
-            .min(self.burst);
+        let refilled =
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
         if refilled >= 1.0 {
             *bucket = (refilled - 1.0, now);
             true

@@ -5,7 +5,14 @@ use super::request::{
     ChatMessage, Endpoint, RequestFields, Role, RouteRequest, TargetInfo, TargetSignals,
 };
 
-fn target(id: &str, provider: &str, model: &str, price: (f64, f64), window: u32, tags: &[&str]) -> TargetInfo {
+fn target(
+    id: &str,
+    provider: &str,
+    model: &str,
+    price: (f64, f64),
+    window: u32,
+    tags: &[&str],
+) -> TargetInfo {
     TargetInfo {
         id: id.into(),
         provider: provider.into(),
@@ -20,16 +27,86 @@ fn target(id: &str, provider: &str, model: &str, price: (f64, f64), window: u32,
 /// Ten targets across providers, models, prices, windows and tags.
 pub fn sample_targets() -> Vec<TargetInfo> {
     vec![
-        target("openai-gpt-4o", "openai", "gpt-4o", (2.5, 10.0), 128_000, &["code", "vision"]),
-        target("openai-gpt-4o-mini", "openai", "gpt-4o-mini", (0.15, 0.6), 128_000, &["vision"]),
-        target("azure-gpt-4o-mini-eu", "openai", "gpt-4o-mini", (0.165, 0.66), 128_000, &["region:eu"]),
-        target("anthropic-sonnet", "anthropic", "claude-sonnet-4", (3.0, 15.0), 200_000, &["code"]),
-        target("anthropic-haiku", "anthropic", "claude-haiku-3.5", (0.8, 4.0), 200_000, &[]),
-        target("together-llama-70b", "openai", "llama-3.3-70b", (0.88, 0.88), 131_072, &["open-weights"]),
-        target("groq-llama-8b", "openai", "llama-3.1-8b", (0.05, 0.08), 131_072, &["open-weights", "fast"]),
-        target("vllm-qwen-coder", "openai", "qwen2.5-coder-32b", (0.0, 0.0), 32_768, &["code", "self-hosted"]),
-        target("openai-o3-mini", "openai", "o3-mini", (1.1, 4.4), 200_000, &["reasoning"]),
-        target("mistral-small-eu", "openai", "mistral-small", (0.1, 0.3), 32_000, &["region:eu"]),
+        target(
+            "openai-gpt-4o",
+            "openai",
+            "gpt-4o",
+            (2.5, 10.0),
+            128_000,
+            &["code", "vision"],
+        ),
+        target(
+            "openai-gpt-4o-mini",
+            "openai",
+            "gpt-4o-mini",
+            (0.15, 0.6),
+            128_000,
+            &["vision"],
+        ),
+        target(
+            "azure-gpt-4o-mini-eu",
+            "openai",
+            "gpt-4o-mini",
+            (0.165, 0.66),
+            128_000,
+            &["region:eu"],
+        ),
+        target(
+            "anthropic-sonnet",
+            "anthropic",
+            "claude-sonnet-4",
+            (3.0, 15.0),
+            200_000,
+            &["code"],
+        ),
+        target(
+            "anthropic-haiku",
+            "anthropic",
+            "claude-haiku-3.5",
+            (0.8, 4.0),
+            200_000,
+            &[],
+        ),
+        target(
+            "together-llama-70b",
+            "openai",
+            "llama-3.3-70b",
+            (0.88, 0.88),
+            131_072,
+            &["open-weights"],
+        ),
+        target(
+            "groq-llama-8b",
+            "openai",
+            "llama-3.1-8b",
+            (0.05, 0.08),
+            131_072,
+            &["open-weights", "fast"],
+        ),
+        target(
+            "vllm-qwen-coder",
+            "openai",
+            "qwen2.5-coder-32b",
+            (0.0, 0.0),
+            32_768,
+            &["code", "self-hosted"],
+        ),
+        target(
+            "openai-o3-mini",
+            "openai",
+            "o3-mini",
+            (1.1, 4.4),
+            200_000,
+            &["reasoning"],
+        ),
+        target(
+            "mistral-small-eu",
+            "openai",
+            "mistral-small",
+            (0.1, 0.3),
+            32_000,
+            &["region:eu"],
+        ),
     ]
 }
 
@@ -64,10 +141,7 @@ pub fn sample_request(model: &str, prompt_bytes: usize) -> RouteRequest {
         ChatMessage::new(Role::Assistant, "Sure, go ahead."),
         ChatMessage::new(Role::User, question),
     ];
-    let input_tokens = messages
-        .iter()
-        .map(|m| m.text.len() as u32 / 4 + 4)
-        .sum();
+    let input_tokens = messages.iter().map(|m| m.text.len() as u32 / 4 + 4).sum();
     RouteRequest::new(
         RequestFields {
             id: "req-sample-0001".into(),

@@ -120,7 +120,8 @@ impl StateStore {
     fn reserve(&self, extra: usize) -> bool {
         self.bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(extra).filter(|t| *t <= self.limits.max_total)
+                used.checked_add(extra)
+                    .filter(|t| *t <= self.limits.max_total)
             })
             .is_ok()
     }
@@ -137,8 +138,14 @@ mod tests {
             max_value: 8,
             max_total: 20,
         });
-        assert_eq!(store.set("toolong", vec![]), Err(StateError::KeyTooLarge(4)));
-        assert_eq!(store.set("k", vec![0; 9]), Err(StateError::ValueTooLarge(8)));
+        assert_eq!(
+            store.set("toolong", vec![]),
+            Err(StateError::KeyTooLarge(4))
+        );
+        assert_eq!(
+            store.set("k", vec![0; 9]),
+            Err(StateError::ValueTooLarge(8))
+        );
         store.set("a", vec![0; 8]).unwrap();
         store.set("b", vec![0; 8]).unwrap();
         assert_eq!(store.bytes_used(), 18);

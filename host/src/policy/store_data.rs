@@ -5,6 +5,7 @@ use super::bindings::signalbox::policy::{host, types};
 use super::guest_log::{self, LogLimiter, Source};
 use super::request::MessagesView;
 use super::state::{StateError, StateStore};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -35,6 +36,9 @@ impl TenantContext {
 /// Longest partial line kept from a guest's stdout/stderr before it is flushed.
 const MAX_PENDING_OUTPUT: usize = 4096;
 
+/// Stderr lines kept for error messages (a Rust panic prints two).
+const RECENT_STDERR_LINES: usize = 2;
+
 /// The data of one instance's `Store`.
 pub(crate) struct StoreData {
     pub tenant: TenantContext,
@@ -44,9 +48,9 @@ pub(crate) struct StoreData {
     rng: u64,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
-    /// The last complete stderr line, which for a panic is the panic message: it goes
-    /// into the trap error so the operator sees why.
-    pub last_stderr_line: Option<String>,
+    /// The last stderr lines, which for a panic hold the panic message: they go into
+    /// the trap error so the operator sees why.
+    recent_stderr: VecDeque<String>,
 }
 
 impl StoreData {
@@ -62,7 +66,7 @@ impl StoreData {
             rng: seed(),
             stdout: Vec::new(),
             stderr: Vec::new(),
-            last_stderr_line: None,
+            recent_stderr: VecDeque::new(),
         }
     }
 
@@ -102,6 +106,15 @@ impl StoreData {
         }) = pending;
     }
 
+    /// The last lines the guest wrote to stderr, joined: a panic's location and message.
+    pub fn take_recent_stderr(&mut self) -> Option<String> {
+        if self.recent_stderr.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.recent_stderr.drain(..).collect();
+        Some(lines.join(" "))
+    }
+
     /// Logs whatever partial lines are left (e.g. after a trap).
     pub fn flush_output(&mut self) {
         for to_stderr in [false, true] {
@@ -124,7 +137,13 @@ impl StoreData {
         }
         if to_stderr {
             self.emit(Source::Stderr, line);
-            self.last_stderr_line = Some(line.to_owned());
+            // std's hint about RUST_BACKTRACE says nothing about the failure.
+            if !line.starts_with("note: run with `RUST_BACKTRACE") {
+                if self.recent_stderr.len() == RECENT_STDERR_LINES {
+                    self.recent_stderr.pop_front();
+                }
+                self.recent_stderr.push_back(line.to_owned());
+            }
         } else {
             self.emit(Source::Stdout, line);
         }

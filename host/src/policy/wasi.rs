@@ -110,7 +110,11 @@ fn exit(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
 // An interface that `use`s a resource re-exports its type, so each resource is defined
 // (as the same host type) in every instance that names it.
 fn output_stream_type(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
-    instance.resource("output-stream", ResourceType::host::<OutputStream>(), |_, _| Ok(()))
+    instance.resource(
+        "output-stream",
+        ResourceType::host::<OutputStream>(),
+        |_, _| Ok(()),
+    )
 }
 
 fn error_type(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
@@ -123,10 +127,14 @@ fn pollable_type(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
 
 fn poll(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
     pollable_type(instance)?;
-    instance.func_wrap("[method]pollable.ready", |_, (_,): (Resource<Pollable>,)| {
-        Ok((true,))
-    })?;
-    instance.func_wrap("[method]pollable.block", |_, (_,): (Resource<Pollable>,)| Ok(()))
+    instance.func_wrap(
+        "[method]pollable.ready",
+        |_, (_,): (Resource<Pollable>,)| Ok((true,)),
+    )?;
+    instance.func_wrap(
+        "[method]pollable.block",
+        |_, (_,): (Resource<Pollable>,)| Ok(()),
+    )
 }
 
 fn streams(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
@@ -134,7 +142,11 @@ fn streams(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
     error_type(instance)?;
     pollable_type(instance)?;
     type Ret = Result<(Result<(), StreamError>,)>;
-    fn write(mut store: wasmtime::StoreContextMut<'_, StoreData>, this: &Resource<OutputStream>, bytes: &[u8]) -> Ret {
+    fn write(
+        mut store: wasmtime::StoreContextMut<'_, StoreData>,
+        this: &Resource<OutputStream>,
+        bytes: &[u8],
+    ) -> Ret {
         match this.rep() {
             STDOUT => store.data_mut().write_output(false, bytes),
             STDERR => store.data_mut().write_output(true, bytes),
@@ -154,7 +166,10 @@ fn streams(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
         "[method]output-stream.blocking-write-and-flush",
         |store, (this, bytes): (Resource<OutputStream>, Vec<u8>)| write(store, &this, &bytes),
     )?;
-    for flush in ["[method]output-stream.flush", "[method]output-stream.blocking-flush"] {
+    for flush in [
+        "[method]output-stream.flush",
+        "[method]output-stream.blocking-flush",
+    ] {
         instance.func_wrap(flush, |_, (_,): (Resource<OutputStream>,)| {
             Ok((Ok::<(), StreamError>(()),))
         })?;
@@ -171,7 +186,9 @@ fn random(instance: &mut LinkerInstance<'_, StoreData>, interface: &str) -> Resu
     } else {
         ("get-insecure-random-bytes", "get-insecure-random-u64")
     };
-    instance.func_wrap(u64_fn, |mut store, (): ()| Ok((next_random(store.data_mut()),)))?;
+    instance.func_wrap(u64_fn, |mut store, (): ()| {
+        Ok((next_random(store.data_mut()),))
+    })?;
     instance.func_wrap(bytes_fn, |mut store, (len,): (u64,)| {
         // A policy has no business asking for megabytes of randomness.
         let len = usize::try_from(len.min(64 * 1024)).unwrap_or(0);
@@ -188,4 +205,3 @@ fn random(instance: &mut LinkerInstance<'_, StoreData>, interface: &str) -> Resu
 fn next_random(data: &mut StoreData) -> u64 {
     <StoreData as super::bindings::signalbox::policy::host::Host>::random_u64(data)
 }
-

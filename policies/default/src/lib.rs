@@ -52,8 +52,13 @@ impl Policy for DefaultPolicy {
             if models.is_empty() {
                 return Err(format!("alias `{alias}` names no model"));
             }
-            if let Some(m) = models.iter().find(|m| !targets.iter().any(|t| &t.model == *m)) {
-                return Err(format!("alias `{alias}` names `{m}`, which no target serves"));
+            if let Some(m) = models
+                .iter()
+                .find(|m| !targets.iter().any(|t| &t.model == *m))
+            {
+                return Err(format!(
+                    "alias `{alias}` names `{m}`, which no target serves"
+                ));
             }
         }
         Ok(DefaultPolicy { config })
@@ -64,14 +69,18 @@ impl Policy for DefaultPolicy {
             Some(models) => models,
             None => std::slice::from_ref(&req.model),
         };
-        let serving = snapshot
-            .candidates()
-            .filter(|c| wanted.iter().any(|m| *m == c.target.model || *m == c.target.id));
+        let serving = snapshot.candidates().filter(|c| {
+            wanted
+                .iter()
+                .any(|m| *m == c.target.model || *m == c.target.id)
+        });
         if serving.is_empty() {
             return Decision::reject(404, format!("the model `{}` does not exist", req.model));
         }
 
-        let output = req.max_output_tokens.unwrap_or(self.config.default_output_tokens);
+        let output = req
+            .max_output_tokens
+            .unwrap_or(self.config.default_output_tokens);
         let fitting = serving.fitting(req.input_tokens.saturating_add(output));
         if fitting.is_empty() {
             return Decision::reject(
@@ -108,8 +117,12 @@ mod tests {
 
     fn targets() -> Vec<Target> {
         vec![
-            Target::new("large", "gpt-4o").price(2.5, 10.0).context_window(128_000),
-            Target::new("small", "gpt-4o-mini").price(0.15, 0.6).context_window(16_000),
+            Target::new("large", "gpt-4o")
+                .price(2.5, 10.0)
+                .context_window(128_000),
+            Target::new("small", "gpt-4o-mini")
+                .price(0.15, 0.6)
+                .context_window(16_000),
             Target::new("small-eu", "gpt-4o-mini")
                 .price(0.2, 0.8)
                 .context_window(16_000)
@@ -118,7 +131,11 @@ mod tests {
     }
 
     fn harness() -> Harness<DefaultPolicy> {
-        Harness::new(r#"{"aliases": {"auto": ["gpt-4o-mini", "gpt-4o"]}}"#, targets()).unwrap()
+        Harness::new(
+            r#"{"aliases": {"auto": ["gpt-4o-mini", "gpt-4o"]}}"#,
+            targets(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -131,23 +148,39 @@ mod tests {
     fn alias_spans_models_and_unhealthy_go_last() {
         let req = RequestBuilder::chat("auto").user("hi").build();
         let signals = [Signals::default(), Signals::unhealthy(), Signals::default()];
-        assert_eq!(harness().route_ids(&req, &signals), Ok(vec!["small-eu", "large", "small"]));
+        assert_eq!(
+            harness().route_ids(&req, &signals),
+            Ok(vec!["small-eu", "large", "small"])
+        );
     }
 
     #[test]
     fn long_requests_skip_small_windows() {
-        let req = RequestBuilder::chat("auto").user("x").input_tokens(50_000).build();
+        let req = RequestBuilder::chat("auto")
+            .user("x")
+            .input_tokens(50_000)
+            .build();
         assert_eq!(harness().route_healthy(&req).targets(), &[0]);
-        let req = RequestBuilder::chat("gpt-4o-mini").input_tokens(50_000).build();
-        assert!(matches!(harness().route_healthy(&req), Decision::Reject { status: 400, .. }));
+        let req = RequestBuilder::chat("gpt-4o-mini")
+            .input_tokens(50_000)
+            .build();
+        assert!(matches!(
+            harness().route_healthy(&req),
+            Decision::Reject { status: 400, .. }
+        ));
     }
 
     #[test]
     fn required_tags_restrict_and_unknown_models_are_404() {
-        let req = RequestBuilder::chat("auto").metadata("require", "region:eu").build();
+        let req = RequestBuilder::chat("auto")
+            .metadata("require", "region:eu")
+            .build();
         assert_eq!(harness().route_healthy(&req).targets(), &[2]);
         let req = RequestBuilder::chat("gpt-5").build();
-        assert!(matches!(harness().route_healthy(&req), Decision::Reject { status: 404, .. }));
+        assert!(matches!(
+            harness().route_healthy(&req),
+            Decision::Reject { status: 404, .. }
+        ));
     }
 
     #[test]
@@ -156,7 +189,9 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("`nope`"), "{err}");
-        let err = Harness::<DefaultPolicy>::new(r#"{"alias": {}}"#, targets()).err().unwrap();
+        let err = Harness::<DefaultPolicy>::new(r#"{"alias": {}}"#, targets())
+            .err()
+            .unwrap();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -1,0 +1,151 @@
+//! The `signalbox policy` commands, run as a real process.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn signalbox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn check_accepts_the_default_policy() {
+    let out = signalbox(&["policy", "check", default_policy().to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("contract:  signalbox:policy@0.1.0"), "{t}");
+    assert!(
+        t.contains("exports:   signalbox:policy/router@0.1.0"),
+        "{t}"
+    );
+    assert!(t.contains("smoke:     `gpt-4o` -> openai-gpt-4o"), "{t}");
+}
+
+#[test]
+fn check_rejects_each_kind_of_wrong_file_with_its_own_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = dir.path().join("random.wasm");
+    std::fs::write(
+        &random,
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let other = wasm("signalbox_fixture_other_world");
+    let future = wasm("signalbox_fixture_future_contract");
+
+    let mut messages = Vec::new();
+    for (file, needle) in [
+        (random.as_path(), "not a WebAssembly file"),
+        (core.as_path(), "core WebAssembly module, not a component"),
+        (other.as_path(), "does not export signalbox:policy/router"),
+        (
+            future.as_path(),
+            "built for signalbox:policy@0.2.0, host speaks signalbox:policy@0.1.0",
+        ),
+    ] {
+        let out = signalbox(&["policy", "check", file.to_str().unwrap()]);
+        let t = text(&out);
+        assert!(
+            !out.status.success(),
+            "{} was accepted: {t}",
+            file.display()
+        );
+        assert!(t.contains(needle), "{}: {t}", file.display());
+        messages.push(t);
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 4);
+}
+
+#[test]
+fn check_reports_a_rejected_config() {
+    let out = signalbox(&[
+        "policy",
+        "check",
+        default_policy().to_str().unwrap(),
+        "--config",
+        r#"{"aliases": {"x": []}}"#,
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("alias `x` names no model"), "{t}");
+}
+
+#[test]
+fn bench_reports_throughput_and_percentiles() {
+    let out = signalbox(&["policy", "bench", "--iterations", "2000"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("1 thread(s):") && t.contains("decisions/s") && t.contains("p99"),
+        "{t}"
+    );
+}
+
+/// `policy new` makes a crate whose unit tests pass and whose component the checker
+/// accepts, with the build command its README documents.
+#[test]
+fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "demo",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let crate_dir = dir.path().join("demo");
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
+    assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
+
+    // Share one target directory across runs so the SDK's dependencies build once.
+    let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
+    let cargo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?}: {}", text(&out));
+        text(&out)
+    };
+    let tests = cargo(&["test"]);
+    assert!(tests.contains("test result: ok. 2 passed"), "{tests}");
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+
+    let component = target_dir.join("wasm32-wasip2/release/demo.wasm");
+    let out = signalbox(&["policy", "check", component.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("contract:  signalbox:policy@0.1.0"));
+
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "demo",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "overwrote an existing crate");
+    let out = signalbox(&["policy", "new", "Bad Name"]);
+    assert!(!out.status.success());
+}

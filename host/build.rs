@@ -14,7 +14,7 @@ const PROFILE: &str = "policy";
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest_dir.parent().unwrap_or(&manifest_dir).to_owned();
-    for dir in ["policies", "sdk", "wit"] {
+    for dir in ["policies", "examples", "sdk", "wit"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
     println!(

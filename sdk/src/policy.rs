@@ -45,7 +45,7 @@ pub struct NoConfig {}
 /// An empty string counts as `{}`.
 ///
 /// ```
-/// #[derive(serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize)]
 /// struct Config { threshold: f64 }
 /// let err = signalbox_sdk::parse_config::<Config>(r#"{"threshold": "high"}"#).unwrap_err();
 /// assert!(err.contains("threshold"), "{err}");

@@ -88,3 +88,22 @@ fn a_bad_alias_config_is_rejected_at_bind() {
     assert_eq!(err.kind(), "bad_config");
     assert!(err.to_string().contains("no-such-model"), "{err}");
 }
+
+#[test]
+fn the_quickstart_example_routes_through_the_engine() {
+    let b = bind(
+        &wasm("signalbox_example_quickstart"),
+        "acme",
+        "{}",
+        targets(),
+    );
+    let d = b.route(&request("gpt-4o-mini", &[]), &healthy(4)).unwrap();
+    assert_eq!(ids(&b, d), Ok(vec!["mini".into(), "mini-eu".into()]));
+    let d = b
+        .route(
+            &request("gpt-4o-mini", &[("tag", "region:eu")]),
+            &healthy(4),
+        )
+        .unwrap();
+    assert_eq!(ids(&b, d), Ok(vec!["mini-eu".into()]));
+}

@@ -8,5 +8,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::signalbox::policy::router::{Decision as WitDecision, Rejection as WitRejection};
-pub use signalbox::policy::types;
+pub use self::exports::signalbox::policy::router::{
+    Decision as WitDecision, Rejection as WitRejection,
+};
+pub use self::signalbox::policy::types;

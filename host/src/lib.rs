@@ -8,5 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod embedded;
 pub mod policy;
+pub mod signals;
+pub mod tenancy;

@@ -194,3 +194,19 @@ fn guest_output_and_logs_do_not_disturb_the_call() {
     // The per-tenant log budget (100 lines in a burst) dropped the excess.
     assert!(binding.tenant().log.dropped() > 0);
 }
+
+#[test]
+fn wasi_grants_no_environment_and_no_files() {
+    let binding = hostile("nosy");
+    match act(&binding, "env").unwrap() {
+        RouteDecision::Route { reason, .. } => assert_eq!(reason, "env:0"),
+        other => panic!("{other:?}"),
+    }
+    // No directory is preopened, so the guest's libc refuses the path itself.
+    match act(&binding, "file").unwrap() {
+        RouteDecision::Route { reason, .. } => {
+            assert!(reason.starts_with("file:Err"), "a file was read: {reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

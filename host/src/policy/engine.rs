@@ -127,7 +127,8 @@ impl PolicyEngine {
         let tick =
             (config.deadline / 4).clamp(Duration::from_micros(100), Duration::from_millis(5));
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_clock(engine.clone(), tick, stop_ticker.clone());
+        spawn_epoch_clock(engine.clone(), tick, stop_ticker.clone())
+            .map_err(|e| EngineError::Config(format!("cannot start the deadline clock: {e}")))?;
 
         Ok(PolicyEngine {
             shared: Arc::new(EngineShared {
@@ -286,17 +287,16 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Advances the engine's epoch every `tick`, which is what stops a policy that runs
 /// past its deadline. Ends when the engine is dropped.
-fn spawn_epoch_clock(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
+/// Without the clock a runaway policy is never stopped, so failing to start it fails
+/// the engine.
+fn spawn_epoch_clock(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
         .name("signalbox-policy-clock".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 engine.increment_epoch();
             }
-        });
-    if let Err(e) = spawned {
-        // Without the clock a runaway policy is never stopped: refuse to go on.
-        panic!("cannot start the policy deadline clock: {e}");
-    }
+        })
+        .map(drop)
 }

@@ -5,7 +5,8 @@
 //! The full WASI implementation grants far more than a policy may have, and its
 //! blocking paths do not belong on async workers. This layer provides just enough:
 //!
-//! - the environment, arguments and working directory are empty;
+//! - the environment, arguments and working directory are empty, and no directory
+//!   is preopened;
 //! - stdout and stderr are accepted and become rate-limited log lines of the tenant;
 //! - `exit` ends the call with a trap;
 //! - the monotonic clock and randomness work;
@@ -15,6 +16,7 @@
 //! `0.2.x` guest links.
 
 use super::store_data::{StoreData, monotonic_ns};
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
     ComponentType, Lift, Linker, LinkerInstance, Lower, Resource, ResourceType,
 };
@@ -26,6 +28,8 @@ struct OutputStream;
 struct IoError;
 /// `wasi:io/poll.pollable`; always ready.
 struct Pollable;
+/// `wasi:filesystem/types.descriptor`; never created, as nothing is preopened.
+struct Descriptor;
 
 const STDOUT: u32 = 1;
 const STDERR: u32 = 2;
@@ -50,37 +54,64 @@ pub(crate) fn define(
     engine: &Engine,
     component: &wasmtime::component::Component,
 ) -> Result<()> {
-    let names: Vec<String> = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    for name in &names {
-        let interface = name.split('@').next().unwrap_or(name);
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(imported) = item.ty else {
+            continue;
+        };
         let mut instance = linker.instance(name)?;
-        match interface {
+        // An interface that `use`s a resource re-exports its type (e.g.
+        // `wasi:filesystem/types` names `output-stream`), so each resource this layer
+        // implements is defined, as the same host type, wherever it appears.
+        for (export, ty) in imported.exports(engine) {
+            if !matches!(ty.ty, ComponentItem::Resource(_)) {
+                continue;
+            }
+            match export {
+                "output-stream" => output_stream_type(&mut instance)?,
+                "error" => error_type(&mut instance)?,
+                "pollable" => pollable_type(&mut instance)?,
+                "descriptor" => {
+                    instance.resource(
+                        "descriptor",
+                        ResourceType::host::<Descriptor>(),
+                        |_, _| Ok(()),
+                    )?;
+                }
+                _ => {}
+            }
+        }
+        match name.split('@').next().unwrap_or(name) {
             "wasi:cli/environment" => environment(&mut instance)?,
             "wasi:cli/exit" => exit(&mut instance)?,
             "wasi:cli/stdout" => {
-                output_stream_type(&mut instance)?;
                 instance.func_wrap("get-stdout", |_, (): ()| {
                     Ok((Resource::<OutputStream>::new_own(STDOUT),))
                 })?;
             }
             "wasi:cli/stderr" => {
-                output_stream_type(&mut instance)?;
                 instance.func_wrap("get-stderr", |_, (): ()| {
                     Ok((Resource::<OutputStream>::new_own(STDERR),))
                 })?;
             }
-            "wasi:io/error" => error_type(&mut instance)?,
             "wasi:io/poll" => poll(&mut instance)?,
+            // No directory is ever preopened, so a guest's libc fails file access
+            // with an ordinary error instead of trapping.
+            "wasi:filesystem/preopens" => {
+                instance.func_wrap("get-directories", |_, (): ()| {
+                    Ok((Vec::<(Resource<Descriptor>, String)>::new(),))
+                })?;
+            }
             "wasi:io/streams" => streams(&mut instance)?,
             "wasi:clocks/monotonic-clock" => {
                 instance.func_wrap("now", |_, (): ()| Ok((monotonic_ns() as Instant,)))?;
                 instance.func_wrap("resolution", |_, (): ()| Ok((1u64,)))?;
             }
-            "wasi:random/random" | "wasi:random/insecure" => random(&mut instance, interface)?,
+            "wasi:random/random" => random(&mut instance, "get-random-bytes", "get-random-u64")?,
+            "wasi:random/insecure" => random(
+                &mut instance,
+                "get-insecure-random-bytes",
+                "get-insecure-random-u64",
+            )?,
             "wasi:random/insecure-seed" => {
                 instance.func_wrap("insecure-seed", |mut store, (): ()| {
                     let data = store.data_mut();
@@ -107,8 +138,6 @@ fn exit(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
     })
 }
 
-// An interface that `use`s a resource re-exports its type, so each resource is defined
-// (as the same host type) in every instance that names it.
 fn output_stream_type(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
     instance.resource(
         "output-stream",
@@ -126,7 +155,6 @@ fn pollable_type(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
 }
 
 fn poll(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
-    pollable_type(instance)?;
     instance.func_wrap(
         "[method]pollable.ready",
         |_, (_,): (Resource<Pollable>,)| Ok((true,)),
@@ -138,9 +166,6 @@ fn poll(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
 }
 
 fn streams(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
-    output_stream_type(instance)?;
-    error_type(instance)?;
-    pollable_type(instance)?;
     type Ret = Result<(Result<(), StreamError>,)>;
     fn write(
         mut store: wasmtime::StoreContextMut<'_, StoreData>,
@@ -180,12 +205,11 @@ fn streams(instance: &mut LinkerInstance<'_, StoreData>) -> Result<()> {
     )
 }
 
-fn random(instance: &mut LinkerInstance<'_, StoreData>, interface: &str) -> Result<()> {
-    let (bytes_fn, u64_fn) = if interface == "wasi:random/random" {
-        ("get-random-bytes", "get-random-u64")
-    } else {
-        ("get-insecure-random-bytes", "get-insecure-random-u64")
-    };
+fn random(
+    instance: &mut LinkerInstance<'_, StoreData>,
+    bytes_fn: &str,
+    u64_fn: &str,
+) -> Result<()> {
     instance.func_wrap(u64_fn, |mut store, (): ()| {
         Ok((next_random(store.data_mut()),))
     })?;

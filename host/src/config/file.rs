@@ -1,0 +1,201 @@
+//! The config file's shape, as plain serde structs.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Alias → the models (or target ids) it stands for.
+pub type AliasMap = BTreeMap<String, Vec<String>>;
+
+/// The policy value meaning "the policy compiled into the binary".
+pub(crate) const EMBEDDED_POLICY: &str = "embedded:default";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(default)]
+    pub providers: Vec<ProviderSection>,
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    #[serde(default)]
+    pub aliases: AliasMap,
+    #[serde(default)]
+    pub tenants: Vec<TenantSection>,
+}
+
+/// `[server]`: the listener and request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// How long a shutdown waits for in-flight requests, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Most targets tried for one request.
+    pub max_attempts: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 << 20,
+            shutdown_grace_secs: 30,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// `[engine]`: the policy engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Deadline of one policy call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Memory cap of one policy instance, in MiB.
+    pub memory_limit_mib: usize,
+    /// Directory for compiled policies (none: no cache).
+    pub cache_dir: Option<String>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            deadline_ms: 2,
+            memory_limit_mib: 32,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Which wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, Groq…).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// In-process simulated model, for demos and load tests.
+    Simulated,
+}
+
+/// `[[providers]]`: an upstream API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Unique name, referred to by targets.
+    pub name: String,
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// Base URL including the version prefix, e.g. `https://api.openai.com/v1`.
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Simulated providers only: how they behave.
+    #[serde(default)]
+    pub simulated: SimulatedSection,
+}
+
+/// How a simulated provider behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedSection {
+    /// Time to first token, in milliseconds.
+    pub latency_ms: u64,
+    /// Output speed.
+    pub tokens_per_second: u32,
+    /// Share of requests that fail with 500, in `[0, 1]`.
+    pub error_rate: f64,
+}
+
+impl Default for SimulatedSection {
+    fn default() -> Self {
+        SimulatedSection {
+            latency_ms: 50,
+            tokens_per_second: 200,
+            error_rate: 0.0,
+        }
+    }
+}
+
+/// `[[targets]]`: one model at one provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// Unique id, e.g. `openai-gpt-4o-mini`.
+    pub id: String,
+    /// The provider's name.
+    pub provider: String,
+    /// The model name clients ask for.
+    pub model: String,
+    /// The model name sent upstream (default: `model`).
+    pub upstream_model: Option<String>,
+    /// USD per 1M input tokens.
+    #[serde(default)]
+    pub input_price: f64,
+    /// USD per 1M output tokens.
+    #[serde(default)]
+    pub output_price: f64,
+    /// Context window in tokens (0: unknown).
+    #[serde(default)]
+    pub context_window: u32,
+    /// Capability tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Connect timeout, ms.
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time to first content, ms.
+    #[serde(default = "default_first_byte_ms")]
+    pub first_byte_timeout_ms: u64,
+    /// Whole response, ms.
+    #[serde(default = "default_total_ms")]
+    pub total_timeout_ms: u64,
+    /// Most concurrent requests (0: no limit).
+    #[serde(default)]
+    pub max_in_flight: u32,
+}
+
+impl TargetSection {
+    /// The model name sent upstream.
+    pub fn upstream_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.model)
+    }
+}
+
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_first_byte_ms() -> u64 {
+    30_000
+}
+fn default_total_ms() -> u64 {
+    600_000
+}
+
+/// `[[tenants]]`: a team sharing the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// Unique id.
+    pub id: String,
+    /// API key hashes (`sha256:<hex>`), never keys.
+    #[serde(default)]
+    pub key_hashes: Vec<String>,
+    /// Policy component path, or `embedded:default` (the default).
+    pub policy: Option<String>,
+    /// The policy's JSON config, written as TOML (default: `{"aliases": <aliases>}` for
+    /// the embedded policy, `{}` otherwise).
+    pub policy_config: Option<toml::Table>,
+    /// Targets tried in order when the policy fails.
+    #[serde(default)]
+    pub safe_route: Vec<String>,
+    /// Target ids this tenant may use (default: all).
+    pub targets: Option<Vec<String>>,
+}

@@ -1,0 +1,339 @@
+//! The gateway's configuration: one TOML file, read once at start-up.
+//!
+//! The file is parsed into plain serde structs (`deny_unknown_fields`, so a typo is an
+//! error, not a silently ignored key), then validated into [`Config`], whose errors
+//! name the file, the key path and what is wrong. Secrets never appear in the file:
+//! a provider names the environment variable that holds its API key.
+
+mod file;
+
+pub use file::{
+    AliasMap, EngineSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
+    TargetSection, TenantSection,
+};
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration used when `serve` runs without `--config`: a demo tenant and two
+/// simulated models, routed by the embedded default policy. Works offline.
+pub const EMBEDDED_DEFAULT: &str = include_str!("embedded_default.toml");
+
+/// Where the embedded default says it comes from, in error messages.
+pub const EMBEDDED_NAME: &str = "<embedded default config>";
+
+/// A configuration error: where, and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {path}: {message}")]
+pub struct ConfigError {
+    /// The config file (or the embedded default).
+    pub file: String,
+    /// The key path, e.g. `targets[2].provider`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub source: String,
+    /// Listener and limits.
+    pub server: ServerSection,
+    /// Policy engine settings.
+    pub engine: EngineSection,
+    /// Upstream providers, by name.
+    pub providers: Vec<ProviderSection>,
+    /// Targets, in configuration order (the order policies see).
+    pub targets: Vec<TargetSection>,
+    /// Model aliases clients may ask for.
+    pub aliases: AliasMap,
+    /// Tenants.
+    pub tenants: Vec<TenantSection>,
+    /// Provider API keys read from the environment, by provider name.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads and validates `path`, taking secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            path: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Config::parse(&text, &path.display().to_string(), &base, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)
+    }
+
+    /// Parses and validates TOML `text`; relative policy paths resolve against `base`;
+    /// `env` looks up secrets.
+    pub fn parse(
+        text: &str,
+        source: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |path: &str, message: String| ConfigError {
+            file: source.to_owned(),
+            path: path.to_owned(),
+            message,
+        };
+        let raw: file::ConfigFile = toml::from_str(text).map_err(|e| {
+            let path = e
+                .span()
+                .map(|s| format!("line {}", line_of(text, s.start)))
+                .unwrap_or_else(|| "(document)".into());
+            err(&path, e.message().to_owned())
+        })?;
+
+        let mut providers = HashSet::new();
+        let mut secrets = BTreeMap::new();
+        for (i, p) in raw.providers.iter().enumerate() {
+            let at = |key: &str| format!("providers[{i}].{key}");
+            if !providers.insert(p.name.as_str()) {
+                return Err(err(&at("name"), format!("duplicate provider `{}`", p.name)));
+            }
+            match p.kind {
+                ProviderKind::Simulated => {}
+                ProviderKind::Openai | ProviderKind::Anthropic => {
+                    let Some(url) = &p.base_url else {
+                        return Err(err(&at("base_url"), "required for this kind".into()));
+                    };
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(err(
+                            &at("base_url"),
+                            format!("`{url}` is not an http(s) URL"),
+                        ));
+                    }
+                }
+            }
+            if let Some(var) = &p.api_key_env {
+                match env(var) {
+                    Some(key) if !key.is_empty() => {
+                        secrets.insert(p.name.clone(), key);
+                    }
+                    _ => {
+                        return Err(err(
+                            &at("api_key_env"),
+                            format!("environment variable `{var}` is not set"),
+                        ));
+                    }
+                }
+            }
+        }
+
+        let mut ids = HashSet::new();
+        for (i, t) in raw.targets.iter().enumerate() {
+            let at = |key: &str| format!("targets[{i}].{key}");
+            if t.id.is_empty() || !ids.insert(t.id.as_str()) {
+                return Err(err(
+                    &at("id"),
+                    format!("missing or duplicate target id `{}`", t.id),
+                ));
+            }
+            if !providers.contains(t.provider.as_str()) {
+                return Err(err(
+                    &at("provider"),
+                    format!("no provider named `{}`", t.provider),
+                ));
+            }
+            if !(t.input_price >= 0.0 && t.output_price >= 0.0) {
+                return Err(err(
+                    &at("input_price"),
+                    "prices must be zero or more".into(),
+                ));
+            }
+            if t.first_byte_timeout_ms == 0 || t.connect_timeout_ms == 0 || t.total_timeout_ms == 0
+            {
+                return Err(err(&at("timeouts"), "timeouts must be above zero".into()));
+            }
+        }
+        if raw.targets.is_empty() {
+            return Err(err("targets", "at least one target is required".into()));
+        }
+        let models: HashSet<&str> = raw.targets.iter().map(|t| t.model.as_str()).collect();
+        for (alias, names) in &raw.aliases {
+            for name in names {
+                if !models.contains(name.as_str()) && !ids.contains(name.as_str()) {
+                    return Err(err(
+                        &format!("aliases.{alias}"),
+                        format!("`{name}` is neither a target model nor a target id"),
+                    ));
+                }
+            }
+        }
+
+        let mut tenants = raw.tenants;
+        let mut tenant_ids = HashSet::new();
+        for (i, t) in tenants.iter_mut().enumerate() {
+            let at = |key: &str| format!("tenants[{i}].{key}");
+            if t.id.is_empty() || !tenant_ids.insert(t.id.clone()) {
+                return Err(err(
+                    &at("id"),
+                    format!("missing or duplicate tenant id `{}`", t.id),
+                ));
+            }
+            for (k, hash) in t.key_hashes.iter().enumerate() {
+                if crate::tenancy::parse_key_hash(hash).is_none() {
+                    return Err(err(
+                        &at(&format!("key_hashes[{k}]")),
+                        "expected `sha256:` followed by the 64 hex digits of the key's SHA-256"
+                            .into(),
+                    ));
+                }
+            }
+            for id in t.safe_route.iter().chain(t.targets.iter().flatten()) {
+                if !ids.contains(id.as_str()) {
+                    return Err(err(&at("safe_route"), format!("no target with id `{id}`")));
+                }
+            }
+            if t.safe_route.is_empty() {
+                return Err(err(
+                    &at("safe_route"),
+                    "name at least one target to use when the policy fails".into(),
+                ));
+            }
+            if let Some(policy) = &t.policy
+                && policy != file::EMBEDDED_POLICY
+            {
+                let path = PathBuf::from(policy);
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    base.join(path)
+                };
+                t.policy = Some(path.display().to_string());
+            }
+        }
+        if tenants.is_empty() {
+            return Err(err("tenants", "at least one tenant is required".into()));
+        }
+
+        let server = raw.server;
+        if server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(err(
+                "server.listen",
+                format!("`{}` is not an address:port", server.listen),
+            ));
+        }
+        Ok(Config {
+            source: source.to_owned(),
+            server,
+            engine: raw.engine,
+            providers: raw.providers,
+            targets: raw.targets,
+            aliases: raw.aliases,
+            tenants,
+            secrets,
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.lines().count().max(1))
+}
+
+impl TargetSection {
+    /// Connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// Time allowed until the first content arrives.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
+    }
+    /// Time allowed for the whole response.
+    pub fn total_timeout(&self) -> Duration {
+        Duration::from_millis(self.total_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", Path::new("/etc/sb"), &|name| {
+            (name == "KEY_SET").then(|| "secret".to_owned())
+        })
+    }
+
+    const MINIMAL: &str = r#"
+        [[providers]]
+        name = "sim"
+        kind = "simulated"
+
+        [[targets]]
+        id = "small"
+        provider = "sim"
+        model = "small-model"
+
+        [[tenants]]
+        id = "demo"
+        key_hashes = ["sha256:0000000000000000000000000000000000000000000000000000000000000000"]
+        safe_route = ["small"]
+    "#;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::embedded().unwrap();
+        assert!(config.targets.len() >= 2);
+        assert_eq!(config.tenants.len(), 1);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.targets[0].upstream_model(), "small-model");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let bad = MINIMAL.replace("provider = \"sim\"", "provider = \"nope\"");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.path, "targets[0].provider");
+        assert!(
+            e.to_string()
+                .starts_with("test.toml: targets[0].provider: no provider named `nope`")
+        );
+
+        let typo = MINIMAL.replace("model = \"small-model\"", "modle = \"small-model\"");
+        let e = parse(&typo).unwrap_err();
+        assert!(e.message.contains("unknown field `modle`"), "{e}");
+
+        let secret = MINIMAL.replace(
+            "kind = \"simulated\"",
+            "kind = \"openai\"\nbase_url = \"https://api.example\"\napi_key_env = \"KEY_UNSET\"",
+        );
+        let e = parse(&secret).unwrap_err();
+        assert_eq!(e.path, "providers[0].api_key_env");
+        assert!(e.message.contains("`KEY_UNSET` is not set"));
+
+        let bad_hash = MINIMAL.replace("sha256:0000", "md5:0000");
+        assert_eq!(
+            parse(&bad_hash).unwrap_err().path,
+            "tenants[0].key_hashes[0]"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let with_key = MINIMAL.replace(
+            "kind = \"simulated\"",
+            "kind = \"openai\"\nbase_url = \"https://api.example\"\napi_key_env = \"KEY_SET\"",
+        );
+        let c = parse(&with_key).unwrap();
+        assert_eq!(c.secrets.get("sim").map(String::as_str), Some("secret"));
+    }
+}

@@ -3,6 +3,7 @@
 mod policy_bench;
 mod policy_check;
 mod policy_new;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,6 +22,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway (the embedded default config when no --config is given).
+    Serve {
+        /// The TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen here instead of the config's `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Work with routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -58,6 +68,7 @@ enum PolicyCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve { config, listen } => serve::run(config.as_deref(), listen),
         Command::Policy(PolicyCommand::Check {
             file,
             config,

@@ -38,6 +38,10 @@ pub struct ServerSection {
     pub shutdown_grace_secs: u64,
     /// Most targets tried for one request.
     pub max_attempts: usize,
+    /// Consecutive failures that open a target's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before a probe, in milliseconds.
+    pub breaker_cool_down_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -47,6 +51,8 @@ impl Default for ServerSection {
             max_body_bytes: 4 << 20,
             shutdown_grace_secs: 30,
             max_attempts: 3,
+            breaker_failures: 5,
+            breaker_cool_down_ms: 10_000,
         }
     }
 }

@@ -10,8 +10,8 @@ pub use circuit::{Admission, BreakerConfig};
 
 use crate::policy::TargetSignals;
 use circuit::Breaker;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Weight of the newest observation in the moving averages.
@@ -34,6 +34,8 @@ pub enum AttemptResult {
     Failure,
     /// Rate-limited (429) until this long from now.
     RateLimited(Duration),
+    /// Says nothing about health (the client's own error, an unsupported request).
+    Neutral,
 }
 
 /// The signals of every configured target, indexed like the configuration.
@@ -140,12 +142,16 @@ impl SignalBoard {
         }
     }
 
-    /// Counts a request in flight to `index` until the guard drops.
-    pub fn start(&self, index: usize) -> InFlight<'_> {
+    /// Counts a request in flight to `index` until the guard drops (which may be when
+    /// a streamed response ends, hence the owned handle).
+    pub fn start(self: &Arc<Self>, index: usize) -> InFlight {
         if let Some(t) = self.targets.get(index) {
             t.in_flight.fetch_add(1, Ordering::Relaxed);
         }
-        InFlight { board: self, index }
+        InFlight {
+            board: self.clone(),
+            index,
+        }
     }
 
     /// Records how an attempt on `index` ended.
@@ -177,19 +183,19 @@ impl SignalBoard {
             }
             // A 429 is the upstream protecting itself, not a sign it is broken: it
             // opens a rate-limit window but does not trip the breaker.
-            AttemptResult::RateLimited(_) => s.breaker.neutral(),
+            AttemptResult::RateLimited(_) | AttemptResult::Neutral => s.breaker.neutral(),
         }
     }
 }
 
 /// A request in flight to one target; decrements the count when dropped.
 #[derive(Debug)]
-pub struct InFlight<'a> {
-    board: &'a SignalBoard,
+pub struct InFlight {
+    board: Arc<SignalBoard>,
     index: usize,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(t) = self.board.targets.get(self.index) {
             t.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -213,14 +219,14 @@ fn ewma_rate(old: f32, sample: f32) -> f32 {
 mod tests {
     use super::*;
 
-    fn board() -> SignalBoard {
-        SignalBoard::new(
+    fn board() -> Arc<SignalBoard> {
+        Arc::new(SignalBoard::new(
             &[2, 0],
             BreakerConfig {
                 failures_to_open: 3,
                 cool_down: Duration::from_millis(50),
             },
-        )
+        ))
     }
 
     #[test]

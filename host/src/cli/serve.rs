@@ -1,0 +1,47 @@
+//! `signalbox serve`: run the gateway.
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The demo tenant's key in the embedded default config. The embedded default listens
+/// on loopback only and serves simulated models, so a fixed, published key is fine.
+pub const DEMO_KEY: &str = "sb-demo-0123456789abcdef";
+
+pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> {
+    let mut config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let embedded = config.source == crate::config::EMBEDDED_NAME;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+        let listen = config.server.listen.clone();
+        let gateway = Arc::new(Gateway::build(config)?);
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts read this line to learn the port when listening on :0.
+        println!("signalbox listening on http://{addr}");
+        if embedded {
+            println!("embedded default config: demo tenant key {DEMO_KEY}");
+            println!(
+                "try: curl -s http://{addr}/v1/chat/completions -H 'authorization: Bearer {DEMO_KEY}' -H 'content-type: application/json' -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+            );
+        }
+        crate::server::serve(gateway, listener, crate::server::shutdown_signal(), grace).await?;
+        println!("signalbox stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,183 @@
+//! The assembled gateway: everything a request needs, built once from the config.
+
+use crate::config::{Config, ProviderSection};
+use crate::policy::{EngineConfig, PolicyBinding, PolicyEngine, TargetInfo, TenantContext};
+use crate::provider::Upstream;
+use crate::signals::{BreakerConfig, SignalBoard};
+use crate::tenancy::{KeyRing, parse_key_hash};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One configured target: its settings, its upstream, its index on the signal board.
+pub struct Target {
+    /// The config entry.
+    pub config: crate::config::TargetSection,
+    /// How to reach it.
+    pub upstream: Upstream,
+}
+
+/// A tenant: its targets (indices into [`Gateway::targets`], in the order its policy
+/// sees them), its policy binding and its safe route.
+pub struct Tenant {
+    /// The tenant id.
+    pub id: Arc<str>,
+    /// Global target indices, in policy order.
+    pub targets: Vec<usize>,
+    /// The active policy binding.
+    pub binding: Arc<PolicyBinding>,
+    /// `name@version` for response headers.
+    pub policy_label: String,
+    /// Positions in `targets` to try when the policy fails.
+    pub safe_route: Vec<u32>,
+}
+
+/// Everything the request path reads. Immutable after start-up, except the signals.
+pub struct Gateway {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// All targets, in configuration order.
+    pub targets: Vec<Target>,
+    /// Tenants by id.
+    pub tenants: HashMap<Arc<str>, Arc<Tenant>>,
+    /// API key hashes → tenant ids.
+    pub keys: KeyRing,
+    /// Live target signals.
+    pub signals: Arc<SignalBoard>,
+    /// The policy engine.
+    pub engine: PolicyEngine,
+}
+
+impl Gateway {
+    /// Builds the gateway: starts the engine, loads and activates every tenant's policy
+    /// (a policy that fails to load or rejects its config fails start-up, naming the
+    /// tenant), and opens a connection pool per target.
+    pub fn build(config: Config) -> anyhow::Result<Gateway> {
+        let engine = PolicyEngine::new(EngineConfig {
+            deadline: Duration::from_millis(config.engine.deadline_ms.max(1)),
+            memory_limit: config.engine.memory_limit_mib.max(1) << 20,
+            cache_dir: config.engine.cache_dir.as_ref().map(PathBuf::from),
+            ..EngineConfig::default()
+        })?;
+
+        let providers: HashMap<&str, &ProviderSection> = config
+            .providers
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for t in &config.targets {
+            let provider = providers
+                .get(t.provider.as_str())
+                .with_context(|| format!("target `{}`: no provider `{}`", t.id, t.provider))?;
+            let secret = config.secrets.get(&t.provider).map(String::as_str);
+            let upstream =
+                Upstream::new(provider, t, secret).with_context(|| format!("target `{}`", t.id))?;
+            targets.push(Target {
+                config: t.clone(),
+                upstream,
+            });
+        }
+        let index_of: HashMap<&str, usize> = config
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+
+        let mut keys = KeyRing::default();
+        let mut tenants = HashMap::new();
+        for t in &config.tenants {
+            let id: Arc<str> = t.id.as_str().into();
+            for hash in &t.key_hashes {
+                if let Some(hash) = parse_key_hash(hash) {
+                    keys.insert(hash, id.clone());
+                }
+            }
+            let indices: Vec<usize> = match &t.targets {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|x| index_of.get(x.as_str()).copied())
+                    .collect(),
+                None => (0..config.targets.len()).collect(),
+            };
+            let infos: Vec<TargetInfo> = indices
+                .iter()
+                .map(|&i| target_info(&config.targets[i]))
+                .collect();
+            let (bytes, name) = match t.policy.as_deref() {
+                None | Some("embedded:default") => (
+                    crate::embedded::DEFAULT_POLICY.to_vec(),
+                    "default".to_owned(),
+                ),
+                Some(path) => (
+                    std::fs::read(path)
+                        .with_context(|| format!("tenant `{}`: cannot read policy {path}", t.id))?,
+                    std::path::Path::new(path)
+                        .file_stem()
+                        .map_or_else(|| "policy".to_owned(), |s| s.to_string_lossy().into_owned()),
+                ),
+            };
+            let policy = engine
+                .load(&bytes)
+                .with_context(|| format!("tenant `{}`: policy", t.id))?;
+            let policy_config = match &t.policy_config {
+                Some(table) => serde_json::to_string(table)?,
+                None if t.policy.as_deref().is_none_or(|p| p == "embedded:default") => {
+                    serde_json::json!({ "aliases": config.aliases }).to_string()
+                }
+                None => "{}".to_owned(),
+            };
+            let binding = policy
+                .bind(TenantContext::new(id.clone()), &policy_config, infos)
+                .with_context(|| format!("tenant `{}`: activating its policy", t.id))?;
+            let safe_route = t
+                .safe_route
+                .iter()
+                .filter_map(|x| index_of.get(x.as_str()))
+                .filter_map(|g| indices.iter().position(|i| i == g))
+                .map(|p| p as u32)
+                .collect();
+            tenants.insert(
+                id.clone(),
+                Arc::new(Tenant {
+                    policy_label: format!("{name}@{}", &policy.version()[..12]),
+                    id,
+                    targets: indices,
+                    binding: Arc::new(binding),
+                    safe_route,
+                }),
+            );
+        }
+
+        let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
+        Ok(Gateway {
+            signals: Arc::new(SignalBoard::new(
+                &capacities,
+                BreakerConfig {
+                    failures_to_open: config.server.breaker_failures.max(1),
+                    cool_down: Duration::from_millis(config.server.breaker_cool_down_ms),
+                },
+            )),
+            config,
+            targets,
+            tenants,
+            keys,
+            engine,
+        })
+    }
+}
+
+fn target_info(t: &crate::config::TargetSection) -> TargetInfo {
+    TargetInfo {
+        id: t.id.clone(),
+        provider: t.provider.clone(),
+        model: t.model.clone(),
+        input_price: t.input_price,
+        output_price: t.output_price,
+        context_window: t.context_window,
+        tags: t.tags.iter().map(|s| s.to_ascii_lowercase()).collect(),
+    }
+}

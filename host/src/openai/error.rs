@@ -1,0 +1,132 @@
+//! Errors in the OpenAI shape: `{"error":{"message","type","param","code"}}`.
+
+use http::StatusCode;
+
+/// An error answered to a client. Messages are written for the client and never
+/// contain secrets or internal addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message.
+    pub message: String,
+    /// OpenAI's `type`, e.g. `invalid_request_error`.
+    pub kind: &'static str,
+    /// OpenAI's `code`, e.g. `model_not_found`.
+    pub code: Option<&'static str>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            code,
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request cannot be understood.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            message,
+        )
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            message,
+        )
+    }
+
+    /// 404 for an unknown path.
+    pub fn unknown_route(method: &str, path: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("unknown_url"),
+            format!("Unrecognized request URL ({method} {path})."),
+        )
+    }
+
+    /// 405 for a known path with the wrong method.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            Some("method_not_allowed"),
+            format!("{method} is not allowed on {path}."),
+        )
+    }
+
+    /// 413 for a body over the limit.
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            format!("The request body is larger than the {limit}-byte limit."),
+        )
+    }
+
+    /// A policy's rejection, with its status.
+    pub fn rejected(status: u16, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        let code = match status {
+            StatusCode::NOT_FOUND => Some("model_not_found"),
+            _ => Some("rejected_by_policy"),
+        };
+        ApiError::new(status, "invalid_request_error", code, message)
+    }
+
+    /// 503 when every attempt failed; `reasons` lists each attempt (no secrets).
+    pub fn no_route(reasons: &[String]) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_error",
+            Some("no_route"),
+            format!(
+                "No upstream could serve the request: {}.",
+                reasons.join("; ")
+            ),
+        )
+    }
+
+    /// 500 for a fault of the gateway itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            None,
+            message,
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        let body = serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": null,
+                "code": self.code,
+            }
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}

@@ -1,0 +1,10 @@
+//! The OpenAI-compatible API as clients speak it: reading their requests once, and
+//! answering errors in OpenAI's shape.
+
+mod error;
+mod request;
+mod response;
+
+pub use error::ApiError;
+pub use request::{ChatRequest, EmbeddingsRequest, parse_chat, parse_embeddings};
+pub use response::{ResponseBody, full, json};

@@ -1,0 +1,185 @@
+//! One attempt at one target: send, classify the answer, and for streams hold
+//! everything back until real content arrives, so that any failure before it can
+//! still fall back to the next target without the client noticing.
+
+use super::scanner::{StreamScanner, usage_of};
+use crate::gateway::Target;
+use crate::provider::{Attempt, UpstreamBody, UpstreamError};
+use crate::signals::AttemptResult;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::time::{Duration, Instant};
+use tokio::time::timeout_at;
+
+/// Largest non-streamed response or error body read from an upstream.
+const MAX_BODY: usize = 32 << 20;
+/// `Retry-After` assumed when a 429 carries none.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How an attempt ended.
+pub(crate) enum Outcome {
+    /// A complete (non-streamed) answer.
+    Complete {
+        parts: http::response::Parts,
+        body: Bytes,
+        usage: Option<(u32, u32)>,
+    },
+    /// A stream whose first content has arrived: `held` is everything received so
+    /// far; the rest is still in `rest`.
+    Streaming {
+        parts: http::response::Parts,
+        held: Bytes,
+        rest: UpstreamBody,
+        scanner: StreamScanner,
+        ttft: Duration,
+        total_deadline: tokio::time::Instant,
+    },
+    /// The client's own mistake (a 4xx other than 408/429): passed back, not retried.
+    ClientError {
+        parts: http::response::Parts,
+        body: Bytes,
+    },
+    /// Worth trying the next target.
+    Retry {
+        /// Why, for the 503 message and logs (no secrets).
+        why: String,
+        /// What it says about the target's health.
+        result: AttemptResult,
+    },
+}
+
+fn retry(why: impl Into<String>, result: AttemptResult) -> Outcome {
+    Outcome::Retry {
+        why: why.into(),
+        result,
+    }
+}
+
+pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
+    let started = Instant::now();
+    let now = tokio::time::Instant::now();
+    let first_deadline = now + target.config.first_byte_timeout();
+    let total_deadline = now + target.config.total_timeout();
+
+    let response = match timeout_at(first_deadline, target.upstream.send(attempt)).await {
+        Err(_) => {
+            return retry(
+                "no response before the first-byte timeout",
+                AttemptResult::Failure,
+            );
+        }
+        Ok(Err(UpstreamError::Unsupported(why))) => return retry(why, AttemptResult::Neutral),
+        Ok(Err(e)) => return retry(e.to_string(), AttemptResult::Failure),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    if status == http::StatusCode::TOO_MANY_REQUESTS {
+        let wait = retry_after(response.headers()).unwrap_or(DEFAULT_RETRY_AFTER);
+        return retry(
+            format!("rate-limited (429, retry after {}s)", wait.as_secs()),
+            AttemptResult::RateLimited(wait),
+        );
+    }
+    if status.is_server_error() || status == http::StatusCode::REQUEST_TIMEOUT {
+        return retry(
+            format!("upstream answered {}", status.as_u16()),
+            AttemptResult::Failure,
+        );
+    }
+    let (parts, body) = response.into_parts();
+    if !status.is_success() {
+        return match timeout_at(total_deadline, collect(body)).await {
+            Ok(Ok(body)) => Outcome::ClientError { parts, body },
+            _ => retry(
+                format!("upstream answered {} and then failed", status.as_u16()),
+                AttemptResult::Failure,
+            ),
+        };
+    }
+
+    let is_stream = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_stream {
+        return match timeout_at(total_deadline, collect(body)).await {
+            Err(_) => retry(
+                "the response did not finish before the total timeout",
+                AttemptResult::Failure,
+            ),
+            Ok(Err(e)) => retry(e.to_string(), AttemptResult::Failure),
+            Ok(Ok(body)) => {
+                let usage = serde_json::from_slice(&body)
+                    .ok()
+                    .as_ref()
+                    .and_then(usage_of);
+                Outcome::Complete { parts, body, usage }
+            }
+        };
+    }
+
+    let mut rest = body;
+    let mut held = BytesMut::new();
+    let mut scanner = StreamScanner::default();
+    loop {
+        match timeout_at(first_deadline, rest.frame()).await {
+            Err(_) => {
+                return retry(
+                    "no content before the first-byte timeout",
+                    AttemptResult::Failure,
+                );
+            }
+            Ok(Some(Err(e))) => {
+                return retry(
+                    format!("stream failed before any content: {e}"),
+                    AttemptResult::Failure,
+                );
+            }
+            Ok(None) => {
+                if scanner.done && scanner.error.is_none() {
+                    break;
+                }
+                return retry("stream ended before any content", AttemptResult::Failure);
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    held.extend_from_slice(data);
+                    scanner.feed(data);
+                    if let Some(error) = &scanner.error {
+                        return retry(
+                            format!("stream reported an error before any content: {error}"),
+                            AttemptResult::Failure,
+                        );
+                    }
+                    if scanner.content || scanner.done {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Outcome::Streaming {
+        parts,
+        held: held.freeze(),
+        rest,
+        scanner,
+        ttft: started.elapsed(),
+        total_deadline,
+    }
+}
+
+async fn collect(body: UpstreamBody) -> Result<Bytes, UpstreamError> {
+    http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| UpstreamError::Body(e.to_string()))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from LLM APIs and ignored).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}

@@ -1,0 +1,116 @@
+//! Accounting for the attempt that answered: the target's signals, and the outcome
+//! reported to the policy that made the decision (off the request path).
+
+use super::scanner::StreamScanner;
+use crate::gateway::Gateway;
+use crate::policy::{Outcome, PolicyBinding};
+use crate::signals::{AttemptResult, InFlight};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Status reported to the policy when the client went away mid-response (nginx's
+/// convention; never sent to anyone).
+const CLIENT_CLOSED: u16 = 499;
+
+pub(crate) struct Completion {
+    pub gateway: Arc<Gateway>,
+    /// The binding that decided: outcomes go back to it even if a new one is active.
+    pub binding: Arc<PolicyBinding>,
+    /// Global target index.
+    pub target: usize,
+    /// Index in the policy's target list.
+    pub position: u32,
+    pub fallback_depth: u32,
+    pub request_id: String,
+    pub started: Instant,
+    pub ttft: Option<Duration>,
+    pub input_estimate: u32,
+    pub status: u16,
+    pub in_flight: Option<InFlight>,
+    pub accounted: bool,
+}
+
+impl Completion {
+    /// A non-streamed answer was delivered.
+    pub fn complete(mut self, usage: Option<(u32, u32)>) {
+        self.finish(
+            AttemptResult::Success {
+                latency: self.started.elapsed(),
+                ttft: None,
+            },
+            self.status,
+            usage,
+        );
+    }
+
+    /// A stream ended properly.
+    pub fn succeeded(mut self, scanner: &StreamScanner) {
+        let usage = scanner
+            .usage
+            .or(Some((self.input_estimate, scanner.chunks)));
+        self.finish(
+            AttemptResult::Success {
+                latency: self.started.elapsed(),
+                ttft: self.ttft,
+            },
+            self.status,
+            usage,
+        );
+    }
+
+    /// A stream broke after content had reached the client.
+    pub fn failed_midstream(mut self, why: &str) {
+        tracing::warn!(request_id = %self.request_id, target = %self.target_id(), why, "upstream failed mid-stream");
+        self.finish(AttemptResult::Failure, 502, None);
+    }
+
+    fn target_id(&self) -> &str {
+        self.gateway
+            .targets
+            .get(self.target)
+            .map_or("?", |t| t.config.id.as_str())
+    }
+
+    fn finish(&mut self, result: AttemptResult, status: u16, usage: Option<(u32, u32)>) {
+        if std::mem::replace(&mut self.accounted, true) {
+            return;
+        }
+        self.gateway.signals.record(self.target, result);
+        self.in_flight.take();
+        let (input, output) = usage.unwrap_or((self.input_estimate, 0));
+        let cost = self.gateway.targets.get(self.target).map_or(0.0, |t| {
+            (f64::from(input) * t.config.input_price + f64::from(output) * t.config.output_price)
+                / 1e6
+        });
+        let outcome = Outcome {
+            request_id: std::mem::take(&mut self.request_id),
+            target: self.position,
+            status,
+            latency_ms: u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX),
+            ttft_ms: self
+                .ttft
+                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost,
+            fallback_depth: self.fallback_depth,
+        };
+        let binding = self.binding.clone();
+        // A policy call is microseconds, but it is not the client's to wait for. (No
+        // runtime means the process is shutting down: the outcome is dropped.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = binding.on_outcome(&outcome) {
+                    tracing::debug!(error = %e, "policy on-outcome failed");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Dropped unaccounted: the client disconnected mid-response.
+        self.finish(AttemptResult::Neutral, CLIENT_CLOSED, None);
+    }
+}

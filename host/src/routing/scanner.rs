@@ -1,0 +1,105 @@
+//! Watches an OpenAI-format SSE stream go by: has real content arrived yet, did it end
+//! properly, and what usage did it report. The bytes themselves pass through untouched.
+
+use crate::provider::sse::SseParser;
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub(crate) struct StreamScanner {
+    parser: SseParser,
+    /// A chunk with content, a tool call or a finish reason has been seen.
+    pub content: bool,
+    /// `data: [DONE]` has been seen.
+    pub done: bool,
+    /// An in-stream `{"error": …}` event.
+    pub error: Option<String>,
+    /// Usage reported by the upstream: (prompt, completion).
+    pub usage: Option<(u32, u32)>,
+    /// Content chunks, an estimate of output tokens when no usage is reported.
+    pub chunks: u32,
+}
+
+impl StreamScanner {
+    /// Scans more bytes. An SSE stream that breaks the framing rules counts as an error.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let events = match self.parser.feed(bytes) {
+            Ok(events) => events,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        for event in events {
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                self.done = true;
+                continue;
+            }
+            let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            if let Some(error) = chunk.get("error") {
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream error");
+                self.error = Some(message.to_owned());
+                continue;
+            }
+            if let Some(usage) = usage_of(&chunk) {
+                self.usage = Some(usage);
+            }
+            let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+                continue;
+            };
+            let delta = choice.get("delta");
+            let has_text = delta
+                .and_then(|d| d.get("content"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty());
+            let has_call = delta.is_some_and(|d| {
+                d.get("tool_calls").is_some_and(|t| !t.is_null())
+                    || d.get("function_call").is_some_and(|t| !t.is_null())
+                    || d.get("refusal")
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+            });
+            if has_text || has_call {
+                self.content = true;
+                self.chunks = self.chunks.saturating_add(1);
+            }
+            // An empty answer is still an answer: a finish reason commits too.
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                self.content = true;
+            }
+        }
+    }
+}
+
+/// `usage.prompt_tokens` and `usage.completion_tokens` of a response or chunk.
+pub(crate) fn usage_of(value: &Value) -> Option<(u32, u32)> {
+    let usage = value.get("usage")?;
+    let get = |k: &str| {
+        usage
+            .get(k)
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    Some((get("prompt_tokens")?, get("completion_tokens").unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_only_chunks_are_not_content() {
+        let mut s = StreamScanner::default();
+        s.feed(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n");
+        assert!(!s.content);
+        s.feed(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n");
+        assert!(s.content && s.done);
+        assert_eq!(s.usage, Some((5, 1)));
+        assert_eq!(s.chunks, 1);
+    }
+}

@@ -1,0 +1,150 @@
+//! Which handler serves which path, and the steps every API request shares:
+//! authenticate, bound and read the body, parse it once.
+
+use crate::gateway::{Gateway, Tenant};
+use crate::openai::{self, ApiError, ResponseBody};
+use crate::routing;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The request id header, on every response.
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+
+pub(super) async fn handle(
+    gateway: &Arc<Gateway>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let request_id = new_request_id();
+    let mut response = route(gateway, request, &request_id).await;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HEADER_REQUEST_ID, v);
+    }
+    response
+}
+
+async fn route(
+    gateway: &Arc<Gateway>,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Response<ResponseBody> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let allowed = match path.as_str() {
+        "/healthz" | "/readyz" | "/v1/models" => Method::GET,
+        "/v1/chat/completions" | "/v1/embeddings" => Method::POST,
+        _ => return ApiError::unknown_route(method.as_str(), &path).into_response(),
+    };
+    if method != allowed {
+        let mut response = ApiError::method_not_allowed(method.as_str(), &path).into_response();
+        if let Ok(v) = http::HeaderValue::from_str(allowed.as_str()) {
+            response.headers_mut().insert(http::header::ALLOW, v);
+        }
+        return response;
+    }
+    match path.as_str() {
+        "/healthz" => openai::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        // Tenants' policies are activated before the listener opens.
+        "/readyz" => openai::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        _ => api(gateway, request, &path, request_id)
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    }
+}
+
+async fn api(
+    gateway: &Arc<Gateway>,
+    request: Request<Incoming>,
+    path: &str,
+    request_id: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let tenant = authenticate(gateway, &request)?;
+    if path == "/v1/models" {
+        return Ok(models(gateway, &tenant));
+    }
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, &parts.headers, gateway.config.server.max_body_bytes).await?;
+    Ok(match path {
+        "/v1/chat/completions" => {
+            let chat = openai::parse_chat(&body, &parts.headers)?;
+            routing::chat(gateway, &tenant, chat, request_id).await
+        }
+        _ => {
+            let embeddings = openai::parse_embeddings(&body, &parts.headers)?;
+            routing::embeddings(gateway, &tenant, embeddings, request_id).await
+        }
+    })
+}
+
+fn authenticate(gateway: &Gateway, request: &Request<Incoming>) -> Result<Arc<Tenant>, ApiError> {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let tenant_id = gateway
+        .keys
+        .authenticate(header)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    gateway
+        .tenants
+        .get(&tenant_id)
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))
+}
+
+/// Reads the body, refusing more than `limit` bytes (early, from `Content-Length`,
+/// when the client declares it).
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Err(_) => Err(ApiError::invalid_request(
+            "The request body could not be read.",
+        )),
+    }
+}
+
+/// `GET /v1/models`: the models and aliases the caller's tenant may ask for.
+fn models(gateway: &Gateway, tenant: &Tenant) -> Response<ResponseBody> {
+    let mut names: Vec<&str> = tenant
+        .targets
+        .iter()
+        .filter_map(|&i| gateway.targets.get(i))
+        .map(|t| t.config.model.as_str())
+        .collect();
+    names.extend(gateway.config.aliases.keys().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    let data: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "signalbox"}))
+        .collect();
+    openai::json(
+        StatusCode::OK,
+        &serde_json::json!({"object": "list", "data": data}),
+    )
+}
+
+/// A unique, unguessable-enough request id: a per-process random prefix and a counter.
+fn new_request_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("req-{:08x}{n:08x}", prefix as u32)
+}

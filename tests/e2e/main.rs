@@ -3,11 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod fake_upstream;
+mod gateway_support;
 mod support;
 
 mod cache;
 mod cli;
+mod config_examples;
 mod containment;
 mod contract;
 mod decisions;
+mod gateway;
 mod isolation;

@@ -2,7 +2,7 @@
 //! everything back until real content arrives, so that any failure before it can
 //! still fall back to the next target without the client noticing.
 
-use super::scanner::{StreamScanner, usage_of};
+use super::scanner::StreamScanner;
 use crate::gateway::Target;
 use crate::provider::{Attempt, UpstreamBody, UpstreamError};
 use crate::signals::AttemptResult;
@@ -110,16 +110,14 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
             ),
             Ok(Err(e)) => retry(e.to_string(), AttemptResult::Failure),
             Ok(Ok(body)) => {
-                let usage = serde_json::from_slice(&body)
-                    .ok()
-                    .as_ref()
-                    .and_then(usage_of);
+                let (body, usage) = super::model_name::rewrite_json(body, &target.config.model);
                 Outcome::Complete { parts, body, usage }
             }
         };
     }
 
-    let mut rest = body;
+    let mut rest: UpstreamBody =
+        super::model_name::StreamRewrite::new(body, &target.config.model).boxed();
     let mut held = BytesMut::new();
     let mut scanner = StreamScanner::default();
     loop {

@@ -82,6 +82,17 @@ impl Completion {
             (f64::from(input) * t.config.input_price + f64::from(output) * t.config.output_price)
                 / 1e6
         });
+        tracing::info!(
+            request_id = %self.request_id,
+            target = %self.target_id(),
+            status,
+            input_tokens = input,
+            output_tokens = output,
+            cost_usd = cost,
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            fallback_depth = self.fallback_depth,
+            "request completed"
+        );
         let outcome = Outcome {
             request_id: std::mem::take(&mut self.request_id),
             target: self.position,

@@ -3,6 +3,7 @@
 
 mod attempt;
 mod completion;
+mod model_name;
 mod relay;
 mod scanner;
 

@@ -1,0 +1,154 @@
+//! Responses name the model that served them the same way whatever the upstream says:
+//! the served target's configured model name. (Upstreams answer with their own names,
+//! which may be internal: llama.cpp reports its model file's path.)
+//!
+//! JSON answers are rewritten as values; streams are rewritten event by event at the
+//! byte level, so every other byte passes through untouched.
+
+use super::scanner::usage_of;
+use crate::provider::{UpstreamBody, UpstreamError};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use serde_json::Value;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+/// Sets the top-level `model` of a JSON answer (other bodies are returned unchanged),
+/// and reads its usage on the way: one parse for both.
+pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32)>) {
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(mut value) => {
+            let usage = usage_of(&value);
+            match value.get_mut("model") {
+                Some(slot) => {
+                    *slot = Value::String(model.to_owned());
+                    (serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body), usage)
+                }
+                None => (body, usage),
+            }
+        }
+        Err(_) => (body, None),
+    }
+}
+
+/// Replaces the value of the first `"model":"…"` in one SSE event. Inside JSON strings
+/// quotes are escaped, so an unescaped `"model":` can only be a key.
+fn rewrite_event(event: &[u8], model: &[u8], out: &mut BytesMut) {
+    const KEY: &[u8] = b"\"model\":";
+    let Some(key) = event.windows(KEY.len()).position(|w| w == KEY) else {
+        out.extend_from_slice(event);
+        return;
+    };
+    let mut start = key + KEY.len();
+    while event.get(start).is_some_and(|b| b.is_ascii_whitespace()) {
+        start += 1;
+    }
+    if event.get(start) != Some(&b'"') {
+        out.extend_from_slice(event);
+        return;
+    }
+    let mut end = start + 1;
+    while let Some(&b) = event.get(end) {
+        match b {
+            b'\\' => end += 2,
+            b'"' => break,
+            _ => end += 1,
+        }
+    }
+    if end >= event.len() {
+        out.extend_from_slice(event);
+        return;
+    }
+    out.extend_from_slice(&event[..=start]);
+    out.extend_from_slice(model);
+    out.extend_from_slice(&event[end..]);
+}
+
+/// A stream body that rewrites `model` in each complete SSE event. A partial event is
+/// held until its end arrives (upstreams write whole events, so this rarely waits).
+pub(crate) struct StreamRewrite {
+    inner: UpstreamBody,
+    model: Bytes,
+    pending: BytesMut,
+}
+
+impl StreamRewrite {
+    pub fn new(inner: UpstreamBody, model: &str) -> Self {
+        // The name goes inside a JSON string: escape it once, here.
+        let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
+        let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or("").to_owned();
+        StreamRewrite {
+            inner,
+            model: Bytes::from(escaped),
+            pending: BytesMut::new(),
+        }
+    }
+}
+
+impl Body for StreamRewrite {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self.get_mut();
+        loop {
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    this.pending.extend_from_slice(&data);
+                    let mut out = BytesMut::with_capacity(this.pending.len() + this.model.len());
+                    while let Some(end) = event_end(&this.pending) {
+                        let event = this.pending.split_to(end);
+                        rewrite_event(&event, &this.model, &mut out);
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None if this.pending.is_empty() => return Poll::Ready(None),
+                None => {
+                    let rest = this.pending.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+            }
+        }
+    }
+}
+
+/// The end (exclusive) of the first complete event: after its blank line.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|p| p + 2)
+        .or_else(|| buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(event: &str, model: &str) -> String {
+        let mut out = BytesMut::new();
+        rewrite_event(event.as_bytes(), model.as_bytes(), &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn only_the_model_value_changes() {
+        assert_eq!(
+            rewrite("data: {\"id\":\"x\",\"model\":\"/models/a \\\"b\\\".gguf\",\"choices\":[]}\n\n", "small"),
+            "data: {\"id\":\"x\",\"model\":\"small\",\"choices\":[]}\n\n"
+        );
+        assert_eq!(rewrite("data: [DONE]\n\n", "small"), "data: [DONE]\n\n");
+        // A "model" inside content is escaped and so left alone.
+        let content = "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"model\\\":\\\"x\\\"\"}}]}\n\n";
+        assert_eq!(rewrite(content, "small"), content);
+        let (body, usage) = rewrite_json(
+            Bytes::from_static(b"{\"model\":\"a\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"),
+            "b",
+        );
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["model"], "b");
+        assert_eq!(usage, Some((3, 4)));
+    }
+}

@@ -87,7 +87,13 @@ async fn streaming_passes_through_byte_for_byte() {
     // gateway's bytes are the upstream's, except `model` names the served target's
     // model (the fake echoes the upstream name) and the fake numbers its ids by request.
     body["model"] = json!("m-upstream");
-    let direct = send("POST", &format!("{}/v1/chat/completions", a.url()), Some("x"), Some(body.to_string().as_bytes())).await;
+    let direct = send(
+        "POST",
+        &format!("{}/v1/chat/completions", a.url()),
+        Some("x"),
+        Some(body.to_string().as_bytes()),
+    )
+    .await;
     let expected = direct
         .text()
         .replace("\"model\":\"m-upstream\"", "\"model\":\"m\"")

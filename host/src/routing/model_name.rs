@@ -22,7 +22,10 @@ pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32
             match value.get_mut("model") {
                 Some(slot) => {
                     *slot = Value::String(model.to_owned());
-                    (serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body), usage)
+                    (
+                        serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body),
+                        usage,
+                    )
                 }
                 None => (body, usage),
             }
@@ -76,7 +79,10 @@ impl StreamRewrite {
     pub fn new(inner: UpstreamBody, model: &str) -> Self {
         // The name goes inside a JSON string: escape it once, here.
         let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
-        let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or("").to_owned();
+        let escaped = quoted
+            .get(1..quoted.len().saturating_sub(1))
+            .unwrap_or("")
+            .to_owned();
         StreamRewrite {
             inner,
             model: Bytes::from(escaped),
@@ -89,12 +95,17 @@ impl Body for StreamRewrite {
     type Data = Bytes;
     type Error = UpstreamError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
         loop {
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     this.pending.extend_from_slice(&data);
                     let mut out = BytesMut::with_capacity(this.pending.len() + this.model.len());
                     while let Some(end) = event_end(&this.pending) {
@@ -137,18 +148,27 @@ mod tests {
     #[test]
     fn only_the_model_value_changes() {
         assert_eq!(
-            rewrite("data: {\"id\":\"x\",\"model\":\"/models/a \\\"b\\\".gguf\",\"choices\":[]}\n\n", "small"),
+            rewrite(
+                "data: {\"id\":\"x\",\"model\":\"/models/a \\\"b\\\".gguf\",\"choices\":[]}\n\n",
+                "small"
+            ),
             "data: {\"id\":\"x\",\"model\":\"small\",\"choices\":[]}\n\n"
         );
         assert_eq!(rewrite("data: [DONE]\n\n", "small"), "data: [DONE]\n\n");
         // A "model" inside content is escaped and so left alone.
-        let content = "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"model\\\":\\\"x\\\"\"}}]}\n\n";
+        let content =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"model\\\":\\\"x\\\"\"}}]}\n\n";
         assert_eq!(rewrite(content, "small"), content);
         let (body, usage) = rewrite_json(
-            Bytes::from_static(b"{\"model\":\"a\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"),
+            Bytes::from_static(
+                b"{\"model\":\"a\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}",
+            ),
             "b",
         );
-        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["model"], "b");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()["model"],
+            "b"
+        );
         assert_eq!(usage, Some((3, 4)));
     }
 }

@@ -454,9 +454,11 @@ async fn the_deciding_policy_hears_every_outcome_and_sees_header_metadata() {
     );
     // Outcomes are delivered off the request path: give them a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let counted = crate::gateway_support::send_with_headers(
+    let counted = send_with(
+        "POST",
         &gw.url("/v1/chat/completions"),
-        &hello("m"),
+        Some(KEY),
+        Some(hello("m").to_string().as_bytes()),
         &[("x-signalbox-act", "outcomes")],
     )
     .await;

@@ -127,12 +127,26 @@ impl Reply {
 
 /// Sends a request with optional bearer key and body; reads the whole response.
 pub async fn send(method: &str, url: &str, key: Option<&str>, body: Option<&[u8]>) -> Reply {
+    send_with(method, url, key, body, &[]).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut request = http::Request::builder().method(method).uri(url);
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }
     if body.is_some() {
         request = request.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
     }
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
@@ -181,29 +195,4 @@ pub fn streamed_text(body: &str) -> String {
                 .map(str::to_owned)
         })
         .collect()
-}
-
-/// `POST` a chat body as tenant `acme` with extra request headers.
-pub async fn send_with_headers(url: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    let mut request = http::Request::post(url)
-        .header("authorization", format!("Bearer {KEY}"))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = client().request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
 }

@@ -62,20 +62,17 @@ pub async fn chat(
     request: ChatRequest,
     request_id: &str,
 ) -> http::Response<ResponseBody> {
-    let plan = match decide(gateway, tenant, &request.route_request(request_id)) {
-        Ok(plan) => plan,
-        Err(e) => return explained(e.into_response(), tenant, None, 0),
-    };
     let attempt = Attempt {
         body: &request.body,
         kind: AttemptKind::Chat,
         stream: request.stream,
         include_usage: request.include_usage,
     };
-    dispatch(
+    let view = request.route_request(request_id);
+    route(
         gateway,
         tenant,
-        plan,
+        &view,
         attempt,
         request_id,
         request.input_tokens,
@@ -90,25 +87,37 @@ pub async fn embeddings(
     request: EmbeddingsRequest,
     request_id: &str,
 ) -> http::Response<ResponseBody> {
-    let plan = match decide(gateway, tenant, &request.route_request(request_id)) {
-        Ok(plan) => plan,
-        Err(e) => return explained(e.into_response(), tenant, None, 0),
-    };
     let attempt = Attempt {
         body: &request.body,
         kind: AttemptKind::Embeddings,
         stream: false,
         include_usage: false,
     };
-    dispatch(
+    let view = request.route_request(request_id);
+    route(
         gateway,
         tenant,
-        plan,
+        &view,
         attempt,
         request_id,
         request.input_tokens,
     )
     .await
+}
+
+/// Decides, then dispatches; a policy's rejection is answered at once.
+async fn route(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    view: &RouteRequest,
+    attempt: Attempt<'_>,
+    request_id: &str,
+    input_estimate: u32,
+) -> http::Response<ResponseBody> {
+    match decide(gateway, tenant, view) {
+        Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
+        Err(e) => explained(e.into_response(), tenant, None, 0),
+    }
 }
 
 /// Tries the plan's targets in order. Falls back only while nothing has reached the

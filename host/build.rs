@@ -42,7 +42,14 @@ fn main() {
             TARGET,
             "--workspace",
         ])
-        .args(["--exclude", "signalbox", "--exclude", "signalbox-sdk"])
+        .args([
+            "--exclude",
+            "signalbox",
+            "--exclude",
+            "signalbox-sdk",
+            "--exclude",
+            "signalbox-load",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     // Flags meant for the host build (coverage, sanitizers, clippy) must not leak into

@@ -149,3 +149,21 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let out = signalbox(&["policy", "new", "Bad Name"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[providers]]\nname = \"p\"\nkind = \"simulated\"\n\n[[targets]]\nid = \"t\"\nprovider = \"nope\"\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let out = signalbox(&["serve", "--config", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        t.contains("bad.toml: targets[0].provider: no provider named `nope`"),
+        "{t}"
+    );
+}

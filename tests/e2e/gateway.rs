@@ -543,3 +543,44 @@ async fn sigterm_lets_fifty_streams_finish_then_exits_zero() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn http2_clients_are_served_too() {
+    let (_a, _b, gw) = two_upstreams().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            hello_stream("m").to_string(),
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn embeddings_are_routed_like_chats() {
+    let (a, _b, gw) = two_upstreams().await;
+    let body = json!({"model": "m", "input": ["one", "two"], "encoding_format": "float"});
+    let reply = send(
+        "POST",
+        &gw.url("/v1/embeddings"),
+        Some(KEY),
+        Some(body.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(reply.header("x-signalbox-target"), "a");
+    let seen = &a.requests()[0];
+    assert_eq!(seen.path, "/v1/embeddings");
+    assert_eq!(seen.body["model"], "m-upstream");
+    assert_eq!(seen.body["encoding_format"], "float");
+}

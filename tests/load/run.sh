@@ -27,33 +27,37 @@ gateway=$!
 pids+=($gateway)
 sleep 1
 
-# oha's JSON summary -> "rps p50_us p99_us"
+# One load point; prints "req/s p50_us p99_us statuses" (oha counts the requests
+# still in flight when the time is up as errors).
 point() { # url body concurrency [extra oha args]
     local url=$1 data=$2 c=$3; shift 3
     taskset -c 1 oha --no-tui --output-format json -z "${secs}s" -c "$c" "$@" -m POST \
         -H "authorization: Bearer $key" -H 'content-type: application/json' -d "$data" "$url" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; p=d["latencyPercentiles"]; sc=d.get("statusCodeDistribution",{}); print(f"{s[\"requestsPerSec\"]:.0f} {p[\"p50\"]*1e6:.0f} {p[\"p99\"]*1e6:.0f} {sc}")'
+        python3 tests/load/summary.py
 }
 
-direct=http://127.0.0.1:9001/v1/chat/completions
-proxy=http://127.0.0.1:9002/v1/chat/completions
-gw=http://127.0.0.1:9003/v1/chat/completions
+url_direct=http://127.0.0.1:9001/v1/chat/completions
+url_proxy=http://127.0.0.1:9002/v1/chat/completions
+url_gateway=http://127.0.0.1:9003/v1/chat/completions
 echo "| mode | target | concurrency | rate | req/s | p50 µs | p99 µs | statuses |"
 echo "|---|---|---|---|---|---|---|---|"
 for mode in json stream; do
     data=$body; [ $mode = stream ] && data=$sbody
     for name in direct proxy gateway; do
-        url=${!name}
+        url_var=url_$name
+        url=${!url_var}
         read -r rps p50 p99 codes < <(point "$url" "$data" 1)
         echo "| $mode | $name | 1 | max | $rps | $p50 | $p99 | $codes |"
     done
     for name in direct gateway; do
-        url=${!name}
+        url_var=url_$name
+        url=${!url_var}
         read -r rps p50 p99 codes < <(point "$url" "$data" 32 -q 2000)
         echo "| $mode | $name | 32 | 2000/s | $rps | $p50 | $p99 | $codes |"
     done
     for name in proxy gateway; do
-        url=${!name}
+        url_var=url_$name
+        url=${!url_var}
         read -r rps p50 p99 codes < <(point "$url" "$data" 32)
         echo "| $mode | $name | 32 | max | $rps | $p50 | $p99 | $codes |"
     done
@@ -70,7 +74,7 @@ pids+=($gateway)
 sleep 1
 idle=$(awk '/VmRSS/ {print $2}' /proc/$gateway/status)
 taskset -c 1 oha --no-tui -z "${secs}s" -c 1000 -m POST -H "authorization: Bearer $key" \
-    -H 'content-type: application/json' -d "$sbody" "$gw" >/dev/null &
+    -H 'content-type: application/json' -d "$sbody" "$url_gateway" >/dev/null &
 load=$!
 sleep $((secs - 3))
 busy=$(awk '/VmRSS/ {print $2}' /proc/$gateway/status)

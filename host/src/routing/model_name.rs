@@ -2,10 +2,10 @@
 //! the served target's configured model name. (Upstreams answer with their own names,
 //! which may be internal: llama.cpp reports its model file's path.)
 //!
-//! JSON answers are rewritten as values; streams are rewritten event by event at the
-//! byte level, so every other byte passes through untouched.
+//! Both JSON answers and streams (event by event) are rewritten at the byte level, so
+//! every other byte passes through untouched.
 
-use super::scanner::usage_of;
+use super::scanner::usage_counts;
 use crate::provider::{UpstreamBody, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
@@ -13,25 +13,33 @@ use serde_json::Value;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-/// Sets the top-level `model` of a JSON answer (other bodies are returned unchanged),
-/// and reads its usage on the way: one parse for both.
+/// Sets `model` in a JSON answer and reads its usage, without parsing the whole body:
+/// the model value is replaced at the byte level (every other byte is kept), and only
+/// the `usage` object is parsed.
 pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32)>) {
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(mut value) => {
-            let usage = usage_of(&value);
-            match value.get_mut("model") {
-                Some(slot) => {
-                    *slot = Value::String(model.to_owned());
-                    (
-                        serde_json::to_vec(&value).map(Bytes::from).unwrap_or(body),
-                        usage,
-                    )
-                }
-                None => (body, usage),
-            }
-        }
-        Err(_) => (body, None),
-    }
+    const USAGE: &[u8] = b"\"usage\":";
+    let usage = body
+        .windows(USAGE.len())
+        .position(|w| w == USAGE)
+        .and_then(|at| {
+            serde_json::Deserializer::from_slice(&body[at + USAGE.len()..])
+                .into_iter::<Value>()
+                .next()?
+                .ok()
+        })
+        .and_then(|usage| usage_counts(&usage));
+    let mut out = BytesMut::with_capacity(body.len() + model.len());
+    rewrite_event(&body, escaped(model).as_bytes(), &mut out);
+    (out.freeze(), usage)
+}
+
+/// `model` as it must appear between the quotes of a JSON string.
+fn escaped(model: &str) -> String {
+    let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Replaces the value of the first `"model":"…"` in one SSE event. Inside JSON strings
@@ -77,15 +85,10 @@ pub(crate) struct StreamRewrite {
 
 impl StreamRewrite {
     pub fn new(inner: UpstreamBody, model: &str) -> Self {
-        // The name goes inside a JSON string: escape it once, here.
-        let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
-        let escaped = quoted
-            .get(1..quoted.len().saturating_sub(1))
-            .unwrap_or("")
-            .to_owned();
         StreamRewrite {
             inner,
-            model: Bytes::from(escaped),
+            // Escaped once here, not per event.
+            model: Bytes::from(escaped(model)),
             pending: BytesMut::new(),
         }
     }

@@ -35,6 +35,12 @@ impl StreamScanner {
                 self.done = true;
                 continue;
             }
+            // Once content has been seen, only usage and errors matter: skip the JSON
+            // parse for the plain content chunks that make up nearly all of a stream.
+            if self.content && !data.contains("\"usage\"") && !data.contains("\"error\"") {
+                self.chunks = self.chunks.saturating_add(1);
+                continue;
+            }
             let Ok(chunk) = serde_json::from_str::<Value>(data) else {
                 continue;
             };
@@ -78,7 +84,11 @@ impl StreamScanner {
 
 /// `usage.prompt_tokens` and `usage.completion_tokens` of a response or chunk.
 pub(crate) fn usage_of(value: &Value) -> Option<(u32, u32)> {
-    let usage = value.get("usage")?;
+    usage_counts(value.get("usage")?)
+}
+
+/// `prompt_tokens` and `completion_tokens` of a `usage` object.
+pub(crate) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
     let get = |k: &str| {
         usage
             .get(k)

@@ -1,7 +1,8 @@
 //! The assembled gateway: everything a request needs, built once from the config.
 
 use crate::config::{Config, ProviderSection};
-use crate::policy::{EngineConfig, PolicyBinding, PolicyEngine, TargetInfo, TenantContext};
+use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
+use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
 use crate::signals::{BreakerConfig, SignalBoard};
 use crate::tenancy::{KeyRing, parse_key_hash};
@@ -20,21 +21,20 @@ pub struct Target {
 }
 
 /// A tenant: its targets (indices into [`Gateway::targets`], in the order its policy
-/// sees them), its policy binding and its safe route.
+/// sees them), its policy state and its safe route.
 pub struct Tenant {
     /// The tenant id.
     pub id: Arc<str>,
     /// Global target indices, in policy order.
     pub targets: Vec<usize>,
-    /// The active policy binding.
-    pub binding: Arc<PolicyBinding>,
-    /// `name@version` for response headers.
-    pub policy_label: String,
+    /// The active binding (hot-swappable), its history and candidates.
+    pub policy: TenantPolicy,
     /// Positions in `targets` to try when the policy fails.
     pub safe_route: Vec<u32>,
 }
 
-/// Everything the request path reads. Immutable after start-up, except the signals.
+/// Everything the request path reads. Immutable after start-up, except the signals
+/// and each tenant's policy state.
 pub struct Gateway {
     /// The configuration it was built from.
     pub config: Config,
@@ -46,8 +46,8 @@ pub struct Gateway {
     pub keys: KeyRing,
     /// Live target signals.
     pub signals: Arc<SignalBoard>,
-    /// The policy engine.
-    pub engine: PolicyEngine,
+    /// The policy engine, the version store and the lifecycle settings.
+    pub deployer: Deployer,
 }
 
 impl Gateway {
@@ -55,12 +55,26 @@ impl Gateway {
     /// (a policy that fails to load or rejects its config fails start-up, naming the
     /// tenant), and opens a connection pool per target.
     pub fn build(config: Config) -> anyhow::Result<Gateway> {
+        let state_dir = config.admin.state_dir.as_ref().map(PathBuf::from);
+        // With a state directory, compiled versions are cached beside it, so that a
+        // restart brings every tenant back without compiling.
+        let cache_dir = config
+            .engine
+            .cache_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .or_else(|| state_dir.as_ref().map(|d| d.join("compiled")));
         let engine = PolicyEngine::new(EngineConfig {
             deadline: Duration::from_millis(config.engine.deadline_ms.max(1)),
             memory_limit: config.engine.memory_limit_mib.max(1) << 20,
-            cache_dir: config.engine.cache_dir.as_ref().map(PathBuf::from),
+            cache_dir,
             ..EngineConfig::default()
         })?;
+        let deployer = Deployer {
+            engine,
+            store: PolicyStore::open(state_dir.as_deref())?,
+            quarantine_after: config.admin.quarantine_after,
+        };
 
         let providers: HashMap<&str, &ProviderSection> = config
             .providers
@@ -120,9 +134,6 @@ impl Gateway {
                         .map_or_else(|| "policy".to_owned(), |s| s.to_string_lossy().into_owned()),
                 ),
             };
-            let policy = engine
-                .load(&bytes)
-                .with_context(|| format!("tenant `{}`: policy", t.id))?;
             let policy_config = match &t.policy_config {
                 Some(table) => serde_json::to_string(table)?,
                 None if t.policy.as_deref().is_none_or(|p| p == "embedded:default") => {
@@ -130,9 +141,17 @@ impl Gateway {
                 }
                 None => "{}".to_owned(),
             };
-            let binding = policy
-                .bind(TenantContext::new(id.clone()), &policy_config, infos)
-                .with_context(|| format!("tenant `{}`: activating its policy", t.id))?;
+            let policy = TenantPolicy::start(
+                &deployer,
+                TenantContext::new(id.clone()),
+                infos,
+                Source {
+                    name: &name,
+                    bytes: &bytes,
+                    config: &policy_config,
+                },
+            )
+            .with_context(|| format!("tenant `{}`: starting its policy", t.id))?;
             let safe_route = t
                 .safe_route
                 .iter()
@@ -143,10 +162,9 @@ impl Gateway {
             tenants.insert(
                 id.clone(),
                 Arc::new(Tenant {
-                    policy_label: format!("{name}@{}", &policy.version()[..12]),
                     id,
                     targets: indices,
-                    binding: Arc::new(binding),
+                    policy,
                     safe_route,
                 }),
             );
@@ -165,7 +183,7 @@ impl Gateway {
             targets,
             tenants,
             keys,
-            engine,
+            deployer,
         })
     }
 }

@@ -4,13 +4,16 @@
 //! The crate is laid out along a request's path: [`server`] accepts it, [`tenancy`]
 //! authenticates it, [`openai`] reads it, [`routing`] asks the tenant's [`policy`] and
 //! dispatches to [`provider`]s, watching [`signals`]. [`config`] and [`gateway`]
-//! assemble it all at start-up.
+//! assemble it all at start-up; [`deploy`] swaps tenants' policies while traffic
+//! flows, driven by the [`admin`] API or a watched directory.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod embedded;
 pub mod gateway;
 pub mod openai;

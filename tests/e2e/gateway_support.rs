@@ -17,10 +17,15 @@ use std::time::Duration;
 /// The API key of tenant `acme` in [`config`].
 pub const KEY: &str = "sb-test-acme-key";
 
-/// A gateway serving on 127.0.0.1 until dropped.
+/// A gateway serving on 127.0.0.1 until dropped; with `[admin] listen` in its config,
+/// its admin API too (on another port), and with `policies_dir`, the watcher.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _watcher: Option<signalbox::deploy::watch::DirWatcher>,
 }
 
 impl TestGateway {
@@ -33,9 +38,27 @@ impl TestGateway {
         let gateway = Arc::new(Gateway::build(config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (admin, admin_task) = match gateway.config.admin.listen {
+            Some(_) => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let admin_addr = listener.local_addr().unwrap();
+                let api = Arc::new(signalbox::admin::Admin::new(gateway.clone()));
+                let task = tokio::spawn(signalbox::admin::serve(
+                    api,
+                    listener,
+                    std::future::pending(),
+                ));
+                (Some(admin_addr), Some(task))
+            }
+            None => (None, None),
+        };
+        let watcher =
+            gateway.config.admin.policies_dir.as_ref().map(|dir| {
+                signalbox::deploy::watch::spawn(gateway.clone(), Path::new(dir)).unwrap()
+            });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signalbox::server::serve(
-            gateway,
+            gateway.clone(),
             listener,
             async {
                 let _ = stopped.await;
@@ -44,12 +67,21 @@ impl TestGateway {
         ));
         TestGateway {
             addr,
+            admin,
+            gateway,
             stop: Some(stop),
+            admin_task,
+            _watcher: watcher,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL of the admin API.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("no admin listener"))
     }
 }
 
@@ -57,6 +89,9 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(task) = self.admin_task.take() {
+            task.abort();
         }
     }
 }

@@ -13,5 +13,6 @@ mod config_examples;
 mod containment;
 mod contract;
 mod decisions;
+mod deploy;
 mod gateway;
 mod isolation;

@@ -21,7 +21,16 @@ pub fn hostile_policy() -> PathBuf {
 /// One engine for the whole test binary, as in the gateway (engines are heavy).
 pub fn engine() -> &'static PolicyEngine {
     static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| PolicyEngine::new(EngineConfig::default()).unwrap())
+    // A deadline well above the default: the tests share two cores with parallel
+    // tests and builds, and a call preempted for a few milliseconds must not fail.
+    // Deadline tests read the configured value, so they test exactly this one.
+    ENGINE.get_or_init(|| {
+        PolicyEngine::new(EngineConfig {
+            deadline: std::time::Duration::from_millis(20),
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    })
 }
 
 pub fn target(id: &str, model: &str, price: (f64, f64), window: u32, tags: &[&str]) -> TargetInfo {

@@ -1,8 +1,9 @@
-//! The command line: `signalbox policy check|bench|new`.
+//! The command line: `signalbox serve`, `signalbox policy check|bench|push|new`.
 
 mod policy_bench;
 mod policy_check;
 mod policy_new;
+mod policy_push;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ enum PolicyCommand {
     },
     /// Measure decisions per second and latency per decision.
     Bench(policy_bench::BenchArgs),
+    /// Upload a policy to a running gateway and activate it (or start a shadow or a
+    /// canary).
+    Push(policy_push::PushArgs),
     /// Create a new policy crate.
     New {
         /// The crate name (lower-case letters, digits, `-` and `_`).
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cache_dir,
         }) => policy_check::run(file.as_deref(), &config, cache_dir),
         Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
+        Command::Policy(PolicyCommand::Push(args)) => policy_push::run(args),
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())
         }

@@ -40,7 +40,32 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
                 "try: curl -s http://{addr}/v1/chat/completions -H 'authorization: Bearer {DEMO_KEY}' -H 'content-type: application/json' -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
             );
         }
+        let admin = match &gateway.config.admin.listen {
+            Some(admin_listen) => {
+                let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+                println!("signalbox admin API on http://{}", admin_listener.local_addr()?);
+                let admin = Arc::new(crate::admin::Admin::new(gateway.clone()));
+                Some(tokio::spawn(crate::admin::serve(
+                    admin,
+                    admin_listener,
+                    std::future::pending(),
+                )))
+            }
+            None => None,
+        };
+        let _watcher = match &gateway.config.admin.policies_dir {
+            Some(dir) => Some(
+                crate::deploy::watch::spawn(gateway.clone(), Path::new(dir))
+                    .with_context(|| format!("cannot watch the policies directory {dir}"))?,
+            ),
+            None => None,
+        };
         crate::server::serve(gateway, listener, crate::server::shutdown_signal(), grace).await?;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         println!("signalbox stopped");
         Ok(())
     })

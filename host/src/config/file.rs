@@ -24,6 +24,8 @@ pub(crate) struct ConfigFile {
     pub aliases: AliasMap,
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[server]`: the listener and request limits.
@@ -204,4 +206,44 @@ pub struct TenantSection {
     pub safe_route: Vec<String>,
     /// Target ids this tenant may use (default: all).
     pub targets: Option<Vec<String>>,
+}
+
+/// `[admin]`: the admin API and where policy versions are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address of the admin listener (none: no admin API).
+    pub listen: Option<String>,
+    /// Directory of uploaded versions and active bindings (none: kept in memory, lost
+    /// at exit). Relative to the config file.
+    pub state_dir: Option<String>,
+    /// Watched directory of `<tenant>/policy.wasm` + `config.json` (none: not
+    /// watched). Relative to the config file.
+    pub policies_dir: Option<String>,
+    /// Failed policy calls in a row (traps, deadlines) that quarantine a version.
+    pub quarantine_after: u32,
+    /// Who may call the admin API.
+    pub tokens: Vec<AdminTokenSection>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: None,
+            state_dir: None,
+            policies_dir: None,
+            quarantine_after: 5,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `[[admin.tokens]]`: an admin token, by hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenSection {
+    /// `sha256:<hex>` of the token, never the token.
+    pub hash: String,
+    /// The one tenant it may act on; none for an operator token (every tenant).
+    pub tenant: Option<String>,
 }

@@ -8,8 +8,8 @@
 mod file;
 
 pub use file::{
-    AliasMap, EngineSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
-    TargetSection, TenantSection,
+    AdminSection, AdminTokenSection, AliasMap, EngineSection, ProviderKind, ProviderSection,
+    ServerSection, SimulatedSection, TargetSection, TenantSection,
 };
 
 use std::collections::{BTreeMap, HashSet};
@@ -52,6 +52,8 @@ pub struct Config {
     pub aliases: AliasMap,
     /// Tenants.
     pub tenants: Vec<TenantSection>,
+    /// Admin API and policy store.
+    pub admin: AdminSection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: BTreeMap<String, String>,
 }
@@ -219,6 +221,45 @@ impl Config {
             return Err(err("tenants", "at least one tenant is required".into()));
         }
 
+        let mut admin = raw.admin;
+        if let Some(listen) = &admin.listen
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(err(
+                "admin.listen",
+                format!("`{listen}` is not an address:port"),
+            ));
+        }
+        for (i, token) in admin.tokens.iter().enumerate() {
+            if crate::tenancy::parse_key_hash(&token.hash).is_none() {
+                return Err(err(
+                    &format!("admin.tokens[{i}].hash"),
+                    "expected `sha256:` followed by the 64 hex digits of the token's SHA-256"
+                        .into(),
+                ));
+            }
+            if let Some(t) = &token.tenant
+                && !tenant_ids.contains(t)
+            {
+                return Err(err(
+                    &format!("admin.tokens[{i}].tenant"),
+                    format!("no tenant with id `{t}`"),
+                ));
+            }
+        }
+        if admin.listen.is_some() && admin.tokens.is_empty() {
+            return Err(err(
+                "admin.tokens",
+                "an admin listener needs at least one token".into(),
+            ));
+        }
+        for dir in [&mut admin.state_dir, &mut admin.policies_dir]
+            .into_iter()
+            .flatten()
+        {
+            *dir = base.join(&*dir).display().to_string();
+        }
+
         let server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -234,6 +275,7 @@ impl Config {
             targets: raw.targets,
             aliases: raw.aliases,
             tenants,
+            admin,
             secrets,
         })
     }

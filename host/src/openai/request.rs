@@ -245,6 +245,12 @@ fn metadata(headers: &HeaderMap, body: &Map<String, Value>) -> Vec<(String, Stri
             }
         }
     }
+    // OpenAI's end-user id: what canaries and sticky splits key on.
+    if let Some(Value::String(user)) = body.get("user")
+        && !out.iter().any(|(k, _)| k == "user")
+    {
+        out.push(("user".to_owned(), user.clone()));
+    }
     out
 }
 

@@ -163,7 +163,7 @@ impl PolicyEngine {
     pub fn load(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         let shared = &self.shared;
         let stamped = contract::inspect(bytes)?;
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
 
         let started = Instant::now();
         let cached = shared
@@ -277,12 +277,15 @@ impl std::fmt::Debug for CompiledPolicy {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// A component's version id: its SHA-256 in lower-case hex.
+pub fn sha256_hex(component: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Sha256::digest(component)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Advances the engine's epoch every `tick`, which is what stops a policy that runs

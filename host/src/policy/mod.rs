@@ -21,7 +21,7 @@ mod wasi;
 
 pub use binding::{BindingStats, PolicyBinding};
 pub use contract::{CONTRACT_VERSION, ROUTER_EXPORT, VERSION_SECTION};
-pub use engine::{CompileSource, CompiledPolicy, EngineConfig, PolicyEngine};
+pub use engine::{CompileSource, CompiledPolicy, EngineConfig, PolicyEngine, sha256_hex};
 pub use error::{EngineError, LoadError, PolicyError};
 pub use guest_log::LogLimiter;
 pub use request::{

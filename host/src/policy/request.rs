@@ -96,6 +96,15 @@ impl RouteRequest {
         &self.record.id
     }
 
+    /// The value of a metadata key (lower-case), if the request has it.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.record
+            .metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The model or alias asked for.
     pub fn model(&self) -> &str {
         &self.record.model

@@ -2,8 +2,9 @@
 //! reported to the policy that made the decision (off the request path).
 
 use super::scanner::StreamScanner;
+use crate::deploy::{Deployment, Routing, micro_usd};
 use crate::gateway::Gateway;
-use crate::policy::{Outcome, PolicyBinding};
+use crate::policy::Outcome;
 use crate::signals::{AttemptResult, InFlight};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +15,12 @@ const CLIENT_CLOSED: u16 = 499;
 
 pub(crate) struct Completion {
     pub gateway: Arc<Gateway>,
-    /// The binding that decided: outcomes go back to it even if a new one is active.
-    pub binding: Arc<PolicyBinding>,
+    /// The deployment that decided: outcomes go back to it even if a new one is
+    /// active by now.
+    pub deployment: Arc<Deployment>,
+    /// A shadow that decided the same request, and its first choice (global index):
+    /// the same tokens are priced on that target to estimate the cost difference.
+    pub shadow: Option<(Arc<Routing>, usize)>,
     /// Global target index.
     pub target: usize,
     /// Index in the policy's target list.
@@ -106,7 +111,29 @@ impl Completion {
             cost_usd: cost,
             fallback_depth: self.fallback_depth,
         };
-        let binding = self.binding.clone();
+        let latency = self.started.elapsed();
+        self.deployment.traffic.record(
+            status,
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            cost,
+        );
+        if let Some((routing, choice)) = self.shadow.take()
+            && let Some(candidate) = routing.shadow()
+            && let Some(target) = self.gateway.targets.get(choice)
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let shadow_cost = (f64::from(input) * target.config.input_price
+                + f64::from(output) * target.config.output_price)
+                / 1e6;
+            let stats = &candidate.shadow;
+            stats
+                .active_cost_micro_usd
+                .fetch_add(micro_usd(cost), Relaxed);
+            stats
+                .shadow_cost_micro_usd
+                .fetch_add(micro_usd(shadow_cost), Relaxed);
+        }
+        let binding = self.deployment.binding.clone();
         // A policy call is microseconds, but it is not the client's to wait for. (No
         // runtime means the process is shutting down: the outcome is dropped.)
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -7,9 +7,10 @@ mod model_name;
 mod relay;
 mod scanner;
 
+use crate::deploy::{Candidate, Deployment, Routing};
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ChatRequest, EmbeddingsRequest, ResponseBody, full};
-use crate::policy::{PolicyBinding, RouteDecision, RouteRequest};
+use crate::policy::{RouteDecision, RouteRequest};
 use crate::provider::{Attempt, AttemptKind};
 use crate::signals::Admission;
 use attempt::Outcome;
@@ -27,32 +28,122 @@ pub const HEADER_ATTEMPTS: &str = "x-signalbox-attempts";
 /// Why the policy chose this route (or that the safe route was used).
 pub const HEADER_REASON: &str = "x-signalbox-route-reason";
 
-/// The targets to try, as positions in the tenant's target list.
+/// The decision for one request: who decided (kept until the outcome is reported,
+/// whatever is activated meanwhile) and the targets to try, as positions in the
+/// tenant's target list.
 struct Plan {
-    binding: Arc<PolicyBinding>,
+    routing: Arc<Routing>,
+    deployment: Arc<Deployment>,
+    /// The shadow candidate's first choice (global target index), if one ran.
+    shadow_choice: Option<usize>,
     targets: Vec<u32>,
     reason: String,
 }
 
-fn decide(gateway: &Gateway, tenant: &Tenant, request: &RouteRequest) -> Result<Plan, ApiError> {
-    let binding = tenant.binding.clone();
+/// A policy's refusal, with the label of the version that refused.
+struct Refusal {
+    error: ApiError,
+    deployment: Arc<Deployment>,
+}
+
+fn decide(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    request: &RouteRequest,
+) -> Result<Plan, Refusal> {
+    let routing = tenant.policy.current();
+    let deployment = routing.pick(sticky_key(request)).clone();
     let signals = gateway.signals.snapshot(&tenant.targets);
-    match binding.route(request, &signals) {
+    let (decision, streak) = deployment.route(request, &signals);
+    if streak > 0 {
+        watch_failures(gateway, tenant, &deployment, streak);
+    }
+    let shadow_choice = routing
+        .shadow()
+        .and_then(|c| shadow(gateway, tenant, c, request, &signals, &decision));
+    match decision {
         Ok(RouteDecision::Route { targets, reason }) => Ok(Plan {
-            binding,
+            routing,
+            deployment,
+            shadow_choice,
             targets,
             reason,
         }),
-        Ok(RouteDecision::Reject { status, message }) => Err(ApiError::rejected(status, message)),
+        Ok(RouteDecision::Reject { status, message }) => Err(Refusal {
+            error: ApiError::rejected(status, message),
+            deployment,
+        }),
         Err(e) => {
-            tracing::warn!(tenant = %tenant.id, error = %e, "policy failed; using the safe route");
+            tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy failed; using the safe route");
             Ok(Plan {
-                binding,
+                routing,
+                deployment,
+                shadow_choice,
                 targets: tenant.safe_route.clone(),
                 reason: format!("safe route (policy {})", e.kind()),
             })
         }
     }
+}
+
+/// The key a canary split is sticky on: the end user (`user` in the body or the
+/// `x-signalbox-user` header), else the request itself.
+fn sticky_key(request: &RouteRequest) -> &str {
+    request.metadata("user").unwrap_or_else(|| request.id())
+}
+
+/// At the quarantine threshold, hands the failing deployment to its tenant's
+/// lifecycle, off the request path (it takes the tenant's admin lock). Exactly one
+/// request sees the threshold streak, so this runs once per streak.
+fn watch_failures(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    deployment: &Arc<Deployment>,
+    streak: u32,
+) {
+    if streak != gateway.deployer.quarantine_after.max(1) {
+        return;
+    }
+    let (gateway, tenant, deployment) = (gateway.clone(), tenant.clone(), deployment.clone());
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn_blocking(move || {
+            tenant
+                .policy
+                .quarantine_if_due(&gateway.deployer, &deployment, streak)
+        });
+    }
+}
+
+/// Lets the shadow decide the same request and records how it compares. Returns its
+/// first choice as a global target index.
+fn shadow(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    candidate: &Candidate,
+    request: &RouteRequest,
+    signals: &[crate::policy::TargetSignals],
+    active: &Result<RouteDecision, crate::policy::PolicyError>,
+) -> Option<usize> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &candidate.shadow;
+    let (decision, streak) = candidate.deployment.route(request, signals);
+    if streak > 0 {
+        stats.failures.fetch_add(1, Relaxed);
+        watch_failures(gateway, tenant, &candidate.deployment, streak);
+    }
+    let first = |d: &RouteDecision| match d {
+        RouteDecision::Route { targets, .. } => targets.first().copied(),
+        RouteDecision::Reject { .. } => None,
+    };
+    let (Ok(active), Ok(shadow)) = (active, &decision) else {
+        return None;
+    };
+    stats.decisions.fetch_add(1, Relaxed);
+    let choice = first(shadow);
+    if first(active) == choice {
+        stats.agreements.fetch_add(1, Relaxed);
+    }
+    choice.and_then(|p| tenant.targets.get(p as usize).copied())
 }
 
 /// Serves `POST /v1/chat/completions`.
@@ -114,9 +205,16 @@ async fn route(
     request_id: &str,
     input_estimate: u32,
 ) -> http::Response<ResponseBody> {
+    let started = Instant::now();
     match decide(gateway, tenant, view) {
         Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
-        Err(e) => explained(e.into_response(), tenant, None, 0),
+        Err(Refusal { error, deployment }) => {
+            let response = error.into_response();
+            deployment
+                .traffic
+                .record(response.status().as_u16(), micros(started.elapsed()), 0.0);
+            explained(response, &deployment.label, None, 0)
+        }
     }
 }
 
@@ -132,6 +230,8 @@ async fn dispatch(
 ) -> http::Response<ResponseBody> {
     let mut reasons = Vec::new();
     let mut tried = 0u32;
+    let label = plan.deployment.label.as_str();
+    let dispatched = Instant::now();
     for &position in &plan.targets {
         if tried as usize >= gateway.config.server.max_attempts {
             reasons.push("attempt limit reached".to_owned());
@@ -152,7 +252,10 @@ async fn dispatch(
         let started = Instant::now();
         let completion = |status: u16, ttft| Completion {
             gateway: gateway.clone(),
-            binding: plan.binding.clone(),
+            deployment: plan.deployment.clone(),
+            shadow: plan
+                .shadow_choice
+                .map(|choice| (plan.routing.clone(), choice)),
             target: global,
             position,
             fallback_depth: tried - 1,
@@ -179,7 +282,7 @@ async fn dispatch(
                 done.complete(usage);
                 return explained(
                     response,
-                    tenant,
+                    label,
                     Some((&target.config.id, &plan.reason)),
                     tried,
                 );
@@ -191,7 +294,7 @@ async fn dispatch(
                 let response = http::Response::from_parts(strip(parts), full(body));
                 return explained(
                     response,
-                    tenant,
+                    label,
                     Some((&target.config.id, &plan.reason)),
                     tried,
                 );
@@ -216,7 +319,7 @@ async fn dispatch(
                 let response = http::Response::from_parts(parts, body);
                 return explained(
                     response,
-                    tenant,
+                    label,
                     Some((&target.config.id, &plan.reason)),
                     tried,
                 );
@@ -226,12 +329,17 @@ async fn dispatch(
     if plan.targets.is_empty() {
         reasons.push("the policy named no target".to_owned());
     }
-    explained(
-        ApiError::no_route(&reasons).into_response(),
-        tenant,
-        None,
-        tried,
-    )
+    let response = ApiError::no_route(&reasons).into_response();
+    plan.deployment.traffic.record(
+        response.status().as_u16(),
+        micros(dispatched.elapsed()),
+        0.0,
+    );
+    explained(response, label, None, tried)
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Keeps the upstream's status and content type, drops its framing and connection
@@ -249,12 +357,12 @@ fn strip(parts: http::response::Parts) -> http::response::Parts {
 /// Adds the headers that explain the route.
 fn explained(
     mut response: http::Response<ResponseBody>,
-    tenant: &Tenant,
+    policy_label: &str,
     target: Option<(&str, &str)>,
     attempts: u32,
 ) -> http::Response<ResponseBody> {
     let headers = response.headers_mut();
-    if let Ok(v) = http::HeaderValue::from_str(&tenant.policy_label) {
+    if let Ok(v) = http::HeaderValue::from_str(policy_label) {
         headers.insert(HEADER_POLICY, v);
     }
     headers.insert(HEADER_ATTEMPTS, http::HeaderValue::from(attempts));

@@ -3,6 +3,8 @@
 
 mod routes;
 
+pub(crate) use routes::read_body;
+
 use crate::gateway::Gateway;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};

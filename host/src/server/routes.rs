@@ -97,7 +97,7 @@ fn authenticate(gateway: &Gateway, request: &Request<Incoming>) -> Result<Arc<Te
 
 /// Reads the body, refusing more than `limit` bytes (early, from `Content-Length`,
 /// when the client declares it).
-async fn read_body(
+pub(crate) async fn read_body(
     body: Incoming,
     headers: &http::HeaderMap,
     limit: usize,

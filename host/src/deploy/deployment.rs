@@ -1,0 +1,277 @@
+//! A policy version deployed for a tenant, and the routing state a request reads:
+//! the active deployment and, optionally, a candidate in shadow or canary.
+
+use crate::policy::{PolicyBinding, PolicyError, RouteDecision, RouteRequest, TargetSignals};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A version bound to a tenant with one config: what decides a request, from its
+/// route call to its outcome callback.
+pub struct Deployment {
+    /// The activated policy.
+    pub binding: Arc<PolicyBinding>,
+    /// The policy's name (from the upload or the file name).
+    pub name: String,
+    /// `name@<first 12 hex digits of the version>`, for response headers.
+    pub label: String,
+    /// Counters of the version, shared by every deployment of it.
+    pub version_stats: Arc<VersionStats>,
+    /// What the requests it decided went on to do.
+    pub traffic: TrafficStats,
+    /// Failed calls in a row (trap or deadline); reset by a good call.
+    consecutive_failures: AtomicU32,
+}
+
+impl Deployment {
+    /// Wraps an activated binding.
+    pub fn new(binding: PolicyBinding, name: &str, version_stats: Arc<VersionStats>) -> Self {
+        let version = binding.policy().version();
+        Deployment {
+            label: format!("{name}@{}", &version[..12.min(version.len())]),
+            name: name.to_owned(),
+            binding: Arc::new(binding),
+            version_stats,
+            traffic: TrafficStats::default(),
+            consecutive_failures: AtomicU32::new(0),
+        }
+    }
+
+    /// The version id (sha256 of the component).
+    pub fn version(&self) -> &str {
+        self.binding.policy().version()
+    }
+
+    /// The config JSON it was activated with.
+    pub fn config(&self) -> &str {
+        self.binding.config()
+    }
+
+    /// Asks the policy, counting the call for its version. Returns the decision and,
+    /// on a trap or deadline, how many such failures happened in a row.
+    pub fn route(
+        &self,
+        request: &RouteRequest,
+        signals: &[TargetSignals],
+    ) -> (Result<RouteDecision, PolicyError>, u32) {
+        let stats = &self.version_stats;
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.binding.route(request, signals);
+        let streak = match &result {
+            Ok(_) => {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                0
+            }
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                match e {
+                    PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
+                        stats.traps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    PolicyError::Deadline(_) => {
+                        stats.deadlines.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+            }
+        };
+        (result, streak)
+    }
+}
+
+/// Counters of one policy version (since the process started).
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// Route calls.
+    pub calls: AtomicU64,
+    /// Calls that failed in any way.
+    pub errors: AtomicU64,
+    /// Calls that trapped (panics, memory cap).
+    pub traps: AtomicU64,
+    /// Calls stopped at the deadline.
+    pub deadlines: AtomicU64,
+    /// Times it was quarantined.
+    pub quarantines: AtomicU64,
+}
+
+/// What happened to the requests a deployment decided.
+#[derive(Debug, Default)]
+pub struct TrafficStats {
+    /// Requests that reached an answer (any status).
+    pub requests: AtomicU64,
+    /// Of those, answered with a 5xx (or no route at all).
+    pub errors: AtomicU64,
+    /// Sum of latencies, in microseconds.
+    pub latency_us: AtomicU64,
+    /// Sum of costs, in micro-dollars.
+    pub cost_micro_usd: AtomicU64,
+}
+
+impl TrafficStats {
+    /// Records one finished request.
+    pub fn record(&self, status: u16, latency_us: u64, cost_usd: f64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_us.fetch_add(latency_us, Ordering::Relaxed);
+        self.cost_micro_usd
+            .fetch_add(micro_usd(cost_usd), Ordering::Relaxed);
+    }
+
+    /// The counters as JSON for the admin API.
+    pub fn report(&self) -> serde_json::Value {
+        let requests = self.requests.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        let latency = self.latency_us.load(Ordering::Relaxed);
+        serde_json::json!({
+            "requests": requests,
+            "errors": errors,
+            "error_rate": ratio(errors, requests),
+            "mean_latency_ms": ratio(latency, requests) / 1000.0,
+            "cost_usd": self.cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
+        })
+    }
+}
+
+/// How a candidate version takes part in routing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CandidateMode {
+    /// Decides on every request; nothing it decides is acted on.
+    Shadow,
+    /// Serves this share of requests, in `[0, 1]`, sticky per user key.
+    Canary(f64),
+}
+
+/// A version on trial next to the active one.
+pub struct Candidate {
+    /// The trial deployment.
+    pub deployment: Arc<Deployment>,
+    /// Shadow or canary.
+    pub mode: CandidateMode,
+    /// Shadow only: how its decisions compared with the active ones.
+    pub shadow: ShadowStats,
+}
+
+/// How a shadow's decisions compare with the active version's.
+#[derive(Debug, Default)]
+pub struct ShadowStats {
+    /// Requests both decided.
+    pub decisions: AtomicU64,
+    /// Of those, same first target.
+    pub agreements: AtomicU64,
+    /// Shadow calls that failed.
+    pub failures: AtomicU64,
+    /// Cost of the served requests, micro-dollars.
+    pub active_cost_micro_usd: AtomicU64,
+    /// What the same requests (same tokens) would have cost on the shadow's first
+    /// choice, micro-dollars.
+    pub shadow_cost_micro_usd: AtomicU64,
+}
+
+impl ShadowStats {
+    /// The counters as JSON for the admin API.
+    pub fn report(&self) -> serde_json::Value {
+        let decisions = self.decisions.load(Ordering::Relaxed);
+        let active = self.active_cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        let shadow = self.shadow_cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        serde_json::json!({
+            "decisions": decisions,
+            "agreements": self.agreements.load(Ordering::Relaxed),
+            "agreement_rate": ratio(self.agreements.load(Ordering::Relaxed), decisions),
+            "failures": self.failures.load(Ordering::Relaxed),
+            "active_cost_usd": active,
+            "shadow_cost_usd": shadow,
+            "estimated_cost_difference_usd": shadow - active,
+        })
+    }
+}
+
+/// What a request reads, swapped atomically as a whole.
+pub struct Routing {
+    /// The active deployment.
+    pub active: Arc<Deployment>,
+    /// A version on trial, if any.
+    pub candidate: Option<Candidate>,
+}
+
+impl Routing {
+    /// The deployment that decides a request whose sticky key is `user`, and whether
+    /// it is the canary.
+    pub fn pick(&self, user: &str) -> &Arc<Deployment> {
+        match &self.candidate {
+            Some(Candidate {
+                deployment,
+                mode: CandidateMode::Canary(share),
+                ..
+            }) if in_canary(user, *share) => deployment,
+            _ => &self.active,
+        }
+    }
+
+    /// The candidate, when it runs in shadow.
+    pub fn shadow(&self) -> Option<&Candidate> {
+        self.candidate
+            .as_ref()
+            .filter(|c| c.mode == CandidateMode::Shadow)
+    }
+}
+
+/// Whether `user` falls in a canary serving `share` of users: a stable hash of the key
+/// (FNV-1a, fixed here so that a user stays on one side across restarts) mapped to
+/// `[0, 1)`.
+pub fn in_canary(user: &str, share: f64) -> bool {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Mix the high bits down: FNV's low bits are weak for short keys.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    ((hash >> 11) as f64 / (1u64 << 53) as f64) < share
+}
+
+/// Dollars as whole micro-dollars (negative and non-finite amounts count as zero).
+pub fn micro_usd(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * 1e6).round() as u64
+    } else {
+        0
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_share_is_close_to_the_configured_one_and_sticky() {
+        let inside = (0..20_000)
+            .filter(|i| in_canary(&format!("user-{i}"), 0.1))
+            .count();
+        assert!((1_800..=2_200).contains(&inside), "{inside}");
+        for i in 0..100 {
+            let key = format!("user-{i}");
+            assert_eq!(in_canary(&key, 0.1), in_canary(&key, 0.1));
+        }
+        assert!(!in_canary("anyone", 0.0));
+        assert!(in_canary("anyone", 1.0));
+    }
+
+    #[test]
+    fn amounts_become_micro_dollars() {
+        assert_eq!(micro_usd(1.5), 1_500_000);
+        assert_eq!(micro_usd(-1.0), 0);
+        assert_eq!(micro_usd(f64::NAN), 0);
+    }
+}

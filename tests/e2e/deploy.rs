@@ -28,7 +28,7 @@ pub fn lifecycle_config(upstream: &str, admin_extra: &str) -> String {
 listen = "127.0.0.1:0"
 
 [engine]
-deadline_ms = 20
+deadline_ms = 50
 
 [admin]
 listen = "127.0.0.1:0"

@@ -16,3 +16,4 @@ mod decisions;
 mod deploy;
 mod gateway;
 mod isolation;
+mod swap;

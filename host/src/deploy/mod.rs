@@ -203,7 +203,13 @@ impl TenantPolicy {
         source: Source<'_>,
         signals: &[TargetSignals],
     ) -> Result<VersionMeta, DeployError> {
-        let policy = deployer.engine.load(source.bytes)?;
+        // A version this process already compiled is not compiled again.
+        let version = crate::policy::sha256_hex(source.bytes);
+        let compiled = self.admin().compiled.get(&version).cloned();
+        let policy = match compiled {
+            Some(p) => p,
+            None => deployer.engine.load(source.bytes)?,
+        };
         validate::bind_checked(
             &policy,
             &self.context,

@@ -657,3 +657,59 @@ async fn wait_for_target(gw: &TestGateway, target: &str) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_push_uploads_and_activates_or_starts_a_canary() {
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hostile.json");
+    std::fs::write(&config, r#"{"accept": true}"#).unwrap();
+    let admin = gw.admin_url("");
+    let push = |extra: &'static [&'static str], token: &'static str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"));
+        cmd.args(["policy", "push"])
+            .arg(hostile_policy())
+            .args(["--tenant", "acme", "--admin", &admin, "--config"])
+            .arg(&config)
+            .args(extra)
+            .env("SIGNALBOX_ADMIN_TOKEN", token);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+
+    let refused = push(&[], GLOBEX_DEPLOY).await.unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("403") && stderr.contains("may not act"),
+        "{stderr}"
+    );
+    // The token never shows up in the output.
+    assert!(!stderr.contains(GLOBEX_DEPLOY));
+
+    let canary = push(&["--canary", "100"], ACME_DEPLOY).await.unwrap();
+    assert!(
+        canary.status.success(),
+        "{}",
+        String::from_utf8_lossy(&canary.stderr)
+    );
+    let out = String::from_utf8_lossy(&canary.stdout);
+    assert!(
+        out.contains("uploaded signalbox_fixture_hostile version"),
+        "{out}"
+    );
+    let listed = report(&gw, "acme").await;
+    assert_eq!(listed["candidate"]["mode"], "canary");
+    assert_eq!(served(&gw, Some("anyone"), &[]).await.1, "pricey");
+
+    let activated = push(&[], ACME_DEPLOY).await.unwrap();
+    assert!(
+        activated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&activated.stderr)
+    );
+    let listed = report(&gw, "acme").await;
+    assert!(listed["candidate"].is_null());
+    assert_eq!(listed["active"]["name"], "signalbox_fixture_hostile");
+    assert_eq!(listed["active"]["config"], json!({"accept": true}));
+}

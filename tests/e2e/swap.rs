@@ -91,9 +91,9 @@ async fn client_loop(
         if status != 200 {
             tally.failures.push(format!("status {status}"));
         } else if want != Some(target.as_str()) {
-            tally
-                .failures
-                .push(format!("{label} served by {target} ({reason}), expected {want:?}"));
+            tally.failures.push(format!(
+                "{label} served by {target} ({reason}), expected {want:?}"
+            ));
         } else {
             tally.ok += 1;
             *tally.by_label.entry(label).or_default() += 1;

@@ -713,3 +713,51 @@ async fn policy_push_uploads_and_activates_or_starts_a_canary() {
     assert_eq!(listed["active"]["name"], "signalbox_fixture_hostile");
     assert_eq!(listed["active"]["config"], json!({"accept": true}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_others_targets_state_or_versions() {
+    let up = upstream().await;
+    let config = lifecycle_config(&up.url(), "").replace(
+        "id = \"globex\"\n",
+        "id = \"globex\"\ntargets = [\"cheap\"]\n",
+    );
+    let gw = TestGateway::start(&config).await;
+    let hostile = bytes(&hostile_policy());
+    for (tenant, token) in [("acme", ACME_DEPLOY), ("globex", GLOBEX_DEPLOY)] {
+        let r = upload(&gw, tenant, token, "hostile", &hostile, &json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json()["version"].as_str().unwrap().to_owned();
+        let r = admin_post(&gw, tenant, token, "activate", &json!({"version": v})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let count = |key: &'static str| {
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let r = crate::gateway_support::send_with(
+                "POST",
+                &url,
+                Some(key),
+                Some(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
+                &[("x-signalbox-act", "count")],
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            (
+                r.header("x-signalbox-route-reason").to_owned(),
+                r.header("x-signalbox-target").to_owned(),
+            )
+        }
+    };
+    // Each tenant's policy state is its own: the counters run independently.
+    assert_eq!(count(KEY).await, ("count:1".into(), "pricey".into()));
+    assert_eq!(count(KEY).await.0, "count:2");
+    // globex's index 0 is its only target, `cheap`: it never sees `pricey`.
+    assert_eq!(count(GLOBEX_KEY).await, ("count:1".into(), "cheap".into()));
+    assert_eq!(count(KEY).await.0, "count:3");
+    let listed = report(&gw, "globex").await;
+    assert!(!listed.to_string().contains("pricey"));
+    // Versions are stored per tenant: acme's list is acme's only.
+    let acme = report(&gw, "acme").await;
+    assert_eq!(acme["tenant"], "acme");
+    assert_eq!(listed["tenant"], "globex");
+}

@@ -9,7 +9,7 @@ mod file;
 
 pub use file::{
     AliasMap, EngineSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
-    TargetSection, TenantSection,
+    TargetSection, TenantSection, TlsSection,
 };
 
 use std::collections::{BTreeMap, HashSet};
@@ -75,8 +75,9 @@ impl Config {
         Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)
     }
 
-    /// Parses and validates TOML `text`; relative policy paths resolve against `base`;
-    /// `env` looks up secrets.
+    /// Parses and validates TOML `text`; relative policy and TLS file paths resolve
+    /// against `base`; `env` looks up secrets. The TLS files, when configured, are read
+    /// and checked here, so a bad certificate stops start-up like any other mistake.
     pub fn parse(
         text: &str,
         source: &str,
@@ -206,25 +207,29 @@ impl Config {
             if let Some(policy) = &t.policy
                 && policy != file::EMBEDDED_POLICY
             {
-                let path = PathBuf::from(policy);
-                let path = if path.is_absolute() {
-                    path
-                } else {
-                    base.join(path)
-                };
-                t.policy = Some(path.display().to_string());
+                t.policy = Some(resolve(base, Path::new(policy)).display().to_string());
             }
         }
         if tenants.is_empty() {
             return Err(err("tenants", "at least one tenant is required".into()));
         }
 
-        let server = raw.server;
+        let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
                 "server.listen",
                 format!("`{}` is not an address:port", server.listen),
             ));
+        }
+        if let Some(tls) = &mut server.tls {
+            tls.cert_file = resolve(base, &tls.cert_file);
+            tls.key_file = resolve(base, &tls.key_file);
+            crate::server::tls::check(tls).map_err(|e| {
+                err(
+                    &format!("server.tls.{}", e.file().config_key()),
+                    e.to_string(),
+                )
+            })?;
         }
         Ok(Config {
             source: source.to_owned(),
@@ -236,6 +241,15 @@ impl Config {
             tenants,
             secrets,
         })
+    }
+}
+
+/// `path` as written in the config, relative to the config file's directory.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
     }
 }
 

@@ -15,3 +15,4 @@ mod contract;
 mod decisions;
 mod gateway;
 mod isolation;
+mod tls;

@@ -23,18 +23,25 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
+    scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _watcher: Option<signalbox::deploy::watch::DirWatcher>,
 }
 
 impl TestGateway {
-    /// Starts a gateway from TOML config text (secrets: `TEST_KEY` is set).
+    /// Starts a gateway from TOML config text (secrets: `TEST_KEY` is set). With a
+    /// `[server.tls]` section it serves HTTPS, as `serve` does.
     pub async fn start(toml: &str) -> TestGateway {
         let config = Config::parse(toml, "test.toml", Path::new("."), &|name| {
             (name == "TEST_KEY").then(|| "upstream-secret".to_owned())
         })
         .unwrap();
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(|section| signalbox::server::tls::TlsAcceptor::start(section).unwrap());
         let gateway = Arc::new(Gateway::build(config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -57,16 +64,29 @@ impl TestGateway {
                 signalbox::deploy::watch::spawn(gateway.clone(), Path::new(dir)).unwrap()
             });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(signalbox::server::serve(
-            gateway.clone(),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(10),
-        ));
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let grace = Duration::from_secs(10);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            Some(tls) => tokio::spawn(signalbox::server::serve_tls(
+                gateway.clone(),
+                listener,
+                tls,
+                shutdown,
+                grace,
+            )),
+            None => tokio::spawn(signalbox::server::serve(
+                gateway.clone(),
+                listener,
+                shutdown,
+                grace,
+            )),
+        };
         TestGateway {
             addr,
+            scheme,
             admin,
             gateway,
             stop: Some(stop),
@@ -76,7 +96,7 @@ impl TestGateway {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// A URL of the admin API.

@@ -17,3 +17,4 @@ mod deploy;
 mod gateway;
 mod isolation;
 mod swap;
+mod tls;

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::server::tls::TlsAcceptor;
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,13 +28,23 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
     runtime.block_on(async move {
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         let listen = config.server.listen.clone();
+        // Before the gateway: the watch on the certificate files starts with it, and the
+        // files were already checked when the config was read.
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(TlsAcceptor::start)
+            .transpose()
+            .with_context(|| format!("{}: server.tls", config.source))?;
         let gateway = Arc::new(Gateway::build(config)?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts read this line to learn the port when listening on :0.
-        println!("signalbox listening on http://{addr}");
+        println!("signalbox listening on {scheme}://{addr}");
         if embedded {
             println!("embedded default config: demo tenant key {DEMO_KEY}");
             println!(
@@ -62,7 +73,11 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
             ),
             None => None,
         };
-        crate::server::serve(gateway, listener, crate::server::shutdown_signal(), grace).await?;
+        let shutdown = crate::server::shutdown_signal();
+        match tls {
+            Some(tls) => crate::server::serve_tls(gateway, listener, tls, shutdown, grace).await?,
+            None => crate::server::serve(gateway, listener, shutdown, grace).await?,
+        }
         if let Some(admin) = admin {
             admin.abort();
         }

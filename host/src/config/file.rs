@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Alias → the models (or target ids) it stands for.
 pub type AliasMap = BTreeMap<String, Vec<String>>;
@@ -44,6 +45,8 @@ pub struct ServerSection {
     pub breaker_failures: u32,
     /// How long an open circuit waits before a probe, in milliseconds.
     pub breaker_cool_down_ms: u64,
+    /// `[server.tls]`: when present, the listener serves HTTPS only.
+    pub tls: Option<TlsSection>,
 }
 
 impl Default for ServerSection {
@@ -55,8 +58,22 @@ impl Default for ServerSection {
             max_attempts: 3,
             breaker_failures: 5,
             breaker_cool_down_ms: 10_000,
+            tls: None,
         }
     }
+}
+
+/// `[server.tls]`: the certificate a listener serves. Both files are watched: replacing
+/// them (in place, by `mv`, or by a symlink swap) reloads the certificate for new
+/// connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file with the certificate chain, leaf first. Relative paths are resolved
+    /// against the config file's directory.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
 }
 
 /// `[engine]`: the policy engine.

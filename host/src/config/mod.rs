@@ -9,7 +9,7 @@ mod file;
 
 pub use file::{
     AdminSection, AdminTokenSection, AliasMap, EngineSection, ProviderKind, ProviderSection,
-    ServerSection, SimulatedSection, TargetSection, TenantSection,
+    ServerSection, SimulatedSection, TargetSection, TenantSection, TlsSection,
 };
 
 use std::collections::{BTreeMap, HashSet};
@@ -77,8 +77,9 @@ impl Config {
         Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)
     }
 
-    /// Parses and validates TOML `text`; relative policy paths resolve against `base`;
-    /// `env` looks up secrets.
+    /// Parses and validates TOML `text`; relative policy and TLS file paths resolve
+    /// against `base`; `env` looks up secrets. The TLS files, when configured, are read
+    /// and checked here, so a bad certificate stops start-up like any other mistake.
     pub fn parse(
         text: &str,
         source: &str,
@@ -208,13 +209,7 @@ impl Config {
             if let Some(policy) = &t.policy
                 && policy != file::EMBEDDED_POLICY
             {
-                let path = PathBuf::from(policy);
-                let path = if path.is_absolute() {
-                    path
-                } else {
-                    base.join(path)
-                };
-                t.policy = Some(path.display().to_string());
+                t.policy = Some(resolve(base, Path::new(policy)).display().to_string());
             }
         }
         if tenants.is_empty() {
@@ -257,15 +252,25 @@ impl Config {
             .into_iter()
             .flatten()
         {
-            *dir = base.join(&*dir).display().to_string();
+            *dir = resolve(base, Path::new(&*dir)).display().to_string();
         }
 
-        let server = raw.server;
+        let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
                 "server.listen",
                 format!("`{}` is not an address:port", server.listen),
             ));
+        }
+        if let Some(tls) = &mut server.tls {
+            tls.cert_file = resolve(base, &tls.cert_file);
+            tls.key_file = resolve(base, &tls.key_file);
+            crate::server::tls::check(tls).map_err(|e| {
+                err(
+                    &format!("server.tls.{}", e.file().config_key()),
+                    e.to_string(),
+                )
+            })?;
         }
         Ok(Config {
             source: source.to_owned(),
@@ -278,6 +283,15 @@ impl Config {
             admin,
             secrets,
         })
+    }
+}
+
+/// `path` as written in the config, relative to the config file's directory.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
     }
 }
 

@@ -1,7 +1,9 @@
-//! The inbound side: accept connections (HTTP/1.1 and HTTP/2), route requests to the
-//! API, and shut down gracefully, letting in-flight requests finish.
+//! The inbound side: accept connections (HTTP/1.1 and HTTP/2, in clear or over TLS),
+//! route requests to the API, and shut down gracefully, letting in-flight requests
+//! finish.
 
 mod routes;
+pub mod tls;
 
 pub(crate) use routes::read_body;
 
@@ -13,13 +15,37 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tls::TlsAcceptor;
 use tokio::net::TcpListener;
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then stops accepting and
-/// waits up to `grace` for in-flight requests (streams included) to finish.
+/// Serves `gateway` on `listener` in clear until `shutdown` resolves, then stops
+/// accepting and waits up to `grace` for in-flight requests (streams included) to
+/// finish.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    accept_loop(gateway, listener, None, shutdown, grace).await
+}
+
+/// [`serve`], HTTPS only: every connection goes through `tls` first. The watch on the
+/// certificate files lasts as long as this does.
+pub async fn serve_tls(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    accept_loop(gateway, listener, Some(tls), shutdown, grace).await
+}
+
+async fn accept_loop(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -29,7 +55,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -44,10 +70,33 @@ pub async fn serve(
                     let gateway = gateway.clone();
                     async move { Ok::<_, std::convert::Infallible>(routes::handle(&gateway, request).await) }
                 });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
+                let Some(tls) = &tls else {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let watched = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = watched.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's task: a slow or silent client
+                // must not hold up accepting the next one. Watching starts now, so a
+                // shutdown during the handshake still closes the connection after it.
+                let handshake = tls.handshake(stream);
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
+                    let stream = match handshake.await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS connection not established");
+                            return;
+                        }
+                    };
+                    // ALPN told the client which preface to send; the builder reads it.
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

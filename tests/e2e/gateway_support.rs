@@ -22,6 +22,7 @@ pub const KEY: &str = "sb-test-acme-key";
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    admin_scheme: &'static str,
     pub gateway: Arc<Gateway>,
     scheme: &'static str,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -45,14 +46,24 @@ impl TestGateway {
         let gateway = Arc::new(Gateway::build(config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_scheme = if gateway.config.admin.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let (admin, admin_task) = match gateway.config.admin.listen {
             Some(_) => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let admin_addr = listener.local_addr().unwrap();
                 let api = Arc::new(signalbox::admin::Admin::new(gateway.clone()));
+                let admin_tls =
+                    gateway.config.admin.tls.as_ref().map(|section| {
+                        signalbox::server::tls::TlsAcceptor::start(section).unwrap()
+                    });
                 let task = tokio::spawn(signalbox::admin::serve(
                     api,
                     listener,
+                    admin_tls,
                     std::future::pending(),
                 ));
                 (Some(admin_addr), Some(task))
@@ -88,6 +99,7 @@ impl TestGateway {
             addr,
             scheme,
             admin,
+            admin_scheme,
             gateway,
             stop: Some(stop),
             admin_task,
@@ -101,7 +113,8 @@ impl TestGateway {
 
     /// A URL of the admin API.
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin.expect("no admin listener"))
+        let addr = self.admin.expect("no admin listener");
+        format!("{}://{addr}{path}", self.admin_scheme)
     }
 }
 

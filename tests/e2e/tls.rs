@@ -415,3 +415,35 @@ fn relative_paths_resolve_against_the_config_directory() {
         "server.tls.cert_file"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_serves_https_with_its_own_certificate() {
+    let upstream = FakeUpstream::start(Wire::OpenAi).await;
+    let ca = Authority::new("Signalbox admin CA");
+    let certs = CertDir::with(&ca.leaf());
+    let token = "sb-admin-tls-operator";
+    let hash = signalbox::tenancy::format_key_hash(&signalbox::tenancy::hash_key(token));
+    let admin = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[admin.tls]\ncert_file = '{}'\nkey_file = '{}'\n[[admin.tokens]]\nhash = \"{hash}\"\n",
+        certs.cert_file().display(),
+        certs.key_file().display()
+    );
+    let toml = config(
+        &[("up", "openai", &format!("{}/v1", upstream.url()))],
+        &[("t", "up", "m")],
+        &admin,
+    );
+    let gw = TestGateway::start(&toml).await;
+    let url = gw.admin_url("/admin/tenants/acme/policies");
+    assert!(url.starts_with("https://"), "{url}");
+    let request = http::Request::get(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = ca.client(H2_AND_H1).request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["tenant"], "acme");
+}

@@ -8,9 +8,8 @@ pub use auth::{AdminTokens, Scope};
 pub use routes::MAX_UPLOAD_BYTES;
 
 use crate::gateway::Gateway;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use crate::server::serve_connections;
+use crate::server::tls::TlsAcceptor;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,36 +31,17 @@ impl Admin {
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves. Admin calls are
-/// short, so shutdown does not wait for them.
+/// Serves the admin API on `listener` (over TLS when `tls` is given) until
+/// `shutdown` resolves. Admin calls are short; shutdown waits a few seconds at most.
 pub async fn serve(
     admin: Arc<Admin>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let admin = admin.clone();
-                let service = service_fn(move |request| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&admin, request).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "admin connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => return Ok(()),
-        }
-    }
+    let handler = move |request| {
+        let admin = admin.clone();
+        async move { routes::handle(&admin, request).await }
+    };
+    serve_connections(listener, tls, handler, shutdown, Duration::from_secs(5)).await
 }

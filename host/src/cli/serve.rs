@@ -56,11 +56,20 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
                 let admin_listener = tokio::net::TcpListener::bind(admin_listen)
                     .await
                     .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
-                println!("signalbox admin API on http://{}", admin_listener.local_addr()?);
+                let admin_tls = match &gateway.config.admin.tls {
+                    Some(section) => Some(crate::server::tls::TlsAcceptor::start(section)?),
+                    None => None,
+                };
+                let scheme = if admin_tls.is_some() { "https" } else { "http" };
+                println!(
+                    "signalbox admin API on {scheme}://{}",
+                    admin_listener.local_addr()?
+                );
                 let admin = Arc::new(crate::admin::Admin::new(gateway.clone()));
                 Some(tokio::spawn(crate::admin::serve(
                     admin,
                     admin_listener,
+                    admin_tls,
                     std::future::pending(),
                 )))
             }

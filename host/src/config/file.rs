@@ -231,6 +231,8 @@ pub struct TenantSection {
 pub struct AdminSection {
     /// Address of the admin listener (none: no admin API).
     pub listen: Option<String>,
+    /// Serve the admin API over HTTPS with this certificate (reloaded on change).
+    pub tls: Option<TlsSection>,
     /// Directory of uploaded versions and active bindings (none: kept in memory, lost
     /// at exit). Relative to the config file.
     pub state_dir: Option<String>,
@@ -247,6 +249,7 @@ impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
             listen: None,
+            tls: None,
             state_dir: None,
             policies_dir: None,
             quarantine_after: 5,

@@ -248,6 +248,16 @@ impl Config {
                 "an admin listener needs at least one token".into(),
             ));
         }
+        if let Some(tls) = &mut admin.tls {
+            tls.cert_file = resolve(base, &tls.cert_file);
+            tls.key_file = resolve(base, &tls.key_file);
+            crate::server::tls::check(tls).map_err(|e| {
+                err(
+                    &format!("admin.tls.{}", e.file().config_key()),
+                    e.to_string(),
+                )
+            })?;
+        }
         for dir in [&mut admin.state_dir, &mut admin.policies_dir]
             .into_iter()
             .flatten()

@@ -8,6 +8,9 @@ pub mod tls;
 pub(crate) use routes::read_body;
 
 use crate::gateway::Gateway;
+use crate::openai::ResponseBody;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -27,7 +30,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    accept_loop(gateway, listener, None, shutdown, grace).await
+    let handler = move |request| {
+        let gateway = gateway.clone();
+        async move { routes::handle(&gateway, request).await }
+    };
+    serve_connections(listener, None, handler, shutdown, grace).await
 }
 
 /// [`serve`], HTTPS only: every connection goes through `tls` first. The watch on the
@@ -39,16 +46,27 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    accept_loop(gateway, listener, Some(tls), shutdown, grace).await
+    let handler = move |request| {
+        let gateway = gateway.clone();
+        async move { routes::handle(&gateway, request).await }
+    };
+    serve_connections(listener, Some(tls), handler, shutdown, grace).await
 }
 
-async fn accept_loop(
-    gateway: Arc<Gateway>,
+/// Accepts connections on `listener` (through `tls` when given) and answers each
+/// request with `handler` until `shutdown` resolves; then waits up to `grace` for
+/// in-flight requests. Shared by the client API and the admin API.
+pub(crate) async fn serve_connections<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    handler: H,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -65,10 +83,10 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gateway = gateway.clone();
+                let handler = handler.clone();
                 let service = service_fn(move |request| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&gateway, request).await) }
+                    let response = handler(request);
+                    async move { Ok::<_, std::convert::Infallible>(response.await) }
                 });
                 let Some(tls) = &tls else {
                     let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();

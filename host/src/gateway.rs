@@ -2,6 +2,7 @@
 
 use crate::config::{Config, ProviderSection};
 use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
+use crate::feedback::RecentDecisions;
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
 use crate::signals::{BreakerConfig, SignalBoard};
@@ -48,6 +49,8 @@ pub struct Gateway {
     pub signals: Arc<SignalBoard>,
     /// The policy engine, the version store and the lifecycle settings.
     pub deployer: Deployer,
+    /// Recent decisions, for feedback to reach the policy that made them.
+    pub decisions: RecentDecisions,
 }
 
 impl Gateway {
@@ -171,6 +174,10 @@ impl Gateway {
         }
 
         let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
+        let decisions = RecentDecisions::new(
+            config.server.feedback_window,
+            Duration::from_secs(config.server.feedback_ttl_secs),
+        );
         Ok(Gateway {
             signals: Arc::new(SignalBoard::new(
                 &capacities,
@@ -184,6 +191,7 @@ impl Gateway {
             tenants,
             keys,
             deployer,
+            decisions,
         })
     }
 }

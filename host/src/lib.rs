@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod embedded;
+pub mod feedback;
 pub mod gateway;
 pub mod openai;
 pub mod policy;

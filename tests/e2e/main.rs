@@ -14,6 +14,7 @@ mod containment;
 mod contract;
 mod decisions;
 mod deploy;
+mod feedback;
 mod gateway;
 mod isolation;
 mod swap;

@@ -45,6 +45,10 @@ pub struct ServerSection {
     pub breaker_failures: u32,
     /// How long an open circuit waits before a probe, in milliseconds.
     pub breaker_cool_down_ms: u64,
+    /// How many of the most recent requests can still receive feedback.
+    pub feedback_window: usize,
+    /// How long after a request its feedback is accepted, in seconds.
+    pub feedback_ttl_secs: u64,
     /// `[server.tls]`: when present, the listener serves HTTPS only.
     pub tls: Option<TlsSection>,
 }
@@ -58,6 +62,8 @@ impl Default for ServerSection {
             max_attempts: 3,
             breaker_failures: 5,
             breaker_cool_down_ms: 10_000,
+            feedback_window: 100_000,
+            feedback_ttl_secs: 3_600,
             tls: None,
         }
     }

@@ -64,6 +64,16 @@ impl ApiError {
         )
     }
 
+    /// 404 for something the request names that does not exist (for this caller).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("not_found"),
+            message,
+        )
+    }
+
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         ApiError::new(

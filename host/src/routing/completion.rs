@@ -3,6 +3,7 @@
 
 use super::scanner::StreamScanner;
 use crate::deploy::{Deployment, Routing, micro_usd};
+use crate::feedback::Decided;
 use crate::gateway::Gateway;
 use crate::policy::Outcome;
 use crate::signals::{AttemptResult, InFlight};
@@ -97,6 +98,14 @@ impl Completion {
             latency_ms = self.started.elapsed().as_millis() as u64,
             fallback_depth = self.fallback_depth,
             "request completed"
+        );
+        self.gateway.decisions.record(
+            &self.request_id,
+            Decided {
+                tenant: self.deployment.binding.tenant().tenant.clone(),
+                deployment: Arc::downgrade(&self.deployment),
+                target: self.position,
+            },
         );
         let outcome = Outcome {
             request_id: std::mem::take(&mut self.request_id),

@@ -1,6 +1,7 @@
 //! Which handler serves which path, and the steps every API request shares:
 //! authenticate, bound and read the body, parse it once.
 
+use crate::feedback::FeedbackRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{self, ApiError, ResponseBody};
 use crate::routing;
@@ -35,7 +36,7 @@ async fn route(
     let method = request.method().clone();
     let allowed = match path.as_str() {
         "/healthz" | "/readyz" | "/v1/models" => Method::GET,
-        "/v1/chat/completions" | "/v1/embeddings" => Method::POST,
+        "/v1/chat/completions" | "/v1/embeddings" | "/v1/feedback" => Method::POST,
         _ => return ApiError::unknown_route(method.as_str(), &path).into_response(),
     };
     if method != allowed {
@@ -68,6 +69,7 @@ async fn api(
     let (parts, body) = request.into_parts();
     let body = read_body(body, &parts.headers, gateway.config.server.max_body_bytes).await?;
     Ok(match path {
+        "/v1/feedback" => feedback(gateway, &tenant, &body)?,
         "/v1/chat/completions" => {
             let chat = openai::parse_chat(&body, &parts.headers)?;
             routing::chat(gateway, &tenant, chat, request_id).await
@@ -116,6 +118,42 @@ pub(crate) async fn read_body(
             "The request body could not be read.",
         )),
     }
+}
+
+/// `POST /v1/feedback`: a score for an earlier answer, passed to the policy version
+/// that decided it (or, if that version is gone, to the tenant's active one).
+fn feedback(
+    gateway: &Gateway,
+    tenant: &Tenant,
+    body: &[u8],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let request: FeedbackRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid feedback: {e}")))?;
+    if !(0.0..=1.0).contains(&request.score) {
+        return Err(ApiError::invalid_request(
+            "`score` must be a number from 0 to 1",
+        ));
+    }
+    let Some(decided) = gateway.decisions.find(&tenant.id, &request.request_id) else {
+        return Err(ApiError::not_found(format!(
+            "no recent request `{}` for this key",
+            request.request_id
+        )));
+    };
+    let deployment = decided
+        .deployment
+        .upgrade()
+        .unwrap_or_else(|| tenant.policy.current().active.clone());
+    if let Err(e) = deployment
+        .binding
+        .on_feedback(&request.to_feedback(decided.target))
+    {
+        tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy on-feedback failed");
+    }
+    Ok(openai::json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "accepted", "request_id": request.request_id}),
+    ))
 }
 
 /// `GET /v1/models`: the models and aliases the caller's tenant may ask for.

@@ -144,9 +144,10 @@ impl Gateway {
                 }
                 None => "{}".to_owned(),
             };
+            let state = crate::deploy::restore_state(&deployer.store, &id);
             let policy = TenantPolicy::start(
                 &deployer,
-                TenantContext::new(id.clone()),
+                TenantContext::with_state(id.clone(), state),
                 infos,
                 Source {
                     name: &name,

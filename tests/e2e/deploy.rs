@@ -469,9 +469,15 @@ async fn a_restart_brings_back_the_active_binding_from_the_cache() {
     let state = tempfile::tempdir().unwrap();
     let extra = format!("state_dir = \"{}\"", state.path().display());
     let config = lifecycle_config(&up.url(), &extra);
+    let count = [("x-signalbox-act", "count")];
     let version = {
         let gw = TestGateway::start(&config).await;
-        deploy(&gw, &bytes(&hostile_policy()), "hostile", json!({})).await
+        let version = deploy(&gw, &bytes(&hostile_policy()), "hostile", json!({})).await;
+        // Learned state: a counter in the tenant's state store.
+        for _ in 0..2 {
+            served(&gw, None, &count).await;
+        }
+        version
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
@@ -482,6 +488,19 @@ async fn a_restart_brings_back_the_active_binding_from_the_cache() {
     );
     let ready = started.elapsed();
     assert!(ready < Duration::from_secs(1), "took {ready:?}");
+    let reason = crate::gateway_support::send_with(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
+        &count,
+    )
+    .await;
+    assert_eq!(
+        reason.header("x-signalbox-route-reason"),
+        "count:3",
+        "the state store was not restored"
+    );
     let tenant = &gw.gateway.tenants["acme"];
     let source = tenant
         .policy

@@ -126,6 +126,8 @@ impl Drop for TestGateway {
         if let Some(task) = self.admin_task.take() {
             task.abort();
         }
+        // As `serve` does at exit: policies' learned state reaches the disk.
+        signalbox::deploy::save_states(&self.gateway);
     }
 }
 

@@ -82,7 +82,12 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
             ),
             None => None,
         };
+        let snapshots = crate::deploy::spawn_state_snapshots(
+            &gateway,
+            Duration::from_secs(gateway.config.admin.state_snapshot_secs.max(1)),
+        );
         let shutdown = crate::server::shutdown_signal();
+        let kept = gateway.clone();
         match tls {
             Some(tls) => crate::server::serve_tls(gateway, listener, tls, shutdown, grace).await?,
             None => crate::server::serve(gateway, listener, shutdown, grace).await?,
@@ -90,6 +95,9 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
         if let Some(admin) = admin {
             admin.abort();
         }
+        snapshots.abort();
+        // Learned state written since the last periodic snapshot is not lost.
+        crate::deploy::save_states(&kept);
         println!("signalbox stopped");
         Ok(())
     })

@@ -247,6 +247,9 @@ pub struct AdminSection {
     pub policies_dir: Option<String>,
     /// Failed policy calls in a row (traps, deadlines) that quarantine a version.
     pub quarantine_after: u32,
+    /// How often policies' learned state is saved to `state_dir`, in seconds (also at
+    /// shutdown).
+    pub state_snapshot_secs: u64,
     /// Who may call the admin API.
     pub tokens: Vec<AdminTokenSection>,
 }
@@ -259,6 +262,7 @@ impl Default for AdminSection {
             state_dir: None,
             policies_dir: None,
             quarantine_after: 5,
+            state_snapshot_secs: 10,
             tokens: Vec::new(),
         }
     }

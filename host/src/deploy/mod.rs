@@ -100,6 +100,8 @@ pub struct TenantPolicy {
     pub targets: Vec<TargetInfo>,
     routing: ArcSwap<Routing>,
     admin: Mutex<AdminState>,
+    /// The state store's write count at the last snapshot.
+    snapshot_writes: std::sync::atomic::AtomicU64,
 }
 
 /// What only lifecycle operations touch.
@@ -182,7 +184,23 @@ impl TenantPolicy {
             targets,
             routing: ArcSwap::from_pointee(Routing { active, candidate }),
             admin: Mutex::new(admin),
+            snapshot_writes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Saves the tenant's state store if it changed since the last save. Returns
+    /// whether it wrote.
+    pub fn save_state(&self, deployer: &Deployer) -> Result<bool, StoreError> {
+        let writes = self.context.state.writes();
+        if writes == self.snapshot_writes.load(Ordering::Relaxed) || !deployer.store.is_persistent()
+        {
+            return Ok(false);
+        }
+        deployer
+            .store
+            .save_state(&self.tenant, &self.context.state.encode())?;
+        self.snapshot_writes.store(writes, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// What a request routes with. Load once per request and keep it.
@@ -500,6 +518,48 @@ impl TenantPolicy {
         self.routing.store(Arc::new(Routing { active, candidate }));
         Ok(())
     }
+}
+
+/// Restores a tenant's state store from its last snapshot (empty when there is none;
+/// a damaged snapshot is reported and set aside rather than failing start-up).
+pub fn restore_state(store: &PolicyStore, tenant: &str) -> crate::policy::StateStore {
+    let limits = crate::policy::StateLimits::default();
+    match store.load_state(tenant) {
+        None => crate::policy::StateStore::new(limits),
+        Some(bytes) => crate::policy::StateStore::decode(&bytes, limits).unwrap_or_else(|e| {
+            tracing::error!(tenant, error = %e, "policy state snapshot unreadable; starting with an empty store");
+            crate::policy::StateStore::new(limits)
+        }),
+    }
+}
+
+/// Saves every tenant's changed state store; errors are logged, not returned, so
+/// one tenant's full disk does not stop the others' snapshots.
+pub fn save_states(gateway: &crate::gateway::Gateway) {
+    for tenant in gateway.tenants.values() {
+        if let Err(e) = tenant.policy.save_state(&gateway.deployer) {
+            tracing::error!(tenant = %tenant.id, error = %e, "cannot save the policy state snapshot");
+        }
+    }
+}
+
+/// Snapshots changed state stores every `every` until the gateway is dropped.
+pub fn spawn_state_snapshots(
+    gateway: &Arc<crate::gateway::Gateway>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(gateway) = weak.upgrade() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || save_states(&gateway)).await;
+        }
+    })
 }
 
 /// Loads (from this process's memory, the artifact cache or by compiling) and binds a

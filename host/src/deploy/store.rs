@@ -242,6 +242,22 @@ impl PolicyStore {
     }
 }
 
+impl PolicyStore {
+    /// A tenant's state-store snapshot, if one was saved (never without a directory:
+    /// in memory, the live store is the only copy).
+    pub fn load_state(&self, tenant: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.tenant_dir(tenant)?.join("state.bin")).ok()
+    }
+
+    /// Saves a tenant's state-store snapshot (nothing to do without a directory).
+    pub fn save_state(&self, tenant: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+        match self.tenant_dir(tenant) {
+            Some(dir) => write_atomic(&dir.join("state.bin"), snapshot),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A version id is 64 lower-case hex digits (which also keeps it a safe file name).
 pub fn is_version_id(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

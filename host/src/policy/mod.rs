@@ -29,5 +29,5 @@ pub use request::{
     RouteRequest, TargetInfo, TargetSignals,
 };
 pub use sample::{sample_request, sample_signals, sample_targets};
-pub use state::{StateError, StateLimits, StateStore};
+pub use state::{SnapshotError, StateError, StateLimits, StateStore};
 pub use store_data::TenantContext;

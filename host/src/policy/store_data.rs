@@ -25,9 +25,14 @@ pub struct TenantContext {
 impl TenantContext {
     /// A tenant with a fresh state store and log limiter.
     pub fn new(tenant: impl Into<Arc<str>>) -> Self {
+        TenantContext::with_state(tenant, StateStore::default())
+    }
+
+    /// A tenant whose state store starts as `state` (e.g. restored from disk).
+    pub fn with_state(tenant: impl Into<Arc<str>>, state: StateStore) -> Self {
         TenantContext {
             tenant: tenant.into(),
-            state: Arc::new(StateStore::default()),
+            state: Arc::new(state),
             log: Arc::new(LogLimiter::default()),
         }
     }

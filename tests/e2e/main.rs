@@ -17,5 +17,6 @@ mod deploy;
 mod feedback;
 mod gateway;
 mod isolation;
+mod metrics;
 mod swap;
 mod tls;

@@ -14,6 +14,7 @@ mod containment;
 mod contract;
 mod decisions;
 mod deploy;
+mod explain;
 mod feedback;
 mod gateway;
 mod isolation;

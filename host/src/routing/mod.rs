@@ -103,6 +103,48 @@ fn decide(
     }
 }
 
+/// What a tenant's active policy would decide for `request` now, without calling any
+/// upstream: the targets in order (ids) and the reason, or the rejection.
+pub fn explain(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    request: &RouteRequest,
+) -> Explanation {
+    match decide(gateway, tenant, request) {
+        Ok(plan) => Explanation {
+            policy: plan.deployment.label.clone(),
+            targets: plan
+                .targets
+                .iter()
+                .filter_map(|&p| tenant.targets.get(p as usize))
+                .filter_map(|&g| gateway.targets.get(g))
+                .map(|t| t.config.id.clone())
+                .collect(),
+            reason: plan.reason,
+            rejection: None,
+        },
+        Err(Refusal { error, deployment }) => Explanation {
+            policy: deployment.label.clone(),
+            targets: Vec::new(),
+            reason: String::new(),
+            rejection: Some((error.status.as_u16(), error.message)),
+        },
+    }
+}
+
+/// A decision, explained (see [`explain`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// The deciding policy, `name@version`.
+    pub policy: String,
+    /// Target ids to try, in order.
+    pub targets: Vec<String>,
+    /// The policy's reason.
+    pub reason: String,
+    /// Status and message when the policy rejects the request.
+    pub rejection: Option<(u16, String)>,
+}
+
 /// The key a canary split is sticky on: the end user (`user` in the body or the
 /// `x-signalbox-user` header), else the request itself.
 fn sticky_key(request: &RouteRequest) -> &str {

@@ -18,6 +18,7 @@ mod explain;
 mod feedback;
 mod gateway;
 mod isolation;
+mod logs;
 mod metrics;
 mod swap;
 mod tls;

@@ -19,6 +19,9 @@ pub struct Cli {
     /// Log more (repeat for more detail).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,8 +95,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, with the span fields (request id, tenant…).
+    Json,
+}
+
 /// Sends logs to stderr; `RUST_LOG` overrides the level `-v` sets.
-pub fn init_logging(verbose: u8) {
+pub fn init_logging(verbose: u8, format: LogFormat) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -103,11 +115,15 @@ pub fn init_logging(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// The policy bytes of `file`, or the embedded default policy.

@@ -18,6 +18,7 @@ use completion::Completion;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Response headers explaining the route.
 pub const HEADER_TARGET: &str = "x-signalbox-target";
@@ -59,7 +60,10 @@ fn decide(
     let deployment = routing.pick(sticky_key(request)).clone();
     let signals = gateway.signals.snapshot(&tenant.targets);
     let started = Instant::now();
-    let (decision, streak) = deployment.route(request, &signals);
+    let (decision, streak) = {
+        let _span = tracing::debug_span!("policy", policy = %deployment.label).entered();
+        deployment.route(request, &signals)
+    };
     let first = match &decision {
         Ok(RouteDecision::Route { targets, .. }) => Ok(targets
             .first()
@@ -332,7 +336,8 @@ async fn dispatch(
             in_flight: None,
             accounted: false,
         };
-        match attempt::run(target, attempt).await {
+        let span = tracing::info_span!("attempt", target = %target.config.id, n = tried);
+        match attempt::run(target, attempt).instrument(span).await {
             Outcome::Retry { cause, why, result } => {
                 gateway.signals.record(global, result);
                 gateway

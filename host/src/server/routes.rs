@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument;
 
 /// The request id header, on every response.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
@@ -20,7 +21,16 @@ pub(super) async fn handle(
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let request_id = new_request_id();
-    let mut response = route(gateway, request, &request_id).await;
+    // The span carries the request id (and, once known, the tenant) into every log
+    // line of the request, including the policy call and each upstream attempt.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        tenant = tracing::field::Empty,
+    );
+    let mut response = route(gateway, request, &request_id).instrument(span).await;
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }
@@ -63,6 +73,7 @@ async fn api(
     request_id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let tenant = authenticate(gateway, &request)?;
+    tracing::Span::current().record("tenant", &*tenant.id);
     if path == "/v1/models" {
         return Ok(models(gateway, &tenant));
     }

@@ -3,6 +3,7 @@
 use crate::config::{Config, ProviderSection};
 use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
 use crate::feedback::RecentDecisions;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, Name};
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
@@ -63,6 +64,8 @@ pub struct Gateway {
     pub decisions: RecentDecisions,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// The usage ledger, when configured.
+    pub ledger: Option<Ledger>,
 }
 
 impl Gateway {
@@ -190,6 +193,10 @@ impl Gateway {
         }
 
         let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
+        let ledger = match &config.ledger.path {
+            Some(path) => Some(Ledger::open(std::path::Path::new(path))?),
+            None => None,
+        };
         let decisions = RecentDecisions::new(
             config.server.feedback_window,
             Duration::from_secs(config.server.feedback_ttl_secs),
@@ -209,6 +216,7 @@ impl Gateway {
             deployer,
             decisions,
             metrics,
+            ledger,
         })
     }
 }

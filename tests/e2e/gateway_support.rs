@@ -126,8 +126,12 @@ impl Drop for TestGateway {
         if let Some(task) = self.admin_task.take() {
             task.abort();
         }
-        // As `serve` does at exit: policies' learned state reaches the disk.
+        // As `serve` does at exit: policies' learned state and every usage row
+        // reach the disk.
         signalbox::deploy::save_states(&self.gateway);
+        if let Some(ledger) = &self.gateway.ledger {
+            ledger.flush(Duration::from_secs(10));
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod explain;
 mod feedback;
 mod gateway;
 mod isolation;
+mod ledger;
 mod logs;
 mod metrics;
 mod swap;

@@ -1,5 +1,5 @@
-//! The command line: `signalbox serve`, `signalbox route`, `signalbox policy
-//! check|bench|push|new`.
+//! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
+//! `signalbox policy check|bench|push|new`.
 
 mod policy_bench;
 mod policy_check;
@@ -7,6 +7,7 @@ mod policy_new;
 mod policy_push;
 mod route;
 mod serve;
+mod usage;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     /// Show what a tenant's policy would decide for a request, without calling any
     /// upstream.
     Route(route::RouteArgs),
+    /// Print usage-ledger aggregates (requests, tokens, cost) as a table.
+    Usage(usage::UsageArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve::run(config.as_deref(), listen),
         Command::Route(args) => route::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Policy(PolicyCommand::Check {
             file,
             config,

@@ -27,6 +27,8 @@ pub(crate) struct ConfigFile {
     pub tenants: Vec<TenantSection>,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub ledger: LedgerSection,
 }
 
 /// `[server]`: the listener and request limits.
@@ -276,4 +278,24 @@ pub struct AdminTokenSection {
     pub hash: String,
     /// The one tenant it may act on; none for an operator token (every tenant).
     pub tenant: Option<String>,
+}
+
+/// `[ledger]`: the usage ledger (SQLite).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// Record usage at all.
+    pub enabled: bool,
+    /// The database file (default: `usage.db` in `admin.state_dir`; with neither,
+    /// no ledger). Relative to the config file.
+    pub path: Option<String>,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            enabled: true,
+            path: None,
+        }
+    }
 }

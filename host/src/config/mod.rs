@@ -8,8 +8,8 @@
 mod file;
 
 pub use file::{
-    AdminSection, AdminTokenSection, AliasMap, EngineSection, ProviderKind, ProviderSection,
-    ServerSection, SimulatedSection, TargetSection, TenantSection, TlsSection,
+    AdminSection, AdminTokenSection, AliasMap, EngineSection, LedgerSection, ProviderKind,
+    ProviderSection, ServerSection, SimulatedSection, TargetSection, TenantSection, TlsSection,
 };
 
 use std::collections::{BTreeMap, HashSet};
@@ -54,6 +54,8 @@ pub struct Config {
     pub tenants: Vec<TenantSection>,
     /// Admin API and policy store.
     pub admin: AdminSection,
+    /// The usage ledger.
+    pub ledger: LedgerSection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: BTreeMap<String, String>,
 }
@@ -265,6 +267,14 @@ impl Config {
             *dir = resolve(base, Path::new(&*dir)).display().to_string();
         }
 
+        let mut ledger = raw.ledger;
+        ledger.path = match (&ledger.path, &admin.state_dir) {
+            _ if !ledger.enabled => None,
+            (Some(path), _) => Some(resolve(base, Path::new(path)).display().to_string()),
+            (None, Some(state)) => Some(Path::new(state).join("usage.db").display().to_string()),
+            (None, None) => None,
+        };
+
         let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -290,6 +300,7 @@ impl Config {
             targets: raw.targets,
             aliases: raw.aliases,
             tenants,
+            ledger,
             admin,
             secrets,
         })

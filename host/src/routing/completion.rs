@@ -5,6 +5,7 @@ use super::scanner::StreamScanner;
 use crate::deploy::{Deployment, Routing, micro_usd};
 use crate::feedback::Decided;
 use crate::gateway::Gateway;
+use crate::ledger::UsageRow;
 use crate::policy::Outcome;
 use crate::signals::{AttemptResult, InFlight};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub(crate) struct Completion {
     pub position: u32,
     pub fallback_depth: u32,
     pub request_id: String,
+    /// The caller's API key id (for the ledger; never the key).
+    pub key_id: Arc<str>,
     pub started: Instant,
     pub ttft: Option<Duration>,
     pub input_estimate: u32,
@@ -99,6 +102,27 @@ impl Completion {
             fallback_depth = self.fallback_depth,
             "request completed"
         );
+        if let (Some(ledger), Some(target)) =
+            (&self.gateway.ledger, self.gateway.targets.get(self.target))
+        {
+            ledger.record(UsageRow {
+                ts_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                tenant: self.deployment.binding.tenant().tenant.to_string(),
+                key_id: self.key_id.to_string(),
+                target: target.config.id.clone(),
+                model: target.config.model.clone(),
+                input_tokens: input,
+                output_tokens: output,
+                cost_usd: cost,
+                latency_ms: u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                status,
+                policy: self.deployment.label.clone(),
+                fallback_depth: self.fallback_depth,
+                request_id: self.request_id.clone(),
+            });
+        }
         self.gateway.decisions.record(
             &self.request_id,
             Decided {

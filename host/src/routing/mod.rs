@@ -215,6 +215,7 @@ pub async fn chat(
     tenant: &Arc<Tenant>,
     request: ChatRequest,
     request_id: &str,
+    key_id: &Arc<str>,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -229,6 +230,7 @@ pub async fn chat(
         &view,
         attempt,
         request_id,
+        key_id,
         request.input_tokens,
     )
     .await
@@ -240,6 +242,7 @@ pub async fn embeddings(
     tenant: &Arc<Tenant>,
     request: EmbeddingsRequest,
     request_id: &str,
+    key_id: &Arc<str>,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -254,6 +257,7 @@ pub async fn embeddings(
         &view,
         attempt,
         request_id,
+        key_id,
         request.input_tokens,
     )
     .await
@@ -266,11 +270,15 @@ async fn route(
     view: &RouteRequest,
     attempt: Attempt<'_>,
     request_id: &str,
+    key_id: &Arc<str>,
     input_estimate: u32,
 ) -> http::Response<ResponseBody> {
     let started = Instant::now();
     match decide(gateway, tenant, view) {
-        Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
+        Ok(plan) => {
+            let ids = (request_id, key_id);
+            dispatch(gateway, tenant, plan, attempt, ids, input_estimate).await
+        }
         Err(Refusal { error, deployment }) => {
             let response = error.into_response();
             gateway
@@ -291,7 +299,7 @@ async fn dispatch(
     tenant: &Arc<Tenant>,
     plan: Plan,
     attempt: Attempt<'_>,
-    request_id: &str,
+    (request_id, key_id): (&str, &Arc<str>),
     input_estimate: u32,
 ) -> http::Response<ResponseBody> {
     let mut reasons = Vec::new();
@@ -329,6 +337,7 @@ async fn dispatch(
             position,
             fallback_depth: tried - 1,
             request_id: request_id.to_owned(),
+            key_id: key_id.clone(),
             started,
             ttft,
             input_estimate,

@@ -73,6 +73,12 @@ async fn api(
     request_id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let tenant = authenticate(gateway, &request)?;
+    let key_id = crate::tenancy::key_id(
+        request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
     tracing::Span::current().record("tenant", &*tenant.id);
     if path == "/v1/models" {
         return Ok(models(gateway, &tenant));
@@ -83,11 +89,11 @@ async fn api(
         "/v1/feedback" => feedback(gateway, &tenant, &body)?,
         "/v1/chat/completions" => {
             let chat = openai::parse_chat(&body, &parts.headers)?;
-            routing::chat(gateway, &tenant, chat, request_id).await
+            routing::chat(gateway, &tenant, chat, request_id, &key_id).await
         }
         _ => {
             let embeddings = openai::parse_embeddings(&body, &parts.headers)?;
-            routing::embeddings(gateway, &tenant, embeddings, request_id).await
+            routing::embeddings(gateway, &tenant, embeddings, request_id, &key_id).await
         }
     })
 }

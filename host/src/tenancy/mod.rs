@@ -39,6 +39,23 @@ pub fn format_key_hash(hash: &KeyHash) -> String {
     })
 }
 
+/// The public id of the key in an authenticated `Authorization` header: the first
+/// 8 hex digits of its SHA-256 (what the ledger records; never the key).
+pub fn key_id(authorization: Option<&[u8]>) -> Arc<str> {
+    let key = authorization
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("");
+    format_key_hash(&hash_key(key))["sha256:".len()..]
+        .get(..8)
+        .unwrap_or("")
+        .into()
+}
+
 /// Why a request could not be authenticated. Messages never include the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -1,6 +1,7 @@
 //! The assembled gateway: everything a request needs, built once from the config.
 
 use crate::config::{Config, ProviderSection};
+use crate::decision_log::DecisionLog;
 use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
 use crate::feedback::RecentDecisions;
 use crate::ledger::Ledger;
@@ -36,6 +37,8 @@ pub struct Tenant {
     pub policy: TenantPolicy,
     /// Positions in `targets` to try when the policy fails.
     pub safe_route: Vec<u32>,
+    /// Whether the decision log may hold this tenant's message text.
+    pub log_message_text: bool,
 }
 
 impl Tenant {
@@ -66,6 +69,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The usage ledger, when configured.
     pub ledger: Option<Ledger>,
+    /// The decision log, when configured.
+    pub decision_log: Option<DecisionLog>,
 }
 
 impl Gateway {
@@ -188,6 +193,7 @@ impl Gateway {
                     targets: indices,
                     policy,
                     safe_route,
+                    log_message_text: t.log_message_text,
                 }),
             );
         }
@@ -195,6 +201,13 @@ impl Gateway {
         let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
         let ledger = match &config.ledger.path {
             Some(path) => Some(Ledger::open(std::path::Path::new(path))?),
+            None => None,
+        };
+        let decision_log = match &config.decision_log.path {
+            Some(path) => Some(
+                DecisionLog::open(std::path::Path::new(path))
+                    .with_context(|| format!("decision log {path}"))?,
+            ),
             None => None,
         };
         let decisions = RecentDecisions::new(
@@ -217,6 +230,7 @@ impl Gateway {
             decisions,
             metrics,
             ledger,
+            decision_log,
         })
     }
 }

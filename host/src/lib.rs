@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod deploy;
 pub mod embedded;
 pub mod feedback;

@@ -12,6 +12,7 @@ mod cli;
 mod config_examples;
 mod containment;
 mod contract;
+mod decision_log;
 mod decisions;
 mod deploy;
 mod explain;

@@ -29,6 +29,8 @@ pub(crate) struct ConfigFile {
     pub admin: AdminSection,
     #[serde(default)]
     pub ledger: LedgerSection,
+    #[serde(default)]
+    pub decision_log: DecisionLogSection,
 }
 
 /// `[server]`: the listener and request limits.
@@ -231,6 +233,9 @@ pub struct TenantSection {
     pub safe_route: Vec<String>,
     /// Target ids this tenant may use (default: all).
     pub targets: Option<Vec<String>>,
+    /// Put the messages' text in the decision log (default: sizes and tags only).
+    #[serde(default)]
+    pub log_message_text: bool,
 }
 
 /// `[admin]`: the admin API and where policy versions are kept.
@@ -298,4 +303,12 @@ impl Default for LedgerSection {
             path: None,
         }
     }
+}
+
+/// `[decision_log]`: a JSONL line per routed request, for replay and debugging.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogSection {
+    /// The file to append to (none: no decision log). Relative to the config file.
+    pub path: Option<String>,
 }

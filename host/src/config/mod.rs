@@ -8,8 +8,9 @@
 mod file;
 
 pub use file::{
-    AdminSection, AdminTokenSection, AliasMap, EngineSection, LedgerSection, ProviderKind,
-    ProviderSection, ServerSection, SimulatedSection, TargetSection, TenantSection, TlsSection,
+    AdminSection, AdminTokenSection, AliasMap, DecisionLogSection, EngineSection, LedgerSection,
+    ProviderKind, ProviderSection, ServerSection, SimulatedSection, TargetSection, TenantSection,
+    TlsSection,
 };
 
 use std::collections::{BTreeMap, HashSet};
@@ -56,6 +57,8 @@ pub struct Config {
     pub admin: AdminSection,
     /// The usage ledger.
     pub ledger: LedgerSection,
+    /// The decision log.
+    pub decision_log: DecisionLogSection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: BTreeMap<String, String>,
 }
@@ -275,6 +278,11 @@ impl Config {
             (None, None) => None,
         };
 
+        let mut decision_log = raw.decision_log;
+        if let Some(path) = &mut decision_log.path {
+            *path = resolve(base, Path::new(path)).display().to_string();
+        }
+
         let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -301,6 +309,7 @@ impl Config {
             aliases: raw.aliases,
             tenants,
             ledger,
+            decision_log,
             admin,
             secrets,
         })

@@ -37,6 +37,8 @@ pub(crate) struct Completion {
     pub status: u16,
     pub in_flight: Option<InFlight>,
     pub accounted: bool,
+    /// The decision-log record, completed with the outcome here.
+    pub log: Option<serde_json::Value>,
 }
 
 impl Completion {
@@ -122,6 +124,23 @@ impl Completion {
                 fallback_depth: self.fallback_depth,
                 request_id: self.request_id.clone(),
             });
+        }
+        if self.log.is_some() {
+            let target = self.gateway.targets.get(self.target);
+            super::log_outcome(
+                &self.gateway,
+                self.log.take(),
+                serde_json::json!({
+                    "status": status,
+                    "target": target.map(|t| t.config.id.as_str()),
+                    "fallback_depth": self.fallback_depth,
+                    "latency_ms": self.started.elapsed().as_millis() as u64,
+                    "ttft_ms": self.ttft.map(|d| d.as_millis() as u64),
+                    "input_tokens": input,
+                    "output_tokens": output,
+                    "cost_usd": cost,
+                }),
+            );
         }
         self.gateway.decisions.record(
             &self.request_id,

@@ -43,12 +43,15 @@ struct Plan {
     shadow_choice: Option<usize>,
     targets: Vec<u32>,
     reason: String,
+    /// The decision-log record so far (when the log is on).
+    log: Option<serde_json::Value>,
 }
 
 /// A policy's refusal, with the label of the version that refused.
 struct Refusal {
     error: ApiError,
     deployment: Arc<Deployment>,
+    log: Option<serde_json::Value>,
 }
 
 fn decide(
@@ -82,6 +85,17 @@ fn decide(
     let shadow_choice = routing
         .shadow()
         .and_then(|c| shadow(gateway, tenant, c, request, &signals, &decision));
+    let log = gateway.decision_log.as_ref().map(|_| {
+        decision_record(
+            gateway,
+            tenant,
+            request,
+            &signals,
+            &deployment,
+            &decision,
+            shadow_choice,
+        )
+    });
     match decision {
         Ok(RouteDecision::Route { targets, reason }) => Ok(Plan {
             routing,
@@ -89,10 +103,12 @@ fn decide(
             shadow_choice,
             targets,
             reason,
+            log,
         }),
         Ok(RouteDecision::Reject { status, message }) => Err(Refusal {
             error: ApiError::rejected(status, message),
             deployment,
+            log,
         }),
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy failed; using the safe route");
@@ -102,8 +118,67 @@ fn decide(
                 shadow_choice,
                 targets: tenant.safe_route.clone(),
                 reason: format!("safe route (policy {})", e.kind()),
+                log,
             })
         }
+    }
+}
+
+/// The decision-log record of a decision: what the policy saw and what it answered.
+fn decision_record(
+    gateway: &Gateway,
+    tenant: &Tenant,
+    request: &RouteRequest,
+    signals: &[crate::policy::TargetSignals],
+    deployment: &Deployment,
+    decision: &Result<RouteDecision, crate::policy::PolicyError>,
+    shadow_choice: Option<usize>,
+) -> serde_json::Value {
+    let id = |p: u32| {
+        tenant
+            .targets
+            .get(p as usize)
+            .and_then(|&g| gateway.targets.get(g))
+            .map_or("?", |t| t.config.id.as_str())
+    };
+    let ids: Vec<&str> = (0..tenant.targets.len() as u32).map(id).collect();
+    let mut record =
+        crate::decision_log::features(&tenant.id, request, &ids, signals, tenant.log_message_text);
+    record["decision"] = match decision {
+        Ok(RouteDecision::Route { targets, reason }) => serde_json::json!({
+            "policy": deployment.label,
+            "targets": targets.iter().map(|&p| id(p)).collect::<Vec<_>>(),
+            "reason": reason,
+        }),
+        Ok(RouteDecision::Reject { status, message }) => serde_json::json!({
+            "policy": deployment.label,
+            "rejection": {"status": status, "message": message},
+        }),
+        Err(e) => serde_json::json!({
+            "policy": deployment.label,
+            "error": e.kind(),
+            "targets": tenant.safe_route.iter().map(|&p| id(p)).collect::<Vec<_>>(),
+            "reason": "safe route",
+        }),
+    };
+    if let Some(g) = shadow_choice {
+        record["shadow_choice"] = gateway
+            .targets
+            .get(g)
+            .map_or(serde_json::Value::Null, |t| t.config.id.as_str().into());
+    }
+    record
+}
+
+/// Completes a decision-log record with the outcome and queues it.
+pub(crate) fn log_outcome(
+    gateway: &Gateway,
+    record: Option<serde_json::Value>,
+    outcome: serde_json::Value,
+) {
+    if let (Some(log), Some(mut record)) = (&gateway.decision_log, record) {
+        record["outcome"] = outcome;
+        log.write(record);
     }
 }
 
@@ -127,7 +202,9 @@ pub fn explain(
             reason: plan.reason,
             rejection: None,
         },
-        Err(Refusal { error, deployment }) => Explanation {
+        Err(Refusal {
+            error, deployment, ..
+        }) => Explanation {
             policy: deployment.label.clone(),
             targets: Vec::new(),
             reason: String::new(),
@@ -279,8 +356,17 @@ async fn route(
             let ids = (request_id, key_id);
             dispatch(gateway, tenant, plan, attempt, ids, input_estimate).await
         }
-        Err(Refusal { error, deployment }) => {
+        Err(Refusal {
+            error,
+            deployment,
+            log,
+        }) => {
             let response = error.into_response();
+            log_outcome(
+                gateway,
+                log,
+                serde_json::json!({"status": response.status().as_u16(), "target": null}),
+            );
             gateway
                 .metrics
                 .request(&tenant.name(), &NO_TARGET, response.status().as_u16());
@@ -297,7 +383,7 @@ async fn route(
 async fn dispatch(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
-    plan: Plan,
+    mut plan: Plan,
     attempt: Attempt<'_>,
     (request_id, key_id): (&str, &Arc<str>),
     input_estimate: u32,
@@ -344,6 +430,7 @@ async fn dispatch(
             status,
             in_flight: None,
             accounted: false,
+            log: None,
         };
         let span = tracing::info_span!("attempt", target = %target.config.id, n = tried);
         match attempt::run(target, attempt).instrument(span).await {
@@ -361,6 +448,7 @@ async fn dispatch(
                 let response = http::Response::from_parts(strip(parts), full(body));
                 let mut done = completion(status, None);
                 done.in_flight = Some(in_flight);
+                done.log = plan.log.take();
                 done.complete(usage);
                 return explained(
                     response,
@@ -376,6 +464,11 @@ async fn dispatch(
                 gateway
                     .metrics
                     .request(&tenant.name(), &target.name, parts.status.as_u16());
+                log_outcome(
+                    gateway,
+                    plan.log.take(),
+                    serde_json::json!({"status": parts.status.as_u16(), "target": target.config.id, "fallback_depth": tried - 1}),
+                );
                 let response = http::Response::from_parts(strip(parts), full(body));
                 return explained(
                     response,
@@ -395,6 +488,7 @@ async fn dispatch(
                 let status = parts.status.as_u16();
                 let mut done = completion(status, Some(ttft));
                 done.in_flight = Some(in_flight);
+                done.log = plan.log.take();
                 let body = relay::Relay::new(held, rest, scanner, total_deadline, done).boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(
@@ -415,6 +509,11 @@ async fn dispatch(
         reasons.push("the policy named no target".to_owned());
     }
     let response = ApiError::no_route(&reasons).into_response();
+    log_outcome(
+        gateway,
+        plan.log,
+        serde_json::json!({"status": response.status().as_u16(), "target": null, "attempts": tried, "failures": reasons}),
+    );
     gateway
         .metrics
         .request(&tenant.name(), &NO_TARGET, response.status().as_u16());

@@ -49,7 +49,7 @@ impl Rule {
     /// Whether every condition holds. Cheap conditions are checked first, so the
     /// message text is read only for rules that get that far.
     pub fn matches(&self, req: &Request<'_>, text: &mut UserText<'_, '_>) -> bool {
-        if !self.models.is_empty() && !self.models.iter().any(|m| *m == req.model) {
+        if !self.models.is_empty() && !self.models.contains(&req.model) {
             return false;
         }
         if self.stream.is_some_and(|s| s != req.stream)

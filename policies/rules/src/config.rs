@@ -6,9 +6,12 @@ use signalbox_sdk::Target;
 use std::collections::BTreeMap;
 
 /// Largest compiled size of one rule's regex, in bytes. A policy instance has a
-/// memory cap of a few MiB; a pathological pattern must be refused at activation,
-/// not discovered as an out-of-memory trap.
+/// memory cap (32 MiB by default); a pathological pattern must be refused at
+/// activation, not discovered as an out-of-memory trap.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Most memory one regex's lazy DFA may use for its state cache (the `regex`
+/// default is 2 MiB; typical routing patterns need a few KiB).
+const REGEX_DFA_LIMIT: usize = 256 << 10;
 
 /// The policy's configuration.
 #[derive(Debug, Deserialize)]
@@ -18,6 +21,15 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// Target ids for requests no rule matches, in fallback order.
     pub default: Vec<String>,
+    /// How much of the last user message, from its start, keyword and regex rules
+    /// look at, in bytes. Bounds the time a huge prompt costs under the decision
+    /// deadline.
+    #[serde(default = "default_scan_bytes")]
+    pub scan_bytes: u32,
+}
+
+fn default_scan_bytes() -> u32 {
+    16 * 1024
 }
 
 /// One rule: conditions (all optional, all must hold) and the targets it routes to.
@@ -30,7 +42,7 @@ pub struct RuleConfig {
     pub model: Option<OneOrMany>,
     /// The last user message contains any of these, ignoring case.
     pub keywords: Option<Vec<String>>,
-    /// The last user message matches this regular expression (`(?i)`: any ASCII case).
+    /// The last user message matches this regular expression (`(?i)` to ignore case).
     pub regex: Option<String>,
     /// Every key has a metadata value equal to the given one (ignoring ASCII case;
     /// comma-separated header values count one by one).
@@ -75,6 +87,7 @@ pub(crate) fn invalid(path: impl std::fmt::Display, message: impl std::fmt::Disp
 pub(crate) struct Table {
     pub rules: Vec<Rule>,
     pub default: Vec<u32>,
+    pub scan_bytes: usize,
 }
 
 impl Config {
@@ -84,6 +97,12 @@ impl Config {
             return Err(invalid(
                 "rules",
                 "the list is empty; give at least one rule (unmatched requests use `default`)",
+            ));
+        }
+        if self.scan_bytes == 0 {
+            return Err(invalid(
+                "scan_bytes",
+                "must be at least 1 (keyword and regex rules read this much text)",
             ));
         }
         let default = target_indices("default", &self.default, targets)?;
@@ -98,7 +117,11 @@ impl Config {
             }
             rules.push(compiled);
         }
-        Ok(Table { rules, default })
+        Ok(Table {
+            rules,
+            default,
+            scan_bytes: self.scan_bytes as usize,
+        })
     }
 }
 
@@ -138,8 +161,9 @@ fn compile_rule(i: usize, rule: RuleConfig, targets: &[Target]) -> Result<Rule, 
         ));
     }
     if let Some(pattern) = rule.regex {
-        let regex = regex_lite::RegexBuilder::new(&pattern)
+        let regex = regex::RegexBuilder::new(&pattern)
             .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_DFA_LIMIT)
             .build()
             .map_err(|e| invalid(at("regex"), one_line(&e.to_string())))?;
         text.push(TextMatch::Regex(regex));

@@ -10,9 +10,8 @@
 //!
 //! - `model`: the requested model or alias equals this string, or one of this list;
 //! - `keywords`: the last user message contains any of them, ignoring case;
-//! - `regex`: the last user message matches this regular expression — the syntax of
-//!   the `regex` crate, compiled by `regex-lite` (a third of the component size):
-//!   `(?i)` ignores ASCII case only, and `\w`, `\d`, `\b` are ASCII classes;
+//! - `regex`: the last user message matches this regular expression (the `regex`
+//!   crate's syntax, Unicode-aware; add `(?i)` to ignore case);
 //! - `metadata`: every key has this value, ignoring ASCII case — headers
 //!   `x-signalbox-<key>: <value>` and the body's `metadata` object become metadata,
 //!   so `{"tag": "code"}` matches `x-signalbox-tag: code` and `{"user-tier": "free"}`
@@ -30,7 +29,9 @@
 //!
 //! Everything is prepared at activation: target ids become indices, keywords are
 //! lower-cased, regexes compiled. The message text is read from the host only when a
-//! rule with a text condition is reached, and at most once per request.
+//! rule with a text condition is reached, and at most once per request. Keywords and
+//! regexes look at the first `scan_bytes` bytes of the message (default 16 KiB), so a
+//! huge prompt costs a bounded time under the decision deadline.
 //!
 //! Config (see `examples/policies/rules.json`):
 //!
@@ -59,6 +60,7 @@ use signalbox_sdk::*;
 pub struct RulesPolicy {
     rules: Vec<Rule>,
     default: Vec<u32>,
+    scan_bytes: usize,
 }
 
 impl Policy for RulesPolicy {
@@ -69,11 +71,12 @@ impl Policy for RulesPolicy {
         Ok(RulesPolicy {
             rules: table.rules,
             default: table.default,
+            scan_bytes: table.scan_bytes,
         })
     }
 
     fn route(&self, req: &Request<'_>, snapshot: &Snapshot<'_>) -> Decision {
-        let mut text = UserText::new(req);
+        let mut text = UserText::new(req, self.scan_bytes);
         match self.rules.iter().find(|r| r.matches(req, &mut text)) {
             Some(rule) => route_to(&rule.targets, &rule.reason, snapshot),
             None => route_to(&self.default, "rule:default", snapshot),
@@ -266,6 +269,24 @@ mod tests {
         assert_eq!(ids(&h, &req).1, "rule:free");
     }
 
+    #[test]
+    fn text_rules_look_at_the_first_scan_bytes_only() {
+        let config = r#"{"rules": [{"keywords": ["needle"], "targets": ["coder"]}],
+                         "default": ["mini"], "scan_bytes": 64}"#;
+        let h = Harness::<RulesPolicy>::new(config, targets()).unwrap();
+        let early = format!("{}needle", "é".repeat(29));
+        let late = format!("{}needle", "é".repeat(30));
+        let route = |text: &str| {
+            let req = RequestBuilder::chat("gpt-4o").user(text).build();
+            reason(&h.route_healthy(&req)).to_owned()
+        };
+        // 58 bytes of `é` plus the 6-byte keyword fit in 64 bytes; 60 do not.
+        assert_eq!(route(&early), "rule:0");
+        assert_eq!(route(&late), "rule:default");
+        // A cut through a multi-byte character backs off to the boundary.
+        assert_eq!(route(&"é".repeat(100)), "rule:default");
+    }
+
     fn error(config: &str) -> String {
         match Harness::<RulesPolicy>::new(config, targets()) {
             Ok(_) => panic!("config accepted: {config}"),
@@ -327,6 +348,10 @@ mod tests {
             (
                 r#"{"rules": [{"stream": "yes", "targets": ["mini"]}], "default": ["mini"]}"#,
                 "`rules[0].stream`",
+            ),
+            (
+                r#"{"rules": [{"stream": true, "targets": ["mini"]}], "default": ["mini"], "scan_bytes": 0}"#,
+                "`scan_bytes`: must be at least 1",
             ),
         ];
         for (config, expected) in cases {

@@ -7,7 +7,7 @@ pub(crate) enum TextMatch {
     /// Any of these (already lower-cased) appears in the lower-cased text.
     Keywords(Vec<String>),
     /// The regex matches the text as sent.
-    Regex(regex_lite::Regex),
+    Regex(regex::Regex),
 }
 
 /// One rule, ready to match: everything the request is compared with was prepared at
@@ -87,24 +87,39 @@ fn metadata_has(req: &Request<'_>, key: &str, want: &str) -> bool {
 /// at most once, whatever number of rules look at it.
 pub(crate) struct UserText<'q, 'r> {
     req: &'q Request<'r>,
+    /// Bytes looked at, from the start of the text.
+    limit: usize,
     raw: Option<Option<String>>,
     lowered: Option<Option<String>>,
 }
 
 impl<'q, 'r> UserText<'q, 'r> {
-    pub fn new(req: &'q Request<'r>) -> Self {
+    pub fn new(req: &'q Request<'r>, limit: usize) -> Self {
         UserText {
             req,
+            limit,
             raw: None,
             lowered: None,
         }
     }
 
-    /// The text as sent; `None` when the request has no user message.
+    /// The text as sent, up to the limit (cut at a character boundary); `None` when
+    /// the request has no user message.
     pub fn raw(&mut self) -> Option<&str> {
-        let req = self.req;
+        let (req, limit) = (self.req, self.limit);
         self.raw
-            .get_or_insert_with(|| req.last_user_text())
+            .get_or_insert_with(|| {
+                req.last_user_text().map(|mut text| {
+                    if text.len() > limit {
+                        let mut end = limit;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                    }
+                    text
+                })
+            })
             .as_deref()
     }
 

@@ -10,6 +10,11 @@ fn policy() -> std::path::PathBuf {
     crate::support::wasm("signalbox_policy_rules")
 }
 
+/// The gateway's default 2 ms policy deadline can be missed when the test machine is
+/// busy, and a missed deadline takes the safe route instead: give the policy room, so
+/// the test sees only the policy's own decisions.
+const ROOMY_ENGINE: &str = "[engine]\ndeadline_ms = 100\n\n";
+
 /// The tenant's policy and its rule table, written as TOML in the gateway config.
 fn rules_tenant() -> String {
     format!(
@@ -98,7 +103,7 @@ async fn rules_route_by_metadata_keywords_size_and_stream_first_match_wins() {
         ],
         &rules_tenant(),
     );
-    let gw = TestGateway::start(&toml).await;
+    let gw = TestGateway::start(&format!("{ROOMY_ENGINE}{toml}")).await;
 
     // No rule matches: the default route.
     let reply = post(&gw, &ask("gpt-4o", "Hello"), &[]).await;
@@ -174,7 +179,7 @@ async fn a_rule_target_list_is_an_ordered_fallback_list() {
         ],
         &rules_tenant(),
     );
-    let gw = TestGateway::start(&toml).await;
+    let gw = TestGateway::start(&format!("{ROOMY_ENGINE}{toml}")).await;
     // `debugging` names coder, then general: coder's upstream refuses connections.
     let reply = post(&gw, &ask("gpt-4o", "segfault again"), &[]).await;
     assert_eq!(route(&reply), expect("general", "rule:debugging"));

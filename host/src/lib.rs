@@ -2,9 +2,9 @@
 //! policies.
 //!
 //! The crate is laid out along a request's path: [`server`] accepts it, [`tenancy`]
-//! authenticates it, [`openai`] reads it, [`routing`] asks the tenant's [`policy`] and
-//! dispatches to [`provider`]s, watching [`signals`]. [`config`] and [`gateway`]
-//! assemble it all at start-up.
+//! authenticates it, [`openai`] reads it, [`quota`] admits it, [`routing`] asks the
+//! tenant's [`policy`] and dispatches to [`provider`]s, watching [`signals`]. [`config`]
+//! and [`gateway`] assemble it all at start-up.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod openai;
 pub mod policy;
 pub mod provider;
+pub mod quota;
 pub mod routing;
 pub mod server;
 pub mod signals;

@@ -1,5 +1,7 @@
-//! The command line: `signalbox policy check|bench|new`.
+//! The command line: `signalbox serve`, `signalbox policy check|bench|new`,
+//! `signalbox keys new`.
 
+mod keys_new;
 mod policy_bench;
 mod policy_check;
 mod policy_new;
@@ -34,6 +36,23 @@ enum Command {
     /// Work with routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new API key: prints it once, and the config entry holding its hash.
+    New {
+        /// The tenant the key is for.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id, naming it in logs and errors (default: the first 8 hex digits
+        /// of its hash).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())
         }
+        Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
     }
 }
 

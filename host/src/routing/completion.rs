@@ -1,9 +1,11 @@
-//! Accounting for the attempt that answered: the target's signals, and the outcome
-//! reported to the policy that made the decision (off the request path).
+//! Accounting for the attempt that answered: the target's signals, the tenant's and
+//! key's quotas (tokens and spend, from the usage the upstream reported), and the
+//! outcome reported to the policy that made the decision (off the request path).
 
 use super::scanner::StreamScanner;
 use crate::gateway::Gateway;
 use crate::policy::{Outcome, PolicyBinding};
+use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ pub(crate) struct Completion {
     pub input_estimate: u32,
     pub status: u16,
     pub in_flight: Option<InFlight>,
+    /// The request's quota reservation, settled here with the real usage and cost.
+    pub reservation: Option<Reservation>,
     pub accounted: bool,
 }
 
@@ -82,6 +86,9 @@ impl Completion {
             (f64::from(input) * t.config.input_price + f64::from(output) * t.config.output_price)
                 / 1e6
         });
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(u64::from(input) + u64::from(output), cost);
+        }
         tracing::info!(
             request_id = %self.request_id,
             target = %self.target_id(),

@@ -11,6 +11,7 @@ use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ChatRequest, EmbeddingsRequest, ResponseBody, full};
 use crate::policy::{PolicyBinding, RouteDecision, RouteRequest};
 use crate::provider::{Attempt, AttemptKind};
+use crate::quota::Reservation;
 use crate::signals::Admission;
 use attempt::Outcome;
 use completion::Completion;
@@ -55,12 +56,14 @@ fn decide(gateway: &Gateway, tenant: &Tenant, request: &RouteRequest) -> Result<
     }
 }
 
-/// Serves `POST /v1/chat/completions`.
+/// Serves `POST /v1/chat/completions`, settling `reservation` with the usage of the
+/// answer (or giving its tokens back when no upstream answers).
 pub async fn chat(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: ChatRequest,
     request_id: &str,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -76,16 +79,18 @@ pub async fn chat(
         attempt,
         request_id,
         request.input_tokens,
+        reservation,
     )
     .await
 }
 
-/// Serves `POST /v1/embeddings`.
+/// Serves `POST /v1/embeddings`, settling `reservation` like [`chat`].
 pub async fn embeddings(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: EmbeddingsRequest,
     request_id: &str,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -101,6 +106,7 @@ pub async fn embeddings(
         attempt,
         request_id,
         request.input_tokens,
+        reservation,
     )
     .await
 }
@@ -113,9 +119,21 @@ async fn route(
     attempt: Attempt<'_>,
     request_id: &str,
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     match decide(gateway, tenant, view) {
-        Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
+        Ok(plan) => {
+            dispatch(
+                gateway,
+                tenant,
+                plan,
+                attempt,
+                request_id,
+                input_estimate,
+                reservation,
+            )
+            .await
+        }
         Err(e) => explained(e.into_response(), tenant, None, 0),
     }
 }
@@ -129,7 +147,11 @@ async fn dispatch(
     attempt: Attempt<'_>,
     request_id: &str,
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
+    // Settled by the completion of the attempt that answers; dropped unsettled (tokens
+    // given back) when none does.
+    let mut reservation = Some(reservation);
     let mut reasons = Vec::new();
     let mut tried = 0u32;
     for &position in &plan.targets {
@@ -162,6 +184,7 @@ async fn dispatch(
             input_estimate,
             status,
             in_flight: None,
+            reservation: None,
             accounted: false,
         };
         match attempt::run(target, attempt).await {
@@ -176,6 +199,7 @@ async fn dispatch(
                 let response = http::Response::from_parts(strip(parts), full(body));
                 let mut done = completion(status, None);
                 done.in_flight = Some(in_flight);
+                done.reservation = reservation.take();
                 done.complete(usage);
                 return explained(
                     response,
@@ -207,6 +231,7 @@ async fn dispatch(
                 let status = parts.status.as_u16();
                 let mut done = completion(status, Some(ttft));
                 done.in_flight = Some(in_flight);
+                done.reservation = reservation.take();
                 let body = relay::Relay::new(held, rest, scanner, total_deadline, done).boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(

@@ -5,8 +5,10 @@
 
 mod fake_upstream;
 mod gateway_support;
+mod keys_support;
 mod support;
 
+mod auth;
 mod cache;
 mod cli;
 mod config_examples;
@@ -15,3 +17,4 @@ mod contract;
 mod decisions;
 mod gateway;
 mod isolation;
+mod quota;

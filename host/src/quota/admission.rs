@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(e.retry_after_secs(), Some(30));
         assert!(
             e.to_string()
-                .contains("tenant `acme` allows 2 requests per minute"),
+                .contains("the limit of tenant `acme` is 2 per minute"),
             "{e}"
         );
         drop((first, second));

@@ -28,7 +28,7 @@ impl fmt::Display for Scope {
 pub enum QuotaError {
     /// Requests per minute.
     #[error(
-        "Rate limit reached for requests: {scope} allows {limit} requests per minute. Try again in {retry_after_secs} s."
+        "Rate limit reached for requests: the limit of {scope} is {limit} per minute. Try again in {retry_after_secs} s."
     )]
     Requests {
         /// Whose limit.
@@ -40,7 +40,7 @@ pub enum QuotaError {
     },
     /// Tokens per minute.
     #[error(
-        "Rate limit reached for tokens: {scope} allows {limit} tokens per minute and this request needs about {needed}. Try again in {retry_after_secs} s."
+        "Rate limit reached for tokens: the limit of {scope} is {limit} per minute and this request needs about {needed}. Try again in {retry_after_secs} s."
     )]
     Tokens {
         /// Whose limit.
@@ -54,7 +54,7 @@ pub enum QuotaError {
     },
     /// A request larger than a whole minute's tokens: waiting would not help.
     #[error(
-        "This request needs about {needed} tokens (input plus max_tokens), more than the {limit} tokens per minute {scope} allows at all; it can never be admitted. Shorten the input or lower max_tokens."
+        "This request needs about {needed} tokens (input plus max_tokens), more than the whole limit of {scope}, {limit} tokens per minute: it can never be admitted. Shorten the input or lower max_tokens."
     )]
     TokensNeverFit {
         /// Whose limit.

@@ -17,4 +17,5 @@ mod contract;
 mod decisions;
 mod gateway;
 mod isolation;
+mod key_leaks;
 mod quota;

@@ -8,8 +8,9 @@ use crate::ledger::Ledger;
 use crate::metrics::{Metrics, Name};
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
+use crate::quota::{Quota, Scope};
 use crate::signals::{BreakerConfig, SignalBoard};
-use crate::tenancy::{KeyRing, parse_key_hash};
+use crate::tenancy::{Caller, Disabled, KeyRing, parse_key_hash};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub struct Tenant {
     pub safe_route: Vec<u32>,
     /// Whether the decision log may hold this tenant's message text.
     pub log_message_text: bool,
+    /// What all the tenant's keys may use together.
+    pub quota: Arc<Quota>,
+    /// Each key's own quota, by [`Caller::key_index`](crate::tenancy::Caller).
+    pub key_quotas: Vec<Arc<Quota>>,
 }
 
 impl Tenant {
@@ -57,7 +62,7 @@ pub struct Gateway {
     pub targets: Vec<Target>,
     /// Tenants by id.
     pub tenants: HashMap<Arc<str>, Arc<Tenant>>,
-    /// API key hashes → tenant ids.
+    /// API key hashes → tenants and key ids.
     pub keys: KeyRing,
     /// Live target signals.
     pub signals: Arc<SignalBoard>,
@@ -131,9 +136,29 @@ impl Gateway {
         let mut tenants = HashMap::new();
         for t in &config.tenants {
             let id: Arc<str> = t.id.as_str().into();
-            for hash in &t.key_hashes {
-                if let Some(hash) = parse_key_hash(hash) {
-                    keys.insert(hash, id.clone());
+            let mut key_quotas = Vec::new();
+            for (key_index, key) in t.api_keys().iter().enumerate() {
+                let hash = parse_key_hash(&key.hash)
+                    .with_context(|| format!("tenant `{}`: key `{}`: bad hash", t.id, key.id))?;
+                let key_id: Arc<str> = key.id.as_str().into();
+                let disabled = if t.disabled {
+                    Some(Disabled::Tenant(id.clone()))
+                } else if key.disabled {
+                    Some(Disabled::Key(key_id.clone()))
+                } else {
+                    None
+                };
+                key_quotas.push(Arc::new(Quota::new(
+                    Scope::Key(key_id.clone()),
+                    &key.limits(),
+                )));
+                let caller = Caller {
+                    tenant: id.clone(),
+                    key_id,
+                    key_index,
+                };
+                if !keys.insert(hash, caller, disabled) {
+                    anyhow::bail!("tenant `{}`: key `{}` is listed twice", t.id, key.id);
                 }
             }
             let indices: Vec<usize> = match &t.targets {
@@ -186,6 +211,7 @@ impl Gateway {
                 .filter_map(|g| indices.iter().position(|i| i == g))
                 .map(|p| p as u32)
                 .collect();
+            let tenant_quota = Arc::new(Quota::new(Scope::Tenant(id.clone()), &t.limits));
             tenants.insert(
                 id.clone(),
                 Arc::new(Tenant {
@@ -194,6 +220,8 @@ impl Gateway {
                     policy,
                     safe_route,
                     log_message_text: t.log_message_text,
+                    quota: tenant_quota,
+                    key_quotas,
                 }),
             );
         }

@@ -2,10 +2,10 @@
 //! policies.
 //!
 //! The crate is laid out along a request's path: [`server`] accepts it, [`tenancy`]
-//! authenticates it, [`openai`] reads it, [`routing`] asks the tenant's [`policy`] and
-//! dispatches to [`provider`]s, watching [`signals`]. [`config`] and [`gateway`]
-//! assemble it all at start-up; [`deploy`] swaps tenants' policies while traffic
-//! flows, driven by the [`admin`] API or a watched directory.
+//! authenticates it, [`openai`] reads it, [`quota`] admits it, [`routing`] asks the
+//! tenant's [`policy`] and dispatches to [`provider`]s, watching [`signals`].
+//! [`config`] and [`gateway`] assemble it all at start-up; [`deploy`] swaps tenants'
+//! policies while traffic flows, driven by the [`admin`] API or a watched directory.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openai;
 pub mod policy;
 pub mod provider;
+pub mod quota;
 pub mod routing;
 pub mod server;
 pub mod signals;

@@ -5,8 +5,10 @@
 
 mod fake_upstream;
 mod gateway_support;
+mod keys_support;
 mod support;
 
+mod auth;
 mod cache;
 mod cli;
 mod config_examples;
@@ -19,6 +21,7 @@ mod explain;
 mod feedback;
 mod gateway;
 mod isolation;
+mod key_leaks;
 mod ledger;
 mod logs;
 mod metrics;
@@ -26,5 +29,6 @@ mod policy_latency;
 mod policy_least_loaded;
 mod policy_rules;
 mod policy_weighted;
+mod quota;
 mod swap;
 mod tls;

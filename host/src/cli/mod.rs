@@ -1,6 +1,7 @@
 //! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
-//! `signalbox policy check|bench|push|new`.
+//! `signalbox keys new`, `signalbox policy check|bench|push|new`.
 
+mod keys_new;
 mod policy_bench;
 mod policy_check;
 mod policy_new;
@@ -46,6 +47,23 @@ enum Command {
     Route(route::RouteArgs),
     /// Print usage-ledger aggregates (requests, tokens, cost) as a table.
     Usage(usage::UsageArgs),
+    /// Work with API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new API key: prints it once, and the config entry holding its hash.
+    New {
+        /// The tenant the key is for.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id, naming it in logs and errors (default: the first 8 hex digits
+        /// of its hash).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())
         }
+        Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Accounting for the attempt that answered: the target's signals, and the outcome
-//! reported to the policy that made the decision (off the request path).
+//! Accounting for the attempt that answered: the target's signals, the tenant's and
+//! key's quotas (tokens and spend, from the usage the upstream reported), metrics, the
+//! usage ledger, the decision log, and the outcome reported to the policy that made
+//! the decision (off the request path).
 
 use super::scanner::StreamScanner;
 use crate::deploy::{Deployment, Routing, micro_usd};
@@ -7,6 +9,7 @@ use crate::feedback::Decided;
 use crate::gateway::Gateway;
 use crate::ledger::UsageRow;
 use crate::policy::Outcome;
+use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +42,8 @@ pub(crate) struct Completion {
     pub accounted: bool,
     /// The decision-log record, completed with the outcome here.
     pub log: Option<serde_json::Value>,
+    /// The request's quota reservation, settled here with the real usage and cost.
+    pub reservation: Option<Reservation>,
 }
 
 impl Completion {
@@ -163,6 +168,9 @@ impl Completion {
             cost_usd: cost,
             fallback_depth: self.fallback_depth,
         };
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(u64::from(input) + u64::from(output), cost);
+        }
         let latency = self.started.elapsed();
         if let Some(target) = self.gateway.targets.get(self.target) {
             let tenant = crate::metrics::Name(self.deployment.binding.tenant().tenant.clone());

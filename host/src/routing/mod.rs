@@ -12,6 +12,7 @@ use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ChatRequest, EmbeddingsRequest, ResponseBody, full};
 use crate::policy::{RouteDecision, RouteRequest};
 use crate::provider::{Attempt, AttemptKind};
+use crate::quota::Reservation;
 use crate::signals::Admission;
 use attempt::Outcome;
 use completion::Completion;
@@ -286,13 +287,15 @@ fn shadow(
     choice.and_then(|p| tenant.targets.get(p as usize).copied())
 }
 
-/// Serves `POST /v1/chat/completions`.
+/// Serves `POST /v1/chat/completions`, settling `reservation` with the usage of the
+/// answer (or giving its tokens back when no upstream answers).
 pub async fn chat(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: ChatRequest,
     request_id: &str,
     key_id: &Arc<str>,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -306,20 +309,21 @@ pub async fn chat(
         tenant,
         &view,
         attempt,
-        request_id,
-        key_id,
+        (request_id, key_id),
         request.input_tokens,
+        reservation,
     )
     .await
 }
 
-/// Serves `POST /v1/embeddings`.
+/// Serves `POST /v1/embeddings`, settling `reservation` like [`chat`].
 pub async fn embeddings(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: EmbeddingsRequest,
     request_id: &str,
     key_id: &Arc<str>,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -333,9 +337,9 @@ pub async fn embeddings(
         tenant,
         &view,
         attempt,
-        request_id,
-        key_id,
+        (request_id, key_id),
         request.input_tokens,
+        reservation,
     )
     .await
 }
@@ -346,15 +350,23 @@ async fn route(
     tenant: &Arc<Tenant>,
     view: &RouteRequest,
     attempt: Attempt<'_>,
-    request_id: &str,
-    key_id: &Arc<str>,
+    ids: (&str, &Arc<str>),
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let started = Instant::now();
     match decide(gateway, tenant, view) {
         Ok(plan) => {
-            let ids = (request_id, key_id);
-            dispatch(gateway, tenant, plan, attempt, ids, input_estimate).await
+            dispatch(
+                gateway,
+                tenant,
+                plan,
+                attempt,
+                ids,
+                input_estimate,
+                reservation,
+            )
+            .await
         }
         Err(Refusal {
             error,
@@ -387,7 +399,11 @@ async fn dispatch(
     attempt: Attempt<'_>,
     (request_id, key_id): (&str, &Arc<str>),
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
+    // Settled by the completion of the attempt that answers; dropped unsettled (tokens
+    // given back) when none does.
+    let mut reservation = Some(reservation);
     let mut reasons = Vec::new();
     let mut tried = 0u32;
     let label = plan.deployment.label.as_str();
@@ -431,6 +447,7 @@ async fn dispatch(
             in_flight: None,
             accounted: false,
             log: None,
+            reservation: None,
         };
         let span = tracing::info_span!("attempt", target = %target.config.id, n = tried);
         match attempt::run(target, attempt).instrument(span).await {
@@ -449,6 +466,7 @@ async fn dispatch(
                 let mut done = completion(status, None);
                 done.in_flight = Some(in_flight);
                 done.log = plan.log.take();
+                done.reservation = reservation.take();
                 done.complete(usage);
                 return explained(
                     response,
@@ -489,6 +507,7 @@ async fn dispatch(
                 let mut done = completion(status, Some(ttft));
                 done.in_flight = Some(in_flight);
                 done.log = plan.log.take();
+                done.reservation = reservation.take();
                 let body = relay::Relay::new(held, rest, scanner, total_deadline, done).boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(

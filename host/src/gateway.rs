@@ -231,6 +231,9 @@ impl Gateway {
             Some(path) => Some(Ledger::open(std::path::Path::new(path))?),
             None => None,
         };
+        if let Some(ledger) = &ledger {
+            restore_spend(ledger, &config, &tenants);
+        }
         let decision_log = match &config.decision_log.path {
             Some(path) => Some(
                 DecisionLog::open(std::path::Path::new(path))
@@ -260,6 +263,48 @@ impl Gateway {
             ledger,
             decision_log,
         })
+    }
+}
+
+/// Budgets continue across restarts: each tenant's and key's spend in the current UTC
+/// day and month starts at what the usage ledger holds.
+fn restore_spend(ledger: &Ledger, config: &Config, tenants: &HashMap<Arc<str>, Arc<Tenant>>) {
+    use crate::ledger::{GroupBy, UsageQuery};
+    let (day_start, month_start) = Quota::window_starts_ms();
+    for t in &config.tenants {
+        let Some(tenant) = tenants.get(t.id.as_str()) else {
+            continue;
+        };
+        if !tenant.quota.has_budget() && !tenant.key_quotas.iter().any(|q| q.has_budget()) {
+            continue;
+        }
+        let spent_since = |from_ms| {
+            ledger
+                .query(&UsageQuery {
+                    tenant: Some(t.id.clone()),
+                    from_ms: Some(from_ms),
+                    to_ms: None,
+                    group_by: GroupBy::Key,
+                })
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|r| (r.group, r.cost_usd))
+                        .collect::<HashMap<String, f64>>()
+                })
+        };
+        let (day, month) = match (spent_since(day_start), spent_since(month_start)) {
+            (Ok(day), Ok(month)) => (day, month),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(tenant = %t.id, error = %e, "cannot read past spend from the usage ledger; budgets start at zero");
+                continue;
+            }
+        };
+        let total = |m: &HashMap<String, f64>| m.values().sum::<f64>();
+        tenant.quota.restore_spend(total(&day), total(&month));
+        for (key, quota) in t.api_keys().iter().zip(&tenant.key_quotas) {
+            let get = |m: &HashMap<String, f64>| m.get(&key.id).copied().unwrap_or(0.0);
+            quota.restore_spend(get(&day), get(&month));
+        }
     }
 }
 

@@ -196,3 +196,66 @@ async fn every_request_is_a_row_with_tokens_and_cost_and_aggregates_add_up() {
         assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_stays_spent_across_a_restart() {
+    let up = FakeUpstream::start(Wire::OpenAi).await;
+    let state = tempfile::tempdir().unwrap();
+    let config = lifecycle_config(
+        &up.url(),
+        &format!("state_dir = '{}'", state.path().display()),
+    )
+    .replacen(
+        "safe_route = [\"cheap\"]\n",
+        "safe_route = [\"cheap\"]\n[tenants.limits]\nbudget_usd_per_day = 0.00002\n",
+        1,
+    );
+    let chat =
+        br#"{"model":"m","messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    {
+        let gw = TestGateway::start(&config).await;
+        let mut refused = None;
+        for i in 0..20 {
+            let r = send(
+                "POST",
+                &gw.url("/v1/chat/completions"),
+                Some(KEY),
+                Some(chat),
+            )
+            .await;
+            if r.status == 429 {
+                refused = Some((i, r.error_code()));
+                break;
+            }
+            assert_eq!(r.status, 200, "{}", r.text());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (after, code) = refused.expect("the budget was never exhausted");
+        assert!(after >= 1, "refused before spending anything");
+        assert_eq!(code, "budget_exceeded");
+    }
+    let gw = TestGateway::start(&config).await;
+    let r = send(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(chat),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (429, "budget_exceeded"),
+        "{}",
+        r.text()
+    );
+    assert!(r.header("retry-after").parse::<u64>().unwrap() >= 1);
+    // Another tenant's budget is its own.
+    let r = send(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(GLOBEX_KEY),
+        Some(chat),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}

@@ -1,8 +1,7 @@
 //! Spend budgets per UTC day and per UTC calendar month.
 //!
-//! Spend is kept in memory: a restart starts every window at zero again, and replicas
-//! do not share it. A persistent usage ledger (and a shared store for replicas) will
-//! replace this; until then a budget bounds spend per process and per run.
+//! Spend is kept in memory; at start-up the gateway restores the current windows from
+//! the usage ledger when there is one ([`Budget::restore`]). Replicas do not share it.
 
 use super::utc;
 use std::fmt;
@@ -116,6 +115,15 @@ impl Budget {
         spent.roll(now_unix_secs);
         spent.day_usd += usd;
         spent.month_usd += usd;
+    }
+
+    /// Starts the current windows at what was already spent in them (as the usage
+    /// ledger recorded it before a restart).
+    pub fn restore(&self, day_usd: f64, month_usd: f64, now_unix_secs: u64) {
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        spent.roll(now_unix_secs);
+        spent.day_usd = day_usd.max(0.0);
+        spent.month_usd = month_usd.max(0.0);
     }
 
     /// Spend in the current day and month windows, USD.

@@ -7,8 +7,8 @@
 //! and before the policy is asked; the [`Reservation`] it gets is settled with the
 //! usage the upstream reports once the response is complete.
 //!
-//! Spend, like the buckets, lives in memory: it starts from zero at every start and is
-//! not shared between replicas. A persistent usage ledger comes later.
+//! Spend, like the buckets, lives in memory and is not shared between replicas; with a
+//! usage ledger the current day's and month's spend is restored from it at start-up.
 
 mod admission;
 mod bucket;
@@ -72,6 +72,29 @@ impl Quota {
     /// Whose quota this is.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// Whether this quota has a spend budget.
+    pub fn has_budget(&self) -> bool {
+        self.budget.is_some()
+    }
+
+    /// Starts the current UTC day and month at what was already spent in them.
+    pub fn restore_spend(&self, day_usd: f64, month_usd: f64) {
+        if let Some(budget) = &self.budget {
+            budget.restore(day_usd, month_usd, unix_secs());
+        }
+    }
+
+    /// Midnight UTC of the current day and of the first of the current month, as
+    /// milliseconds since the epoch (the windows budgets count in).
+    pub fn window_starts_ms() -> (i64, i64) {
+        let now = unix_secs();
+        let day_start = now - now % 86_400;
+        let (year, month, _) = utc::civil_date(utc::day(now));
+        let month_start = utc::days_since_epoch(year, month, 1) * 86_400;
+        let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+        (ms(day_start), ms(month_start))
     }
 
     /// Spend in the current UTC day and month, USD (zero without a budget).

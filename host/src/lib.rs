@@ -5,7 +5,8 @@
 //! authenticates it, [`openai`] reads it, [`routing`] asks the tenant's [`policy`] and
 //! dispatches to [`provider`]s, watching [`signals`]. [`config`] and [`gateway`]
 //! assemble it all at start-up; [`deploy`] swaps tenants' policies while traffic
-//! flows, driven by the [`admin`] API or a watched directory.
+//! flows, driven by the [`admin`] API or a watched directory. [`replay`] runs a policy
+//! offline over recorded outcomes to measure what it would save.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod openai;
 pub mod policy;
 pub mod provider;
+pub mod replay;
 pub mod routing;
 pub mod server;
 pub mod signals;

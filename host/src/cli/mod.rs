@@ -1,9 +1,11 @@
-//! The command line: `signalbox serve`, `signalbox policy check|bench|push|new`.
+//! The command line: `signalbox serve`, `signalbox policy check|bench|push|new`,
+//! `signalbox replay`.
 
 mod policy_bench;
 mod policy_check;
 mod policy_new;
 mod policy_push;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,9 @@ enum Command {
     /// Work with routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a policy offline over recorded model outcomes; report quality, cost and
+    /// the cost–quality curve against baselines.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cache_dir,
         }) => policy_check::run(file.as_deref(), &config, cache_dir),
         Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::Policy(PolicyCommand::Push(args)) => policy_push::run(args),
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())

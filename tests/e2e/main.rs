@@ -17,5 +17,6 @@ mod deploy;
 mod feedback;
 mod gateway;
 mod isolation;
+mod replay;
 mod swap;
 mod tls;

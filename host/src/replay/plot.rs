@@ -9,10 +9,10 @@
 use super::run::{CurveRow, ReplayReport};
 use std::fmt::Write;
 
-const WIDTH: f64 = 760.0;
+const WIDTH: f64 = 820.0;
 const HEIGHT: f64 = 480.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 270.0;
 const TOP: f64 = 56.0;
 const BOTTOM: f64 = 58.0;
 
@@ -195,8 +195,11 @@ fn cost_chart(report: &ReplayReport) -> String {
             label: Some(short(&m.model).to_owned()),
         })
         .collect();
-    if let Some(first) = dots.first_mut() {
-        first.name = "single models".into();
+    if let Some(best) = dots.iter_mut().find(|d| d.color == STRONG) {
+        best.name = "best single model".into();
+    }
+    if let Some(other) = dots.iter_mut().find(|d| d.color == OTHER) {
+        other.name = "other single models".into();
     }
     dots.push(Dot {
         name: "oracle".into(),
@@ -240,6 +243,17 @@ fn cost_chart(report: &ReplayReport) -> String {
 /// A model name without its organisation prefix.
 fn short(model: &str) -> &str {
     model.rsplit('/').next().unwrap_or(model)
+}
+
+/// A legend entry cut to fit the legend column.
+fn legend_text(s: &str) -> String {
+    const MAX: usize = 34;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let cut: String = s.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
 }
 
 /// Escapes text for SVG.
@@ -445,7 +459,7 @@ impl Chart {
                 line.color,
                 lx + 28.0,
                 ly + 4.0,
-                esc(&line.name)
+                esc(&legend_text(&line.name))
             );
             ly += 20.0;
         }
@@ -457,7 +471,7 @@ impl Chart {
                 dot.color,
                 lx + 28.0,
                 ly + 4.0,
-                esc(&dot.name)
+                esc(&legend_text(&dot.name))
             );
             ly += 20.0;
         }

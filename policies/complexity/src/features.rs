@@ -9,8 +9,8 @@
 //! | word trigrams | three-character pieces of each word, with `^` and `$` marking its ends | `1 / sqrt(count in group)` |
 //! | shape | log-scale buckets of length in characters, words, lines, numbers, math symbols, code symbols, answer options (`A.` … `J.` at a line start), question marks, and the longest word | `1` |
 //!
-//! Each feature's name is hashed (FNV-1a with a murmur3 finaliser, with a seed per
-//! group) into one of `2^bits` buckets. Scaling each text group by the square root of
+//! Each feature's name is hashed (words by FNV-1a, pairs and trigrams packed, then a
+//! murmur3 finaliser with a seed per group) into one of `2^bits` buckets. Scaling each text group by the square root of
 //! its size keeps long and short prompts comparable, while the shape group says how long
 //! the prompt is.
 //!
@@ -63,13 +63,17 @@ impl Fnv {
     }
 
     fn finish(self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+        mix(self.0)
     }
+}
+
+/// The murmur3 64-bit finaliser: spreads every input bit over the output. Frozen.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Characters that are tokens of their own: markers of math, code and formatting.
@@ -234,21 +238,16 @@ struct Walker<S> {
 
 impl<S: FnMut(Feature)> Walker<S> {
     fn emit(&mut self, group: usize, token: u64) {
-        let mut h = Fnv::new(GROUP_SEEDS[group]);
-        h.bytes(&token.to_le_bytes());
         self.counts[group] += 1;
         (self.sink)(Feature {
             group,
-            index: (h.finish() & self.mask) as u32,
+            index: (mix(token ^ GROUP_SEEDS[group]) & self.mask) as u32,
         });
     }
 
+    /// Three characters packed exactly (each fits in 21 bits).
     fn trigram_token(&self, last: char) -> u64 {
-        let mut t = Fnv::new(2);
-        t.char(self.trigram[0]);
-        t.char(self.trigram[1]);
-        t.char(last);
-        t.finish()
+        (u64::from(self.trigram[0]) << 42) | (u64::from(self.trigram[1]) << 21) | u64::from(last)
     }
 
     fn letter(&mut self, c: char) {
@@ -284,10 +283,7 @@ impl<S: FnMut(Feature)> Walker<S> {
         self.longest = self.longest.max(len);
         self.emit(WORDS, token);
         if let Some(previous) = self.previous_word {
-            let mut p = Fnv::new(3);
-            p.bytes(&previous.to_le_bytes());
-            p.bytes(&token.to_le_bytes());
-            self.emit(PAIRS, p.finish());
+            self.emit(PAIRS, previous.rotate_left(23) ^ token);
         }
         self.previous_word = Some(token);
         self.trigram = ['^', '^'];

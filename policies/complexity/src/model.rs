@@ -9,10 +9,11 @@
 //! | 4 | feature version (u32; must equal [`FEATURE_VERSION`]) |
 //! | 4 | `bits` (u32): the model has `2^bits` weights |
 //! | 4 | bias (f32) |
-//! | 4 × 2^bits | weights (f32) |
+//! | 2 × 2^bits | weights (IEEE 754 half precision) |
 //!
-//! The weights are read straight from the embedded bytes, so activation costs nothing
-//! and every instance shares the one copy in the component's data segment.
+//! The weights are read straight from the embedded bytes, so activation costs nothing.
+//! Half precision keeps three significant digits, plenty for a linear model's weights,
+//! and halves the component and the memory each decision touches.
 
 use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale};
 
@@ -49,11 +50,11 @@ impl<'a> Model<'a> {
         }
         let bias = f32::from_le_bytes(word(16));
         let weights = &bytes[HEADER..];
-        if weights.len() != 4 << bits {
+        if weights.len() != 2 << bits {
             return Err(format!(
                 "the weights file holds {} bytes of weights, {} expected",
                 weights.len(),
-                4usize << bits
+                2usize << bits
             ));
         }
         Ok(Model {
@@ -69,9 +70,9 @@ impl<'a> Model<'a> {
     }
 
     fn weight(&self, index: u32) -> f32 {
-        let at = index as usize * 4;
-        match self.weights.get(at..at + 4) {
-            Some(w) => f32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+        let at = index as usize * 2;
+        match self.weights.get(at..at + 2) {
+            Some(w) => f16_to_f32(u16::from_le_bytes([w[0], w[1]])),
             None => 0.0,
         }
     }
@@ -113,10 +114,68 @@ pub fn write(bits: u32, bias: f32, weights: &[f32]) -> Vec<u8> {
     out.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(&bias.to_le_bytes());
-    for w in weights {
-        out.extend_from_slice(&w.to_le_bytes());
+    for &w in weights {
+        out.extend_from_slice(&f32_to_f16(w).to_le_bytes());
     }
     out
+}
+
+/// A weight as stored: `w` rounded to half precision and back.
+pub fn stored(w: f32) -> f32 {
+    f16_to_f32(f32_to_f16(w))
+}
+
+/// IEEE 754 binary16 bits of `v`, rounded to nearest (ties to even); overflow becomes
+/// infinity, tiny values flush towards zero through subnormals.
+fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let mant = bits & 0x007f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = mant | 0x0080_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rounded = (m + half - 1 + ((m >> shift) & 1)) >> shift;
+        return sign | rounded as u16;
+    }
+    let rounded = mant + 0x0fff + ((mant >> 13) & 1);
+    // A carry out of the mantissa bumps the exponent, as it should.
+    let value = ((e as u32) << 10) + (rounded >> 13);
+    if value >= 0x7c00 {
+        sign | 0x7c00
+    } else {
+        sign | value as u16
+    }
+}
+
+/// The f32 value of binary16 bits `h`.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match exp {
+        0 if mant == 0 => sign,
+        0 => {
+            // Subnormal: normalise.
+            let shift = mant.leading_zeros() - 21;
+            let m = (mant << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (m << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (mant << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
+    };
+    f32::from_bits(bits)
 }
 
 #[cfg(test)]
@@ -141,6 +200,19 @@ mod tests {
         );
         let heavy = write(4, 0.0, &[1.0; 16]);
         assert!(Model::parse(&heavy).unwrap().score("some words here") > 0.9);
+    }
+
+    #[test]
+    fn half_precision_round_trips() {
+        for v in [0.0f32, 1.0, -2.5, 0.1, 1e-3, -7.25e-5, 3e-7, 65504.0] {
+            let back = stored(v);
+            assert!((back - v).abs() <= v.abs() * 1e-3 + 6e-8, "{v} -> {back}");
+        }
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(-2.0), 0xc000);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(stored(1.0 + 1.0 / 4096.0), 1.0);
     }
 
     #[test]

@@ -118,6 +118,8 @@ impl Policy for ComplexityPolicy {
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         let model = Model::parse(WEIGHTS)?;
+        // At activation, off the request path and under its longer deadline.
+        std::hint::black_box(model.warm());
         check_unit("threshold", config.threshold)?;
         let mut ladder = vec![Rung {
             model: config.weak.clone(),

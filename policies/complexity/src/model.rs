@@ -64,6 +64,16 @@ impl<'a> Model<'a> {
         })
     }
 
+    /// Reads one byte of every memory page of the weights, so that the first decisions
+    /// of a fresh instance do not stall on page faults (a prompt touches hundreds of
+    /// pages at random; faulting them in on a decision's deadline would miss it).
+    pub fn warm(&self) -> u8 {
+        self.weights
+            .iter()
+            .step_by(4096)
+            .fold(0u8, |acc, &b| acc ^ std::hint::black_box(b))
+    }
+
     /// The number of hash bits.
     pub fn bits(&self) -> u32 {
         self.bits

@@ -49,6 +49,9 @@ fn main() {
             "signalbox-sdk",
             "--exclude",
             "signalbox-load",
+            // Native programs, not policies.
+            "--exclude",
+            "signalbox-train-complexity",
         ])
         .arg("--target-dir")
         .arg(&target_dir);

@@ -6,6 +6,8 @@
 //! tenant's [`policy`] and dispatches to [`provider`]s, watching [`signals`].
 //! [`config`] and [`gateway`] assemble it all at start-up; [`deploy`] swaps tenants'
 //! policies while traffic flows, driven by the [`admin`] API or a watched directory.
+//! [`replay`] runs a policy offline over recorded outcomes to measure what it would
+//! save.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod openai;
 pub mod policy;
 pub mod provider;
 pub mod quota;
+pub mod replay;
 pub mod routing;
 pub mod server;
 pub mod signals;

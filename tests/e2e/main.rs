@@ -30,5 +30,6 @@ mod policy_least_loaded;
 mod policy_rules;
 mod policy_weighted;
 mod quota;
+mod replay;
 mod swap;
 mod tls;

@@ -1,11 +1,12 @@
 //! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
-//! `signalbox keys new`, `signalbox policy check|bench|push|new`.
+//! `signalbox keys new`, `signalbox replay`, `signalbox policy check|bench|push|new`.
 
 mod keys_new;
 mod policy_bench;
 mod policy_check;
 mod policy_new;
 mod policy_push;
+mod replay;
 mod route;
 mod serve;
 mod usage;
@@ -42,6 +43,9 @@ enum Command {
     /// Work with routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a policy offline over recorded model outcomes; report quality, cost and
+    /// the cost–quality curve against baselines.
+    Replay(Box<replay::ReplayArgs>),
     /// Show what a tenant's policy would decide for a request, without calling any
     /// upstream.
     Route(route::RouteArgs),
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cache_dir,
         }) => policy_check::run(file.as_deref(), &config, cache_dir),
         Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::Policy(PolicyCommand::Push(args)) => policy_push::run(args),
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())

@@ -1,0 +1,353 @@
+//! The prompt features the model scores, shared by the policy and its training program.
+//!
+//! A prompt becomes a sparse vector of hashed features in four groups:
+//!
+//! | group | features | value of each occurrence |
+//! |---|---|---|
+//! | words | lower-cased words, digit runs as `<n1>`…`<n4>` by length, and the math and code symbols ``$ \ ^ = + * / % < > { } ; ` _ |`` as one-character tokens | `1 / sqrt(count in group)` |
+//! | word pairs | adjacent words (symbols do not pair) | `1 / sqrt(count in group)` |
+//! | word trigrams | three-character pieces of each word, with `^` and `$` marking its ends | `1 / sqrt(count in group)` |
+//! | shape | log-scale buckets of length in characters, words, lines, numbers, math symbols, code symbols, answer options (`A.` … `J.` at a line start), question marks, and the longest word | `1` |
+//!
+//! Each feature's name is hashed (words by FNV-1a, pairs and trigrams packed, then a
+//! murmur3 finaliser with a seed per group) into one of `2^bits` buckets. Scaling each text group by the square root of
+//! its size keeps long and short prompts comparable, while the shape group says how long
+//! the prompt is.
+//!
+//! Extraction makes no allocation: it walks the text once and calls a sink per feature.
+//! The definition is versioned by [`FEATURE_VERSION`]: the weights file records the
+//! version it was trained with, and the policy refuses weights of another version.
+
+/// The version of this feature definition; bump it whenever [`extract`] changes.
+pub const FEATURE_VERSION: u32 = 1;
+
+/// The feature groups, in the order [`extract`] reports them.
+pub const GROUPS: usize = 4;
+
+const WORDS: usize = 0;
+const PAIRS: usize = 1;
+const TRIGRAMS: usize = 2;
+const SHAPE: usize = 3;
+
+const GROUP_SEEDS: [u64; GROUPS] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0x27d4_eb2f_1656_67c5,
+];
+
+/// FNV-1a over bytes, finished with the murmur3 64-bit finaliser. Frozen: trained
+/// weights depend on it.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    const fn new(seed: u64) -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325 ^ seed)
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn char(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.bytes(c.encode_utf8(&mut buf).as_bytes());
+    }
+
+    fn finish(self) -> u64 {
+        mix(self.0)
+    }
+}
+
+/// The murmur3 64-bit finaliser: spreads every input bit over the output. Frozen.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Characters that are tokens of their own: markers of math, code and formatting.
+fn is_symbol(c: char) -> bool {
+    matches!(
+        c,
+        '$' | '\\'
+            | '^'
+            | '='
+            | '+'
+            | '*'
+            | '/'
+            | '%'
+            | '<'
+            | '>'
+            | '{'
+            | '}'
+            | ';'
+            | '`'
+            | '_'
+            | '|'
+    )
+}
+
+fn is_math(c: char) -> bool {
+    matches!(
+        c,
+        '$' | '\\' | '^' | '=' | '+' | '*' | '/' | '%' | '<' | '>' | '-' | '×' | '÷' | '√' | 'π'
+    )
+}
+
+fn is_code(c: char) -> bool {
+    matches!(c, '{' | '}' | ';' | '(' | ')' | '[' | ']' | '`' | '_' | '#')
+}
+
+/// `n`'s bucket on a log scale: 0, 1, 2, 3–4, 5–8, 9–16, … (at most 15).
+fn log_bucket(n: u32) -> u8 {
+    if n == 0 {
+        0
+    } else {
+        (32 - (n - 1).leading_zeros() + 1).min(15) as u8
+    }
+}
+
+/// Where a feature lands: its group and its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feature {
+    /// Which group (0 words, 1 word pairs, 2 word trigrams, 3 shape).
+    pub group: usize,
+    /// The bucket in `0..2^bits`.
+    pub index: u32,
+}
+
+/// How many features each group produced, to scale them (see [`group_scale`]).
+pub type GroupCounts = [u32; GROUPS];
+
+/// The value each occurrence of a feature in `group` takes, given the counts.
+pub fn group_scale(group: usize, counts: &GroupCounts) -> f32 {
+    if group == SHAPE {
+        1.0
+    } else {
+        match counts[group] {
+            0 => 0.0,
+            n => 1.0 / (n as f32).sqrt(),
+        }
+    }
+}
+
+/// Walks `text` and calls `sink` once per feature occurrence, with buckets in
+/// `0..2^bits`; returns how many occurrences each group had. A feature's value is
+/// [`group_scale`] of its group, known only once the walk ends, so callers sum raw
+/// weights per group and scale the sums afterwards.
+pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts {
+    let mut walker = Walker {
+        mask: (1u64 << bits) - 1,
+        sink,
+        counts: [0; GROUPS],
+        word: None,
+        trigram: ['^', '^'],
+        previous_word: None,
+        words: 0,
+        numbers: 0,
+        longest: 0,
+    };
+    let mut chars = 0u32;
+    let mut lines = 1u32;
+    let mut math = 0u32;
+    let mut code = 0u32;
+    let mut questions = 0u32;
+    let mut options = 0u32;
+    // Characters seen on the current line, and its first one.
+    let mut line_pos = 0u32;
+    let mut line_first = ' ';
+
+    for c in text.chars() {
+        chars += 1;
+        if c == '\n' {
+            lines += 1;
+            line_pos = 0;
+        }
+        if c.is_alphanumeric() {
+            walker.letter(c);
+        } else {
+            // `A.` or `A)` opening a line is an answer option.
+            if (c == '.' || c == ')') && line_pos == 1 && ('A'..='J').contains(&line_first) {
+                options += 1;
+            }
+            walker.end_word();
+            if is_symbol(c) {
+                let mut h = Fnv::new(4);
+                h.char(c);
+                walker.emit(WORDS, h.finish());
+            }
+            if c == '?' {
+                questions += 1;
+            }
+        }
+        math += u32::from(is_math(c));
+        code += u32::from(is_code(c));
+        if c != '\n' {
+            if line_pos == 0 {
+                line_first = c;
+            }
+            line_pos += 1;
+        }
+    }
+    walker.end_word();
+
+    for (name, value) in [
+        (b'c', log_bucket(chars)),
+        (b'w', log_bucket(walker.words)),
+        (b'l', log_bucket(lines)),
+        (b'n', log_bucket(walker.numbers)),
+        (b'm', log_bucket(math)),
+        (b'k', log_bucket(code)),
+        (b'o', log_bucket(options)),
+        (b'q', log_bucket(questions)),
+        (b'L', log_bucket(walker.longest)),
+    ] {
+        let mut h = Fnv::new(5);
+        h.byte(name);
+        h.byte(value);
+        walker.emit(SHAPE, h.finish());
+    }
+    walker.counts
+}
+
+/// The state of one walk over a prompt's words.
+struct Walker<S> {
+    mask: u64,
+    sink: S,
+    counts: GroupCounts,
+    /// The word being read: its hash, its length, and whether it is all digits.
+    word: Option<(Fnv, u32, bool)>,
+    /// The last two letters of the word being read (`^` before its start).
+    trigram: [char; 2],
+    previous_word: Option<u64>,
+    words: u32,
+    numbers: u32,
+    longest: u32,
+}
+
+impl<S: FnMut(Feature)> Walker<S> {
+    fn emit(&mut self, group: usize, token: u64) {
+        self.counts[group] += 1;
+        (self.sink)(Feature {
+            group,
+            index: (mix(token ^ GROUP_SEEDS[group]) & self.mask) as u32,
+        });
+    }
+
+    /// Three characters packed exactly (each fits in 21 bits).
+    fn trigram_token(&self, last: char) -> u64 {
+        (u64::from(self.trigram[0]) << 42) | (u64::from(self.trigram[1]) << 21) | u64::from(last)
+    }
+
+    fn letter(&mut self, c: char) {
+        let digit = c.is_ascii_digit();
+        let lower = c.to_lowercase().next().unwrap_or(c);
+        let (hash, len, digits) = self.word.get_or_insert((Fnv::new(0), 0, digit));
+        hash.char(lower);
+        *len += 1;
+        *digits &= digit;
+        if !digit {
+            let token = self.trigram_token(lower);
+            self.emit(TRIGRAMS, token);
+            self.trigram = [self.trigram[1], lower];
+        }
+    }
+
+    fn end_word(&mut self) {
+        let Some((hash, len, digits)) = self.word.take() else {
+            return;
+        };
+        let token = if digits {
+            let mut h = Fnv::new(1);
+            h.bytes(b"<n");
+            h.byte(b'0' + len.min(4) as u8);
+            self.numbers += 1;
+            h.finish()
+        } else {
+            let closing = self.trigram_token('$');
+            self.emit(TRIGRAMS, closing);
+            hash.finish()
+        };
+        self.words += 1;
+        self.longest = self.longest.max(len);
+        self.emit(WORDS, token);
+        if let Some(previous) = self.previous_word {
+            self.emit(PAIRS, previous.rotate_left(23) ^ token);
+        }
+        self.previous_word = Some(token);
+        self.trigram = ['^', '^'];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(text: &str) -> (Vec<Feature>, GroupCounts) {
+        let mut out = Vec::new();
+        let counts = extract(text, 18, |f| out.push(f));
+        (out, counts)
+    }
+
+    #[test]
+    fn hash_is_frozen() {
+        // Trained weights depend on these values.
+        let mut h = Fnv::new(0);
+        h.bytes(b"integral");
+        assert_eq!(h.finish(), 0xdd34_861a_e4d6_8698);
+    }
+
+    #[test]
+    fn groups_count_words_pairs_trigrams_and_shape() {
+        let (features, counts) = features("Two cats, 12 dogs = $x");
+        // Words: two, cats, <n2>, dogs, x, and the symbols `=` and `$`.
+        assert_eq!(counts[WORDS], 7);
+        assert_eq!(counts[PAIRS], 4);
+        // Trigrams: each letter of a word and its closing mark.
+        assert_eq!(counts[TRIGRAMS], 4 + 5 + 5 + 2);
+        assert_eq!(counts[SHAPE], 9);
+        assert!(features.iter().all(|f| f.index < 1 << 18));
+    }
+
+    #[test]
+    fn case_and_spacing_do_not_matter_but_words_do() {
+        assert_eq!(features("Hello  World").0, features("hello world").0);
+        assert_ne!(features("hello world").0, features("hello there").0);
+    }
+
+    #[test]
+    fn answer_options_and_buckets() {
+        let (_, counts) = features("Which?\nA. one\nB. two\nC) three");
+        assert_eq!(counts[WORDS], 7);
+        assert_ne!(
+            features("Which?\nA. one\nB. two").0,
+            features("Which?\nA one\nB two").0
+        );
+        assert_eq!(log_bucket(0), 0);
+        assert_eq!(log_bucket(1), 1);
+        assert_eq!(log_bucket(2), 2);
+        assert_eq!(log_bucket(3), 3);
+        assert_eq!(log_bucket(4), 3);
+        assert_eq!(log_bucket(5), 4);
+        assert_eq!(log_bucket(u32::MAX), 15);
+    }
+
+    #[test]
+    fn empty_text_has_only_shape() {
+        let (features, counts) = features("");
+        assert_eq!(counts, [0, 0, 0, 9]);
+        assert_eq!(features.len(), 9);
+        assert_eq!(group_scale(WORDS, &counts), 0.0);
+    }
+}

@@ -1,0 +1,246 @@
+//! The trained model: a logistic regression over the hashed features, read in place
+//! from the embedded weights file.
+//!
+//! File layout (little-endian), written by `tools/train-complexity`:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `SBCPLX01` |
+//! | 4 | feature version (u32; must equal [`FEATURE_VERSION`]) |
+//! | 4 | `bits` (u32): the model has `2^bits` weights |
+//! | 4 | bias (f32) |
+//! | 2 × 2^bits | weights (IEEE 754 half precision) |
+//!
+//! The weights are read straight from the embedded bytes, so activation costs nothing.
+//! Half precision keeps three significant digits, plenty for a linear model's weights,
+//! and halves the component and the memory each decision touches.
+
+use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale};
+
+/// The magic bytes that open a weights file.
+pub const MAGIC: &[u8; 8] = b"SBCPLX01";
+
+/// Header size in bytes.
+pub const HEADER: usize = 20;
+
+/// A model over borrowed weight bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bits: u32,
+    bias: f32,
+    weights: &'a [u8],
+}
+
+impl<'a> Model<'a> {
+    /// Checks and wraps a weights file.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            return Err("the weights file is not a complexity model".into());
+        }
+        let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let version = u32::from_le_bytes(word(8));
+        if version != FEATURE_VERSION {
+            return Err(format!(
+                "the weights were trained on feature version {version}, this policy extracts version {FEATURE_VERSION}"
+            ));
+        }
+        let bits = u32::from_le_bytes(word(12));
+        if !(4..=24).contains(&bits) {
+            return Err(format!("the weights file has {bits} hash bits"));
+        }
+        let bias = f32::from_le_bytes(word(16));
+        let weights = &bytes[HEADER..];
+        if weights.len() != 2 << bits {
+            return Err(format!(
+                "the weights file holds {} bytes of weights, {} expected",
+                weights.len(),
+                2usize << bits
+            ));
+        }
+        Ok(Model {
+            bits,
+            bias,
+            weights,
+        })
+    }
+
+    /// Reads one byte of every memory page of the weights, so that the first decisions
+    /// of a fresh instance do not stall on page faults (a prompt touches hundreds of
+    /// pages at random; faulting them in on a decision's deadline would miss it).
+    pub fn warm(&self) -> u8 {
+        self.weights
+            .iter()
+            .step_by(4096)
+            .fold(0u8, |acc, &b| acc ^ std::hint::black_box(b))
+    }
+
+    /// The number of hash bits.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    fn weight(&self, index: u32) -> f32 {
+        let at = index as usize * 2;
+        match self.weights.get(at..at + 2) {
+            Some(w) => f16_to_f32(u16::from_le_bytes([w[0], w[1]])),
+            None => 0.0,
+        }
+    }
+
+    /// The model's score for `text`, in `[0, 1]`: the expected gain in quality from
+    /// the strong model over the weak one — for right-or-wrong answers, the probability
+    /// that only the strong model is right minus the probability that only the weak one
+    /// is — with expected losses as 0.
+    ///
+    /// The regression predicts `(gain + 1) / 2` (see `tools/train-complexity`), so the
+    /// score is `2p − 1`, clamped.
+    pub fn score(&self, text: &str) -> f64 {
+        (2.0 * self.probability(text) - 1.0).clamp(0.0, 1.0)
+    }
+
+    /// The regression's raw output for `text`, in `(0, 1)`.
+    pub fn probability(&self, text: &str) -> f64 {
+        let mut sums = [0f32; GROUPS];
+        let counts = extract(text, self.bits, |f| sums[f.group] += self.weight(f.index));
+        let z: f32 = self.bias
+            + sums
+                .iter()
+                .enumerate()
+                .map(|(g, s)| s * group_scale(g, &counts))
+                .sum::<f32>();
+        sigmoid(f64::from(z))
+    }
+}
+
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Serialises a model in the layout above.
+pub fn write(bits: u32, bias: f32, weights: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 4 * weights.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
+    out.extend_from_slice(&bias.to_le_bytes());
+    for &w in weights {
+        out.extend_from_slice(&f32_to_f16(w).to_le_bytes());
+    }
+    out
+}
+
+/// A weight as stored: `w` rounded to half precision and back.
+pub fn stored(w: f32) -> f32 {
+    f16_to_f32(f32_to_f16(w))
+}
+
+/// IEEE 754 binary16 bits of `v`, rounded to nearest (ties to even); overflow becomes
+/// infinity, tiny values flush towards zero through subnormals.
+fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let mant = bits & 0x007f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = mant | 0x0080_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rounded = (m + half - 1 + ((m >> shift) & 1)) >> shift;
+        return sign | rounded as u16;
+    }
+    let rounded = mant + 0x0fff + ((mant >> 13) & 1);
+    // A carry out of the mantissa bumps the exponent, as it should.
+    let value = ((e as u32) << 10) + (rounded >> 13);
+    if value >= 0x7c00 {
+        sign | 0x7c00
+    } else {
+        sign | value as u16
+    }
+}
+
+/// The f32 value of binary16 bits `h`.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match exp {
+        0 if mant == 0 => sign,
+        0 => {
+            // Subnormal: normalise.
+            let shift = mant.leading_zeros() - 21;
+            let m = (mant << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (m << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (mant << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_score() {
+        let zero = write(4, 0.0, &[0.0; 16]);
+        let model = Model::parse(&zero).unwrap();
+        assert_eq!(model.probability("anything"), 0.5);
+        assert_eq!(model.score("anything"), 0.0);
+        let biased = write(4, 2.0, &[0.0; 16]);
+        let m = Model::parse(&biased).unwrap();
+        assert!((m.probability("x") - sigmoid(2.0)).abs() < 1e-6);
+        assert!((m.score("x") - (2.0 * sigmoid(2.0) - 1.0)).abs() < 1e-6);
+        assert_eq!(
+            Model::parse(&write(4, -2.0, &[0.0; 16]))
+                .unwrap()
+                .score("x"),
+            0.0
+        );
+        let heavy = write(4, 0.0, &[1.0; 16]);
+        assert!(Model::parse(&heavy).unwrap().score("some words here") > 0.9);
+    }
+
+    #[test]
+    fn half_precision_round_trips() {
+        for v in [0.0f32, 1.0, -2.5, 0.1, 1e-3, -7.25e-5, 3e-7, 65504.0] {
+            let back = stored(v);
+            assert!((back - v).abs() <= v.abs() * 1e-3 + 6e-8, "{v} -> {back}");
+        }
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(-2.0), 0xc000);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(stored(1.0 + 1.0 / 4096.0), 1.0);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(Model::parse(b"nope").is_err());
+        let mut short = write(4, 0.0, &[0.0; 16]);
+        short.pop();
+        assert!(
+            Model::parse(&short)
+                .unwrap_err()
+                .contains("bytes of weights")
+        );
+        let mut other = write(4, 0.0, &[0.0; 16]);
+        other[8] = 99;
+        assert!(
+            Model::parse(&other)
+                .unwrap_err()
+                .contains("feature version")
+        );
+    }
+}

@@ -3,6 +3,7 @@
 use crate::config::{Config, ProviderSection};
 use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
 use crate::feedback::RecentDecisions;
+use crate::metrics::{Metrics, Name};
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
 use crate::signals::{BreakerConfig, SignalBoard};
@@ -19,6 +20,8 @@ pub struct Target {
     pub config: crate::config::TargetSection,
     /// How to reach it.
     pub upstream: Upstream,
+    /// Its id as a metrics label.
+    pub name: Name,
 }
 
 /// A tenant: its targets (indices into [`Gateway::targets`], in the order its policy
@@ -32,6 +35,13 @@ pub struct Tenant {
     pub policy: TenantPolicy,
     /// Positions in `targets` to try when the policy fails.
     pub safe_route: Vec<u32>,
+}
+
+impl Tenant {
+    /// The tenant id as a metrics label.
+    pub fn name(&self) -> Name {
+        Name(self.id.clone())
+    }
 }
 
 /// Everything the request path reads. Immutable after start-up, except the signals
@@ -51,6 +61,8 @@ pub struct Gateway {
     pub deployer: Deployer,
     /// Recent decisions, for feedback to reach the policy that made them.
     pub decisions: RecentDecisions,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -73,10 +85,12 @@ impl Gateway {
             cache_dir,
             ..EngineConfig::default()
         })?;
+        let metrics = Arc::new(Metrics::new());
         let deployer = Deployer {
             engine,
             store: PolicyStore::open(state_dir.as_deref())?,
             quarantine_after: config.admin.quarantine_after,
+            metrics: metrics.clone(),
         };
 
         let providers: HashMap<&str, &ProviderSection> = config
@@ -95,6 +109,7 @@ impl Gateway {
             targets.push(Target {
                 config: t.clone(),
                 upstream,
+                name: Name::from(t.id.as_str()),
             });
         }
         let index_of: HashMap<&str, usize> = config
@@ -193,6 +208,7 @@ impl Gateway {
             keys,
             deployer,
             decisions,
+            metrics,
         })
     }
 }

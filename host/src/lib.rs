@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod embedded;
 pub mod feedback;
 pub mod gateway;
+pub mod metrics;
 pub mod openai;
 pub mod policy;
 pub mod provider;

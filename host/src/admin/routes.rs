@@ -8,6 +8,7 @@
 //! - `POST /admin/tenants/{t}/candidate` — `{"version", "config", "mode": "shadow" |
 //!   "canary", "percent"}`; `GET` reports it
 //! - `POST /admin/tenants/{t}/candidate/promote`, `.../candidate/discard`
+//! - `GET /metrics` — Prometheus text (operator tokens only)
 
 use super::Admin;
 use super::auth::Scope;
@@ -30,6 +31,9 @@ pub(super) async fn handle(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["healthz"] => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        ["metrics"] if request.method() == Method::GET => {
+            metrics(admin, &request).unwrap_or_else(ApiError::into_response)
+        }
         ["admin", "tenants", tenant, rest @ ..] => {
             let tenant = (*tenant).to_owned();
             let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
@@ -195,6 +199,40 @@ async fn tenant_request(
         }
         _ => Err(ApiError::internal("unrouted admin path")),
     }
+}
+
+/// `GET /metrics`: Prometheus text, for operator tokens (it spans every tenant).
+fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match admin.tokens.scope(header) {
+        Some(Scope::Operator) => {}
+        Some(Scope::Tenant(_)) => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                "metrics span every tenant: use an operator token",
+            ));
+        }
+        None => return Err(ApiError::unauthorized("missing or invalid admin token")),
+    }
+    let gateway = &admin.gateway;
+    for (i, target) in gateway.targets.iter().enumerate() {
+        let (in_flight, circuit) = gateway.signals.gauges(i);
+        gateway
+            .metrics
+            .target_state(&target.name, in_flight, circuit);
+    }
+    let mut response = Response::new(crate::openai::full(gateway.metrics.render()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    Ok(response)
 }
 
 /// `{"version": "...", "config": {...}}`.

@@ -1,9 +1,11 @@
-//! The command line: `signalbox serve`, `signalbox policy check|bench|push|new`.
+//! The command line: `signalbox serve`, `signalbox route`, `signalbox policy
+//! check|bench|push|new`.
 
 mod policy_bench;
 mod policy_check;
 mod policy_new;
 mod policy_push;
+mod route;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,9 @@ enum Command {
     /// Work with routing policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Show what a tenant's policy would decide for a request, without calling any
+    /// upstream.
+    Route(route::RouteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +78,7 @@ enum PolicyCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve::run(config.as_deref(), listen),
+        Command::Route(args) => route::run(args),
         Command::Policy(PolicyCommand::Check {
             file,
             config,

@@ -14,6 +14,8 @@ pub struct Deployment {
     pub name: String,
     /// `name@<first 12 hex digits of the version>`, for response headers.
     pub label: String,
+    /// The label as a metrics label value.
+    pub metric: crate::metrics::Name,
     /// Counters of the version, shared by every deployment of it.
     pub version_stats: Arc<VersionStats>,
     /// What the requests it decided went on to do.
@@ -26,8 +28,10 @@ impl Deployment {
     /// Wraps an activated binding.
     pub fn new(binding: PolicyBinding, name: &str, version_stats: Arc<VersionStats>) -> Self {
         let version = binding.policy().version();
+        let label = format!("{name}@{}", &version[..12.min(version.len())]);
         Deployment {
-            label: format!("{name}@{}", &version[..12.min(version.len())]),
+            metric: crate::metrics::Name::from(label.as_str()),
+            label,
             name: name.to_owned(),
             binding: Arc::new(binding),
             version_stats,

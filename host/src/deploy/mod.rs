@@ -78,6 +78,8 @@ pub struct Deployer {
     pub store: PolicyStore,
     /// Failed calls in a row (traps or deadlines) that quarantine a version.
     pub quarantine_after: u32,
+    /// Where quarantines are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A policy version to bind, however it arrived.
@@ -428,6 +430,9 @@ impl TenantPolicy {
                     .version_stats
                     .quarantines
                     .fetch_add(1, Ordering::Relaxed);
+                deployer
+                    .metrics
+                    .quarantine(&crate::metrics::Name(self.tenant.clone()), &failed.metric);
                 tracing::error!(tenant = %self.tenant, policy = %failed.label, failures = streak, restored = %restored.label, "policy quarantined after repeated failures");
                 true
             }

@@ -41,6 +41,9 @@ pub(crate) enum Outcome {
     },
     /// Worth trying the next target.
     Retry {
+        /// The kind of failure, for metrics: `timeout`, `upstream_error`,
+        /// `rate_limited`, `server_error`, `stream_failed` or `unsupported`.
+        cause: &'static str,
         /// Why, for the 503 message and logs (no secrets).
         why: String,
         /// What it says about the target's health.
@@ -48,8 +51,9 @@ pub(crate) enum Outcome {
     },
 }
 
-fn retry(why: impl Into<String>, result: AttemptResult) -> Outcome {
+fn retry(cause: &'static str, why: impl Into<String>, result: AttemptResult) -> Outcome {
     Outcome::Retry {
+        cause,
         why: why.into(),
         result,
     }
@@ -64,24 +68,29 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
     let response = match timeout_at(first_deadline, target.upstream.send(attempt)).await {
         Err(_) => {
             return retry(
+                "timeout",
                 "no response before the first-byte timeout",
                 AttemptResult::Failure,
             );
         }
-        Ok(Err(UpstreamError::Unsupported(why))) => return retry(why, AttemptResult::Neutral),
-        Ok(Err(e)) => return retry(e.to_string(), AttemptResult::Failure),
+        Ok(Err(UpstreamError::Unsupported(why))) => {
+            return retry("unsupported", why, AttemptResult::Neutral);
+        }
+        Ok(Err(e)) => return retry("upstream_error", e.to_string(), AttemptResult::Failure),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
     if status == http::StatusCode::TOO_MANY_REQUESTS {
         let wait = retry_after(response.headers()).unwrap_or(DEFAULT_RETRY_AFTER);
         return retry(
+            "rate_limited",
             format!("rate-limited (429, retry after {}s)", wait.as_secs()),
             AttemptResult::RateLimited(wait),
         );
     }
     if status.is_server_error() || status == http::StatusCode::REQUEST_TIMEOUT {
         return retry(
+            "server_error",
             format!("upstream answered {}", status.as_u16()),
             AttemptResult::Failure,
         );
@@ -91,6 +100,7 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         return match timeout_at(total_deadline, collect(body)).await {
             Ok(Ok(body)) => Outcome::ClientError { parts, body },
             _ => retry(
+                "upstream_error",
                 format!("upstream answered {} and then failed", status.as_u16()),
                 AttemptResult::Failure,
             ),
@@ -105,10 +115,11 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
     if !is_stream {
         return match timeout_at(total_deadline, collect(body)).await {
             Err(_) => retry(
+                "timeout",
                 "the response did not finish before the total timeout",
                 AttemptResult::Failure,
             ),
-            Ok(Err(e)) => retry(e.to_string(), AttemptResult::Failure),
+            Ok(Err(e)) => retry("upstream_error", e.to_string(), AttemptResult::Failure),
             Ok(Ok(body)) => {
                 let (body, usage) = super::model_name::rewrite_json(body, &target.config.model);
                 Outcome::Complete { parts, body, usage }
@@ -124,12 +135,14 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         match timeout_at(first_deadline, rest.frame()).await {
             Err(_) => {
                 return retry(
+                    "timeout",
                     "no content before the first-byte timeout",
                     AttemptResult::Failure,
                 );
             }
             Ok(Some(Err(e))) => {
                 return retry(
+                    "stream_failed",
                     format!("stream failed before any content: {e}"),
                     AttemptResult::Failure,
                 );
@@ -138,7 +151,11 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
                 if scanner.done && scanner.error.is_none() {
                     break;
                 }
-                return retry("stream ended before any content", AttemptResult::Failure);
+                return retry(
+                    "stream_failed",
+                    "stream ended before any content",
+                    AttemptResult::Failure,
+                );
             }
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -146,6 +163,7 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
                     scanner.feed(data);
                     if let Some(error) = &scanner.error {
                         return retry(
+                            "stream_failed",
                             format!("stream reported an error before any content: {error}"),
                             AttemptResult::Failure,
                         );

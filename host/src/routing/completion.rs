@@ -121,6 +121,20 @@ impl Completion {
             fallback_depth: self.fallback_depth,
         };
         let latency = self.started.elapsed();
+        if let Some(target) = self.gateway.targets.get(self.target) {
+            let tenant = crate::metrics::Name(self.deployment.binding.tenant().tenant.clone());
+            let metrics = &self.gateway.metrics;
+            metrics.request(&tenant, &target.name, status);
+            metrics.served(crate::metrics::Served {
+                tenant: &tenant,
+                target: &target.name,
+                latency,
+                ttft: self.ttft,
+                input,
+                output,
+                cost_usd: cost,
+            });
+        }
         self.deployment.traffic.record(
             status,
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),

@@ -28,6 +28,10 @@ pub const HEADER_ATTEMPTS: &str = "x-signalbox-attempts";
 /// Why the policy chose this route (or that the safe route was used).
 pub const HEADER_REASON: &str = "x-signalbox-route-reason";
 
+/// The `target` label of requests no target answered.
+static NO_TARGET: std::sync::LazyLock<crate::metrics::Name> =
+    std::sync::LazyLock::new(|| crate::metrics::Name::from("none"));
+
 /// The decision for one request: who decided (kept until the outcome is reported,
 /// whatever is activated meanwhile) and the targets to try, as positions in the
 /// tenant's target list.
@@ -54,7 +58,20 @@ fn decide(
     let routing = tenant.policy.current();
     let deployment = routing.pick(sticky_key(request)).clone();
     let signals = gateway.signals.snapshot(&tenant.targets);
+    let started = Instant::now();
     let (decision, streak) = deployment.route(request, &signals);
+    let first = match &decision {
+        Ok(RouteDecision::Route { targets, .. }) => Ok(targets
+            .first()
+            .and_then(|&p| tenant.targets.get(p as usize))
+            .and_then(|&g| gateway.targets.get(g))
+            .map(|t| &t.name)),
+        Ok(RouteDecision::Reject { .. }) => Ok(None),
+        Err(e) => Err(e.kind()),
+    };
+    gateway
+        .metrics
+        .decision(&tenant.name(), &deployment.metric, started.elapsed(), first);
     if streak > 0 {
         watch_failures(gateway, tenant, &deployment, streak);
     }
@@ -84,6 +101,48 @@ fn decide(
             })
         }
     }
+}
+
+/// What a tenant's active policy would decide for `request` now, without calling any
+/// upstream: the targets in order (ids) and the reason, or the rejection.
+pub fn explain(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    request: &RouteRequest,
+) -> Explanation {
+    match decide(gateway, tenant, request) {
+        Ok(plan) => Explanation {
+            policy: plan.deployment.label.clone(),
+            targets: plan
+                .targets
+                .iter()
+                .filter_map(|&p| tenant.targets.get(p as usize))
+                .filter_map(|&g| gateway.targets.get(g))
+                .map(|t| t.config.id.clone())
+                .collect(),
+            reason: plan.reason,
+            rejection: None,
+        },
+        Err(Refusal { error, deployment }) => Explanation {
+            policy: deployment.label.clone(),
+            targets: Vec::new(),
+            reason: String::new(),
+            rejection: Some((error.status.as_u16(), error.message)),
+        },
+    }
+}
+
+/// A decision, explained (see [`explain`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// The deciding policy, `name@version`.
+    pub policy: String,
+    /// Target ids to try, in order.
+    pub targets: Vec<String>,
+    /// The policy's reason.
+    pub reason: String,
+    /// Status and message when the policy rejects the request.
+    pub rejection: Option<(u16, String)>,
 }
 
 /// The key a canary split is sticky on: the end user (`user` in the body or the
@@ -210,6 +269,9 @@ async fn route(
         Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
         Err(Refusal { error, deployment }) => {
             let response = error.into_response();
+            gateway
+                .metrics
+                .request(&tenant.name(), &NO_TARGET, response.status().as_u16());
             deployment
                 .traffic
                 .record(response.status().as_u16(), micros(started.elapsed()), 0.0);
@@ -245,6 +307,9 @@ async fn dispatch(
         };
         if let Admission::Denied(why) = gateway.signals.admit(global) {
             reasons.push(format!("{}: skipped, {why}", target.config.id));
+            gateway
+                .metrics
+                .fallback(&tenant.name(), &target.name, "circuit_open");
             continue;
         }
         tried += 1;
@@ -268,8 +333,11 @@ async fn dispatch(
             accounted: false,
         };
         match attempt::run(target, attempt).await {
-            Outcome::Retry { why, result } => {
+            Outcome::Retry { cause, why, result } => {
                 gateway.signals.record(global, result);
+                gateway
+                    .metrics
+                    .fallback(&tenant.name(), &target.name, cause);
                 tracing::info!(request_id, target = %target.config.id, why, "attempt failed; trying the next target");
                 reasons.push(format!("{}: {why}", target.config.id));
                 drop(in_flight);
@@ -291,6 +359,9 @@ async fn dispatch(
                 gateway
                     .signals
                     .record(global, crate::signals::AttemptResult::Neutral);
+                gateway
+                    .metrics
+                    .request(&tenant.name(), &target.name, parts.status.as_u16());
                 let response = http::Response::from_parts(strip(parts), full(body));
                 return explained(
                     response,
@@ -330,6 +401,9 @@ async fn dispatch(
         reasons.push("the policy named no target".to_owned());
     }
     let response = ApiError::no_route(&reasons).into_response();
+    gateway
+        .metrics
+        .request(&tenant.name(), &NO_TARGET, response.status().as_u16());
     plan.deployment.traffic.record(
         response.status().as_u16(),
         micros(dispatched.elapsed()),

@@ -62,6 +62,15 @@ impl Breaker {
         }
     }
 
+    /// 0 closed, 1 half-open, 2 open (as the `circuit_state` gauge reports it).
+    pub fn state_code(&self) -> i64 {
+        match self.state {
+            State::Closed { .. } => 0,
+            State::HalfOpen { .. } => 1,
+            State::Open { .. } => 2,
+        }
+    }
+
     pub fn admit(&mut self) -> Admission {
         match self.state {
             State::Closed { .. } => Admission::Allowed,

@@ -154,6 +154,16 @@ impl SignalBoard {
         }
     }
 
+    /// Requests in flight to `index` and its circuit state (0 closed, 1 half-open,
+    /// 2 open), for the metrics gauges.
+    pub fn gauges(&self, index: usize) -> (u32, i64) {
+        let Some(t) = self.targets.get(index) else {
+            return (0, 0);
+        };
+        let circuit = t.stats.lock().map_or(0, |s| s.breaker.state_code());
+        (t.in_flight.load(Ordering::Relaxed), circuit)
+    }
+
     /// Records how an attempt on `index` ended.
     pub fn record(&self, index: usize, result: AttemptResult) {
         let Some(t) = self.targets.get(index) else {

@@ -1,0 +1,411 @@
+//! Prometheus metrics, served as text at `GET /metrics` on the admin listener.
+//!
+//! Names follow Prometheus conventions (`signalbox_…_total` counters, `_seconds` in
+//! base units) and every label comes from a bounded set: tenants and targets from
+//! the config, policy versions deployed, status classes and fixed cause names —
+//! never request ids, user ids or keys. Label values are shared strings, so
+//! recording a sample allocates nothing.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// A label value shared by reference count (tenant ids, target ids, policy labels).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(pub Arc<str>);
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(s.into())
+    }
+}
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        (&*self.0).encode(encoder)
+    }
+}
+
+/// `2xx`, `4xx`, `5xx`… from a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: Name,
+    target: Name,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    tenant: Name,
+    policy: Name,
+    target: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    tenant: Name,
+    target: Name,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    tenant: Name,
+    policy: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyFailureLabels {
+    tenant: Name,
+    policy: Name,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantTargetLabels {
+    tenant: Name,
+    target: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    tenant: Name,
+    target: Name,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    tenant: Name,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: Name,
+}
+
+type Hist = Family<PolicyLabels, Histogram, fn() -> Histogram>;
+type TargetHist = Family<TargetLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    policy_seconds: Hist,
+    policy_failures: Family<PolicyFailureLabels, Counter>,
+    quarantines: Family<PolicyLabels, Counter>,
+    upstream_seconds: TargetHist,
+    ttft_seconds: TargetHist,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<TenantTargetLabels, Counter<f64, AtomicU64>>,
+    rejections: Family<RejectionLabels, Counter>,
+    in_flight: Family<TargetLabels, Gauge>,
+    circuit: Family<TargetLabels, Gauge>,
+}
+
+fn policy_buckets() -> Histogram {
+    // 1 µs to ~16 ms: policy calls are microseconds; the deadline is milliseconds.
+    Histogram::new(exponential_buckets(1e-6, 2.0, 15))
+}
+
+fn upstream_buckets() -> Histogram {
+    // 1 ms to ~65 s.
+    Histogram::new(exponential_buckets(1e-3, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered under the `signalbox` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("signalbox");
+        let m = Metrics {
+            requests: Family::default(),
+            decisions: Family::default(),
+            fallbacks: Family::default(),
+            policy_seconds: Family::new_with_constructor(policy_buckets),
+            policy_failures: Family::default(),
+            quarantines: Family::default(),
+            upstream_seconds: Family::new_with_constructor(upstream_buckets),
+            ttft_seconds: Family::new_with_constructor(upstream_buckets),
+            tokens: Family::default(),
+            cost: Family::default(),
+            rejections: Family::default(),
+            in_flight: Family::default(),
+            circuit: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by tenant, serving target (`none` when no target answered) and status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "route_decisions",
+            "Route decisions, by tenant, policy version and first-choice target",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Targets given up on before the one that answered, by cause",
+            m.fallbacks.clone(),
+        );
+        registry.register_with_unit(
+            "policy_evaluation",
+            "Time to evaluate a route decision, by tenant and policy version",
+            Unit::Seconds,
+            m.policy_seconds.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Policy calls that failed (trap, deadline, memory_limit, invalid_decision…)",
+            m.policy_failures.clone(),
+        );
+        registry.register(
+            "policy_quarantines",
+            "Policy versions quarantined after repeated failures",
+            m.quarantines.clone(),
+        );
+        registry.register_with_unit(
+            "upstream_latency",
+            "Time from dispatch to the end of the answer, by target",
+            Unit::Seconds,
+            m.upstream_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "upstream_ttft",
+            "Time to first token of streamed answers, by target",
+            Unit::Seconds,
+            m.ttft_seconds.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens billed, by tenant, target and direction (input, output)",
+            m.tokens.clone(),
+        );
+        registry.register(
+            "cost_usd",
+            "Cost in US dollars from the targets' prices",
+            m.cost.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused by a limit (rate_limit_requests, rate_limit_tokens, budget_exceeded)",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests in flight, by target",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "circuit_state",
+            "Circuit breaker state by target: 0 closed, 1 half-open, 2 open",
+            m.circuit.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A request answered (`target` `none` when no target did).
+    pub fn request(&self, tenant: &Name, target: &Name, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.clone(),
+                target: target.clone(),
+                status: status_class(status),
+            })
+            .inc();
+    }
+
+    /// A policy decided, in `elapsed`; `first` is its first choice (none when it
+    /// rejected) or `Err(kind)` when it failed.
+    pub fn decision(
+        &self,
+        tenant: &Name,
+        policy: &Name,
+        elapsed: Duration,
+        first: Result<Option<&Name>, &'static str>,
+    ) {
+        let labels = PolicyLabels {
+            tenant: tenant.clone(),
+            policy: policy.clone(),
+        };
+        self.policy_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        match first {
+            Ok(Some(target)) => self
+                .decisions
+                .get_or_create(&DecisionLabels {
+                    tenant: labels.tenant,
+                    policy: labels.policy,
+                    target: target.clone(),
+                })
+                .inc(),
+            Ok(None) => 0,
+            Err(kind) => self
+                .policy_failures
+                .get_or_create(&PolicyFailureLabels {
+                    tenant: labels.tenant,
+                    policy: labels.policy,
+                    kind,
+                })
+                .inc(),
+        };
+    }
+
+    /// A target given up on for `cause`.
+    pub fn fallback(&self, tenant: &Name, target: &Name, cause: &'static str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels {
+                tenant: tenant.clone(),
+                target: target.clone(),
+                cause,
+            })
+            .inc();
+    }
+
+    /// A policy version quarantined.
+    pub fn quarantine(&self, tenant: &Name, policy: &Name) {
+        self.quarantines
+            .get_or_create(&PolicyLabels {
+                tenant: tenant.clone(),
+                policy: policy.clone(),
+            })
+            .inc();
+    }
+
+    /// An answer delivered by `target`: its latency, time to first token, tokens and
+    /// cost.
+    pub fn served(&self, usage: Served<'_>) {
+        let target = TargetLabels {
+            target: usage.target.clone(),
+        };
+        self.upstream_seconds
+            .get_or_create(&target)
+            .observe(usage.latency.as_secs_f64());
+        if let Some(ttft) = usage.ttft {
+            self.ttft_seconds
+                .get_or_create(&target)
+                .observe(ttft.as_secs_f64());
+        }
+        for (direction, n) in [("input", usage.input), ("output", usage.output)] {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    tenant: usage.tenant.clone(),
+                    target: usage.target.clone(),
+                    direction,
+                })
+                .inc_by(u64::from(n));
+        }
+        self.cost
+            .get_or_create(&TenantTargetLabels {
+                tenant: usage.tenant.clone(),
+                target: usage.target.clone(),
+            })
+            .inc_by(usage.cost_usd.max(0.0));
+    }
+
+    /// A request refused by a limit.
+    pub fn rejection(&self, tenant: &Name, reason: &'static str) {
+        self.rejections
+            .get_or_create(&RejectionLabels {
+                tenant: tenant.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Sets a target's gauges (called at scrape time from the live signals).
+    pub fn target_state(&self, target: &Name, in_flight: u32, circuit: i64) {
+        let labels = TargetLabels {
+            target: target.clone(),
+        };
+        self.in_flight
+            .get_or_create(&labels)
+            .set(i64::from(in_flight));
+        self.circuit.get_or_create(&labels).set(circuit);
+    }
+
+    /// The text exposition (OpenMetrics text format, which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// What [`Metrics::served`] records.
+pub struct Served<'a> {
+    /// The tenant.
+    pub tenant: &'a Name,
+    /// The target that answered.
+    pub target: &'a Name,
+    /// Dispatch to end of answer.
+    pub latency: Duration,
+    /// Time to first token (streams).
+    pub ttft: Option<Duration>,
+    /// Input tokens.
+    pub input: u32,
+    /// Output tokens.
+    pub output: u32,
+    /// Cost in dollars.
+    pub cost_usd: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_render_with_conventional_names() {
+        let m = Metrics::new();
+        let (t, x) = (Name::from("acme"), Name::from("gpt"));
+        m.request(&t, &x, 200);
+        m.request(&t, &x, 204);
+        m.served(Served {
+            tenant: &t,
+            target: &x,
+            latency: Duration::from_millis(20),
+            ttft: None,
+            input: 10,
+            output: 5,
+            cost_usd: 0.25,
+        });
+        let text = m.render();
+        assert!(
+            text.contains(r#"signalbox_requests_total{tenant="acme",target="gpt",status="2xx"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"signalbox_tokens_total{tenant="acme",target="gpt",direction="input"} 10"#
+        ));
+        assert!(text.contains(r#"signalbox_cost_usd_total{tenant="acme",target="gpt"} 0.25"#));
+        assert!(text.contains("signalbox_upstream_latency_seconds_bucket"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -19,5 +19,8 @@ mod feedback;
 mod gateway;
 mod isolation;
 mod metrics;
+mod policy_bandit;
+mod policy_cost_quality;
+mod policy_guardrail;
 mod swap;
 mod tls;

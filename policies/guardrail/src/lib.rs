@@ -14,9 +14,11 @@
 //! - **regulated data**: a request with metadata `data-class: regulated` (header
 //!   `x-signalbox-data-class: regulated`) or tag `data-class:regulated` may only go to
 //!   targets matching `approved.regulated`.
-//! - Both apply together when both match. If no allowed target is healthy, the request
-//!   is rejected with **403** and a message naming the data class and saying that no
-//!   approved target is healthy; it is never sent elsewhere.
+//! - Both apply together when both match. Only healthy allowed targets are listed. If
+//!   none is healthy (or none of the healthy ones can serve the request while an
+//!   unhealthy one could), the request is rejected with **403** and a message naming
+//!   the data class and saying that no approved target is healthy; it is never sent
+//!   elsewhere.
 //!
 //! Inside the allowed set the `strategy` chooses: `cost-quality` (the default; the
 //! `cost_quality` key holds its config, see `signalbox-policy-cost-quality-core`) or
@@ -24,7 +26,10 @@
 //! are used, cheapest first, only when no tiered one is allowed. The reason names the
 //! rule that applied (`pii:card`, `regulated`) — never the data itself.
 //!
-//! Only message text is scanned, not metadata. The guardrail enforces its rules only
+//! Only message text is scanned, not metadata. Embeddings requests show policies no
+//! text (the contract gives them no messages), so by default they count as carrying
+//! personal data (rule `pii:unscanned-embeddings`); set `embeddings_as_pii` to `false`
+//! to let them go anywhere. The guardrail enforces its rules only
 //! while it answers: if it fails (a trap, a missed deadline), the host uses the
 //! tenant's safe route, so list only approved targets there.
 //!
@@ -59,6 +64,14 @@ pub struct Config {
     pub strategy: Strategy,
     /// The cost-quality config, required with `strategy: cost-quality`.
     pub cost_quality: Option<cost_quality::Config>,
+    /// Treat embeddings requests, whose input policies cannot see, as carrying
+    /// personal data (default `true`; only while `detect` lists a kind).
+    #[serde(default = "yes")]
+    pub embeddings_as_pii: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn all_kinds() -> Vec<PiiKind> {
@@ -88,6 +101,25 @@ pub enum Strategy {
     Cheapest,
 }
 
+/// Why a request counts as carrying personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PersonalData {
+    /// Found in a message.
+    Found(PiiKind),
+    /// An embeddings request, whose input policies cannot see.
+    Unscanned,
+}
+
+impl PersonalData {
+    /// The rule's name in the reason: `pii:<this>`.
+    fn rule(self) -> &'static str {
+        match self {
+            PersonalData::Found(kind) => kind.name(),
+            PersonalData::Unscanned => "unscanned-embeddings",
+        }
+    }
+}
+
 /// Output tokens assumed by the `cheapest` strategy when the client sets none.
 const DEFAULT_OUTPUT_TOKENS: u32 = 512;
 
@@ -100,6 +132,7 @@ pub struct Guardrail {
     regulated_ok: Vec<bool>,
     /// `None` for the `cheapest` strategy.
     tiering: Option<Tiering>,
+    embeddings_as_pii: bool,
 }
 
 impl Policy for Guardrail {
@@ -127,6 +160,7 @@ impl Policy for Guardrail {
             pii_ok,
             regulated_ok,
             tiering,
+            embeddings_as_pii: config.embeddings_as_pii,
         })
     }
 
@@ -140,30 +174,61 @@ impl Policy for Guardrail {
         };
         let rule = match (pii, regulated) {
             (None, false) => return self.delegate(request, snapshot, |_| true, "no rule"),
-            (Some(kind), false) => format!("pii:{}", kind.name()),
+            (Some(found), false) => format!("pii:{}", found.rule()),
             (None, true) => "regulated".to_owned(),
-            (Some(kind), true) => format!("pii:{}+regulated", kind.name()),
+            (Some(found), true) => format!("pii:{}+regulated", found.rule()),
         };
-        if !snapshot
-            .iter()
-            .any(|c| allowed(c.index) && c.signals.healthy)
-        {
-            return Decision::reject(403, refusal(pii, regulated));
+        // Only healthy approved targets are listed: nothing else may be tried, so
+        // there is no point waiting for an unhealthy one to fail.
+        let healthy =
+            |i: u32| allowed(i) && snapshot.get(i as usize).is_some_and(|c| c.signals.healthy);
+        let refuse = |why| Decision::reject(403, refusal(pii, regulated, why));
+        if !snapshot.iter().any(|c| healthy(c.index)) {
+            return refuse(UNHEALTHY);
         }
-        self.delegate(request, snapshot, allowed, &rule)
+        match self.delegate(request, snapshot, healthy, &rule) {
+            routed @ Decision::Route { .. } => routed,
+            // None of the healthy ones can serve it (model, context window). If an
+            // unhealthy approved one could, they are all unhealthy as far as this
+            // request goes; if an unapproved one could, the rule is why it is
+            // refused; otherwise nothing could serve it anyway: say why.
+            rejected => {
+                if self
+                    .delegate(request, snapshot, allowed, &rule)
+                    .targets()
+                    .is_empty()
+                {
+                    if self
+                        .delegate(request, snapshot, |_| true, &rule)
+                        .targets()
+                        .is_empty()
+                    {
+                        rejected
+                    } else {
+                        refuse(UNSERVABLE)
+                    }
+                } else {
+                    refuse(UNHEALTHY)
+                }
+            }
+        }
     }
 }
 
 impl Guardrail {
     /// The first personal data in any message, if any.
-    fn find_pii(&self, request: &Request<'_>) -> Option<PiiKind> {
+    fn find_pii(&self, request: &Request<'_>) -> Option<PersonalData> {
         if !self.detect.any() {
             return None;
+        }
+        if request.endpoint == Endpoint::Embedding {
+            return self.embeddings_as_pii.then_some(PersonalData::Unscanned);
         }
         (0..request.message_count()).find_map(|i| {
             request
                 .message_text(i)
                 .and_then(|text| self.detect.scan(text.as_bytes()))
+                .map(PersonalData::Found)
         })
     }
 
@@ -248,20 +313,26 @@ fn is_regulated(request: &Request<'_>) -> bool {
         || request.has_tag("data-class:regulated")
 }
 
-/// The 403 message: the data class, and that no approved target is healthy. Never the
-/// data itself.
-fn refusal(pii: Option<PiiKind>, regulated: bool) -> String {
-    let class = match (pii, regulated) {
-        (Some(kind), false) => format!("personal data ({})", kind.describe()),
-        (None, _) => "data marked as regulated".to_owned(),
-        (Some(kind), true) => format!(
-            "personal data ({}) and is marked as regulated",
-            kind.describe()
-        ),
+/// Why a sensitive request was refused: its approved targets are all unhealthy…
+const UNHEALTHY: &str = "no target approved for it is healthy";
+/// …or none of them can serve it (the model, the context window) though others could.
+const UNSERVABLE: &str = "no target approved for it can serve it";
+
+/// The 403 message: the data class and `why`. Never the data itself.
+fn refusal(pii: Option<PersonalData>, regulated: bool, why: &str) -> String {
+    let personal = match pii {
+        Some(PersonalData::Found(kind)) => format!("contains personal data ({})", kind.describe()),
+        Some(PersonalData::Unscanned) => {
+            "may contain personal data (embeddings input cannot be scanned)".to_owned()
+        }
+        None => String::new(),
     };
-    format!(
-        "This request contains {class}; no target approved for it is healthy, so it was not sent anywhere. Try again later."
-    )
+    let class = match (pii.is_some(), regulated) {
+        (true, false) => personal,
+        (false, _) => "contains data marked as regulated".to_owned(),
+        (true, true) => format!("{personal} and is marked as regulated"),
+    };
+    format!("This request {class}; {why}, so it was not sent anywhere.")
 }
 
 export_policy!(Guardrail);

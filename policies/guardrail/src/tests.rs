@@ -174,11 +174,17 @@ fn no_healthy_approved_target_is_a_clear_403() {
     );
     assert!(!message.contains("5555"), "{message}");
 
-    // One approved target healthy again: it leads, the unhealthy approved ones trail.
+    // One approved target healthy again: it alone is listed, even below the tier the
+    // request would want.
     signals[MISTRAL_EU as usize] = Signals::default();
-    let d = h.route(&req, &signals);
-    assert_eq!(d.primary(), Some(MISTRAL_EU));
-    assert!(d.targets().iter().all(|t| PII_APPROVED.contains(t)));
+    let code = RequestBuilder::chat("auto")
+        .user("Card 5555 5555 5555 4444: why does my refund() function throw?")
+        .build();
+    let d = h.route(&code, &signals);
+    assert_eq!(
+        d,
+        Decision::route([MISTRAL_EU], "pii:card; tier 2: code, capped at tier 1")
+    );
 
     let mut signals = healthy();
     signals[QWEN as usize] = Signals::unhealthy();
@@ -216,6 +222,75 @@ fn the_cheapest_strategy_and_untiered_approved_targets() {
     assert_eq!(h.route_healthy(&req).targets(), &[MISTRAL_EU, EU_MINI]);
     let plain = RequestBuilder::chat("auto").user("hi").build();
     assert_eq!(h.route_healthy(&plain).targets(), &[0]);
+}
+
+#[test]
+fn embeddings_are_unscanned_so_they_count_as_personal_data_unless_allowed() {
+    let targets = || {
+        let mut t = targets();
+        t.push(Target::new("embed-public", "text-embedding-3-small").price(0.02, 0.0));
+        t.push(
+            Target::new("embed-eu", "text-embedding-3-small")
+                .price(0.03, 0.0)
+                .tag("region:eu"),
+        );
+        t
+    };
+    let req = RequestBuilder::chat("text-embedding-3-small")
+        .endpoint(Endpoint::Embedding)
+        .build();
+    let strict = Harness::<Guardrail>::new(&example(), targets()).unwrap();
+    let d = strict.route(&req, &[Signals::default(); 12]);
+    assert_eq!(
+        d,
+        Decision::route(
+            [11],
+            "pii:unscanned-embeddings; embeddings: cheapest serving the model"
+        )
+    );
+    let mut signals = [Signals::default(); 12];
+    signals[11] = Signals::unhealthy();
+    let (status, message) = strict.route_ids(&req, &signals).unwrap_err();
+    assert_eq!(status, 403);
+    assert!(message.contains("may contain personal data"), "{message}");
+
+    // A model only unapproved targets serve: refused by the rule, saying so.
+    let public = RequestBuilder::chat("text-embedding-3-small")
+        .endpoint(Endpoint::Embedding)
+        .build();
+    let only_public = Harness::<Guardrail>::new(&example(), {
+        let mut t = targets();
+        t.pop();
+        t
+    })
+    .unwrap();
+    let (status, message) = only_public
+        .route_ids(&public, &[Signals::default(); 11])
+        .unwrap_err();
+    assert_eq!(status, 403);
+    assert!(
+        message.ends_with("no target approved for it can serve it, so it was not sent anywhere."),
+        "{message}"
+    );
+    // A model nobody serves is still a 404.
+    let nobody = RequestBuilder::chat("nope")
+        .endpoint(Endpoint::Embedding)
+        .build();
+    assert_eq!(
+        only_public
+            .route_ids(&nobody, &[Signals::default(); 11])
+            .unwrap_err()
+            .0,
+        404
+    );
+
+    let mut open: serde_json::Value = serde_json::from_str(&example()).unwrap();
+    open["embeddings_as_pii"] = false.into();
+    let open = Harness::<Guardrail>::new(&open.to_string(), targets()).unwrap();
+    assert_eq!(
+        open.route(&req, &[Signals::default(); 12]).targets(),
+        &[10, 11]
+    );
 }
 
 #[test]
@@ -368,6 +443,12 @@ fn randomized_requests_never_reach_unapproved_targets() {
             Decision::Route { targets, reason } => {
                 assert!(any_healthy || (pii.is_none() && !regulated), "{text}");
                 assert!(targets.iter().all(|&t| ok_for(t)), "{text}: {targets:?}");
+                if pii.is_some() || regulated {
+                    assert!(
+                        targets.iter().all(|&t| signals[t as usize].healthy),
+                        "{text}: {targets:?}"
+                    );
+                }
                 if let Some(p) = &pii {
                     assert!(!reason.contains(p.as_str()), "{reason}");
                 }

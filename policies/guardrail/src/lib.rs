@@ -120,6 +120,14 @@ impl PersonalData {
     }
 }
 
+/// What reading the messages found.
+#[derive(Debug, Default)]
+struct Scanned {
+    pii: Option<PersonalData>,
+    /// The last user message's text, when it was read.
+    last_user_text: Option<String>,
+}
+
 /// Output tokens assumed by the `cheapest` strategy when the client sets none.
 const DEFAULT_OUTPUT_TOKENS: u32 = 512;
 
@@ -165,7 +173,10 @@ impl Policy for Guardrail {
     }
 
     fn route(&self, request: &Request<'_>, snapshot: &Snapshot<'_>) -> Decision {
-        let pii = self.find_pii(request);
+        let Scanned {
+            pii,
+            last_user_text,
+        } = self.scan(request);
         let regulated = is_regulated(request);
         let allowed = |i: u32| {
             let i = i as usize;
@@ -173,11 +184,17 @@ impl Policy for Guardrail {
                 && (!regulated || self.regulated_ok.get(i) == Some(&true))
         };
         let rule = match (pii, regulated) {
-            (None, false) => return self.delegate(request, snapshot, |_| true, "no rule"),
+            (None, false) => "no rule".to_owned(),
             (Some(found), false) => format!("pii:{}", found.rule()),
             (None, true) => "regulated".to_owned(),
             (Some(found), true) => format!("pii:{}+regulated", found.rule()),
         };
+        let delegate = |among: &dyn Fn(u32) -> bool| {
+            self.delegate(request, snapshot, among, &rule, &last_user_text)
+        };
+        if pii.is_none() && !regulated {
+            return delegate(&|_| true);
+        }
         // Only healthy approved targets are listed: nothing else may be tried, so
         // there is no point waiting for an unhealthy one to fail.
         let healthy =
@@ -186,50 +203,50 @@ impl Policy for Guardrail {
         if !snapshot.iter().any(|c| healthy(c.index)) {
             return refuse(UNHEALTHY);
         }
-        match self.delegate(request, snapshot, healthy, &rule) {
+        match delegate(&healthy) {
             routed @ Decision::Route { .. } => routed,
-            // None of the healthy ones can serve it (model, context window). If an
-            // unhealthy approved one could, they are all unhealthy as far as this
-            // request goes; if an unapproved one could, the rule is why it is
-            // refused; otherwise nothing could serve it anyway: say why.
-            rejected => {
-                if self
-                    .delegate(request, snapshot, allowed, &rule)
-                    .targets()
-                    .is_empty()
-                {
-                    if self
-                        .delegate(request, snapshot, |_| true, &rule)
-                        .targets()
-                        .is_empty()
-                    {
-                        rejected
-                    } else {
-                        refuse(UNSERVABLE)
-                    }
+            // No healthy approved target can serve it (model, context window). If an
+            // unhealthy approved one could, that is the reason; if only unapproved
+            // ones could, the rule is; if none could, the rejection stands.
+            rejected if delegate(&allowed).targets().is_empty() => {
+                if delegate(&|_| true).targets().is_empty() {
+                    rejected
                 } else {
-                    refuse(UNHEALTHY)
+                    refuse(UNSERVABLE)
                 }
             }
+            _ => refuse(UNHEALTHY),
         }
     }
 }
 
 impl Guardrail {
-    /// The first personal data in any message, if any.
-    fn find_pii(&self, request: &Request<'_>) -> Option<PersonalData> {
+    /// The first personal data in any message, if any. Reads the messages newest
+    /// first and keeps the last user message's text, so the cost-quality estimate
+    /// does not copy it again.
+    fn scan(&self, request: &Request<'_>) -> Scanned {
+        let mut scanned = Scanned::default();
         if !self.detect.any() {
-            return None;
+            return scanned;
         }
         if request.endpoint == Endpoint::Embedding {
-            return self.embeddings_as_pii.then_some(PersonalData::Unscanned);
+            scanned.pii = self.embeddings_as_pii.then_some(PersonalData::Unscanned);
+            return scanned;
         }
-        (0..request.message_count()).find_map(|i| {
-            request
-                .message_text(i)
-                .and_then(|text| self.detect.scan(text.as_bytes()))
-                .map(PersonalData::Found)
-        })
+        for i in (0..request.message_count()).rev() {
+            let Some(text) = request.message_text(i) else {
+                continue;
+            };
+            let found = self.detect.scan(text.as_bytes());
+            if scanned.last_user_text.is_none() && request.message_role(i) == Some(Role::User) {
+                scanned.last_user_text = Some(text);
+            }
+            if let Some(kind) = found {
+                scanned.pii = Some(PersonalData::Found(kind));
+                break;
+            }
+        }
+        scanned
     }
 
     /// Chooses among the `allowed` targets with the configured strategy.
@@ -239,9 +256,12 @@ impl Guardrail {
         snapshot: &Snapshot<'_>,
         allowed: impl Fn(u32) -> bool,
         rule: &str,
+        last_user_text: &Option<String>,
     ) -> Decision {
         let chosen = match &self.tiering {
-            Some(tiering) => match tiering.choose(request, snapshot, &allowed) {
+            Some(tiering) => match tiering.choose_with(request, snapshot, &allowed, || {
+                tiering.estimate_with(request, last_user_text.as_deref())
+            }) {
                 // Allowed targets, none of them tiered: the cheapest of them.
                 Err(NoRoute::NoTarget) if request.endpoint != Endpoint::Embedding => {
                     cheapest(request, snapshot, &allowed, tiering.output_tokens(request))

@@ -1,8 +1,11 @@
 //! Personal data in message text: email addresses, phone numbers, payment card
 //! numbers (Luhn-checked) and IBANs (mod-97-checked).
 //!
-//! One pass over the bytes, no regular expressions and no allocation: four small
-//! state machines read each byte side by side and the scan stops at the first find.
+//! One pass over the bytes, no regular expressions and no allocation: ordinary bytes
+//! cost a table lookup each, and the few that can start personal data (digits, `@`,
+//! `+`, `(`) hand over to small state machines that read on from there (an IBAN's
+//! looks back at the two letters before its check digits). The scan stops at the
+//! first find.
 //! The detectors lean towards finding: a false find only narrows the choice to
 //! approved targets, a miss sends personal data where it must not go.
 //!
@@ -22,7 +25,7 @@
 //!
 //! Digit runs must start at a boundary (after a space, punctuation that opens or
 //! labels a value, or the start of the text), so numbers glued to words or decimals
-//! (`v2`, `3.14159…`) are not taken apart; IBANs must start after any byte that is not
+//! (`v2`, `3.14159…`) are not taken apart; IBANs must start after a byte that is not
 //! a letter or digit.
 
 use serde::Deserialize;
@@ -96,40 +99,53 @@ impl Detect {
     }
 
     /// The first personal data found in `text`, if any.
+    ///
+    /// Ordinary bytes (letters, spaces, punctuation) are skipped by a table lookup
+    /// each; only a digit, `@`, `+` or `(` wakes a detector, which reads on from
+    /// there (an IBAN's detector looks back at the two letters before its first
+    /// digit). A digit run is read once: the scan resumes where it ended.
     pub fn scan(&self, text: &[u8]) -> Option<PiiKind> {
         if !self.any() {
             return None;
         }
-        let mut email = Email::default();
-        let mut digits = DigitRun::default();
-        let mut iban = Iban::default();
-        let mut prev: u8 = b' ';
-        for &b in text {
-            if self.email && email.step(b) {
-                return Some(PiiKind::Email);
-            }
-            if self.card || self.phone {
-                let found = digits.step(b, prev);
-                if let Some(kind) = self.keep(found) {
-                    return Some(kind);
+        let numbers = self.card || self.phone;
+        let mut i = 0;
+        while i < text.len() {
+            // Eight bytes at a time where possible: skip them, or go straight to
+            // the first one that may be a trigger.
+            if let Some(word) = text.get(i..i + 8)
+                && let Ok(word) = <[u8; 8]>::try_from(word)
+            {
+                let mask = maybe_triggers(u64::from_le_bytes(word));
+                if mask == 0 {
+                    i += 8;
+                    continue;
                 }
+                i += (mask.trailing_zeros() / 8) as usize;
             }
-            if self.iban && iban.step(b) {
+            if !TRIGGER[usize::from(text[i])] {
+                i += 1;
+                continue;
+            }
+            if text[i] == b'@' {
+                if self.email && email_at(text, i) {
+                    return Some(PiiKind::Email);
+                }
+                i += 1;
+                continue;
+            }
+            if self.iban && iban_at(text, i) {
                 return Some(PiiKind::Iban);
             }
-            prev = b;
-        }
-        if self.email && email.finish() {
-            return Some(PiiKind::Email);
-        }
-        if self.card || self.phone {
-            let found = digits.finish();
+            if !numbers {
+                i += 1;
+                continue;
+            }
+            let (found, end) = digit_run_at(text, i);
             if let Some(kind) = self.keep(found) {
                 return Some(kind);
             }
-        }
-        if self.iban && iban.finish() {
-            return Some(PiiKind::Iban);
+            i = end;
         }
         None
     }
@@ -154,6 +170,123 @@ fn is_boundary(prev: u8) -> bool {
         )
 }
 
+/// Bytes that wake a detector: digits, `@`, `+`, `(`.
+static TRIGGER: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'0';
+    while b <= b'9' {
+        t[b as usize] = true;
+        b += 1;
+    }
+    t[b'@' as usize] = true;
+    t[b'+' as usize] = true;
+    t[b'(' as usize] = true;
+    t
+};
+
+/// Which of the eight bytes of `word` (little-endian) may be trigger bytes: a mask
+/// whose lowest set bit is the top bit of the first trigger byte (0 when there is
+/// none), computed without looking at the bytes one by one ("Determine if a word has
+/// a zero byte" and "… a byte between m and n", Bit Twiddling Hacks). Above the first
+/// trigger byte the mask may flag others too; only the lowest flag is used.
+fn maybe_triggers(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = ONES * 0x7f;
+    const HIGH: u64 = ONES * 0x80;
+    // Bytes equal to `c`: zero bytes of `word ^ c…c`.
+    let equal = |c: u8| {
+        let v = word ^ (ONES * u64::from(c));
+        v.wrapping_sub(ONES) & !v & HIGH
+    };
+    // Digits: strictly between 0x2f and 0x3a, each byte computed without borrows or
+    // carries into its neighbours.
+    let digits = (ONES * (127 + 0x3a) - (word & LOW7))
+        & !word
+        & ((word & LOW7) + ONES * (127 - 0x2f))
+        & HIGH;
+    digits | equal(b'@') | equal(b'+') | equal(b'(')
+}
+
+/// Whether an email address has its `@` at `at`: a local-part byte just before it
+/// and a domain after it.
+fn email_at(text: &[u8], at: usize) -> bool {
+    if at == 0 || !is_local(text[at - 1]) {
+        return false;
+    }
+    let mut domain = Domain::default();
+    for &b in &text[at + 1..] {
+        if let Some(valid) = domain.step(b) {
+            return valid;
+        }
+    }
+    domain.finish()
+}
+
+/// Whether an IBAN's check digits start at `at`: two letters at a word start before
+/// them, a second digit after.
+fn iban_at(text: &[u8], at: usize) -> bool {
+    if at < 2 || !text[at].is_ascii_digit() || !text.get(at + 1).is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    let start = at - 2;
+    if !(text[start].is_ascii_alphabetic() && text[start + 1].is_ascii_alphabetic())
+        || (start > 0 && text[start - 1].is_ascii_alphanumeric())
+    {
+        return false;
+    }
+    let mut iban = Iban::default();
+    for &b in &text[start..] {
+        if iban.step(b) {
+            return true;
+        }
+        if iban.state != IbanState::Reading {
+            return false;
+        }
+    }
+    iban.finish()
+}
+
+/// Reads the digit run (card or phone number candidate) that may start at `at`;
+/// what it was, and where to resume the scan (always after `at`).
+fn digit_run_at(text: &[u8], at: usize) -> (Found, usize) {
+    let mut prev = if at == 0 { b' ' } else { text[at - 1] };
+    // Most triggers start nothing (a `(` before a word, a digit inside a token):
+    // decide that before setting up a run.
+    let next = text.get(at + 1).copied().unwrap_or(b' ');
+    let starts = match text[at] {
+        b'0'..=b'9' => is_boundary(prev),
+        b'+' => is_boundary(prev) && (next.is_ascii_digit() || next == b'('),
+        b'(' => (is_boundary(prev) || prev == b'+') && next.is_ascii_digit(),
+        _ => false,
+    };
+    if !starts {
+        return (Found::default(), at + 1);
+    }
+    let mut run = DigitRun::default();
+    let mut found = Found::default();
+    for (j, &b) in text.iter().enumerate().skip(at) {
+        let f = run.step(b, prev);
+        found.card |= f.card;
+        found.phone |= f.phone;
+        if found.card || found.phone {
+            return (found, j + 1);
+        }
+        if !run.active && !run.opening {
+            // The run ended here (or never started): this byte may start the next.
+            return (found, if j > at { j } else { at + 1 });
+        }
+        prev = b;
+    }
+    let f = run.finish();
+    (
+        Found {
+            card: found.card || f.card,
+            phone: found.phone || f.phone,
+        },
+        text.len(),
+    )
+}
+
 // ---------------------------------------------------------------------------------
 // Email
 
@@ -161,12 +294,9 @@ fn is_local(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 
+/// Reads the domain after an `@`, label by label.
 #[derive(Debug, Default)]
-struct Email {
-    /// Length of the run of local-part bytes just read.
-    local: u32,
-    /// Inside a domain, after an `@`.
-    in_domain: bool,
+struct Domain {
     dots: u32,
     label_len: u32,
     label_alpha: bool,
@@ -174,48 +304,28 @@ struct Email {
     last_label_tld: bool,
 }
 
-impl Email {
-    fn step(&mut self, b: u8) -> bool {
-        if self.in_domain {
-            if b.is_ascii_alphanumeric() || b == b'-' {
-                if self.label_len == 0 {
-                    self.label_alpha = true;
-                }
-                self.label_len += 1;
-                self.label_alpha &= b.is_ascii_alphabetic();
-                return false;
+impl Domain {
+    /// Reads one byte; `Some(valid)` once the domain has ended.
+    fn step(&mut self, b: u8) -> Option<bool> {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            if self.label_len == 0 {
+                self.label_alpha = true;
             }
-            if b == b'.' && self.label_len > 0 {
-                self.last_label_tld = self.label_alpha && self.label_len >= 2;
-                self.dots += 1;
-                self.label_len = 0;
-                return false;
-            }
-            if self.finish() {
-                return true;
-            }
-            self.in_domain = false;
+            self.label_len += 1;
+            self.label_alpha &= b.is_ascii_alphabetic();
+            None
+        } else if b == b'.' && self.label_len > 0 {
+            self.last_label_tld = self.label_alpha && self.label_len >= 2;
+            self.dots += 1;
+            self.label_len = 0;
+            None
+        } else {
+            Some(self.finish())
         }
-        if b == b'@' {
-            if self.local > 0 {
-                *self = Email {
-                    in_domain: true,
-                    ..Email::default()
-                };
-            } else {
-                self.local = 0;
-            }
-            return false;
-        }
-        self.local = if is_local(b) { self.local + 1 } else { 0 };
-        false
     }
 
-    /// Whether the domain just read completes an address.
+    /// Whether the domain read so far completes an address.
     fn finish(&self) -> bool {
-        if !self.in_domain {
-            return false;
-        }
         if self.label_len > 0 {
             self.dots >= 1 && self.label_alpha && self.label_len >= 2
         } else {

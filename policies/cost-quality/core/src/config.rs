@@ -54,8 +54,9 @@ pub struct SignalWeights {
     pub long: u8,
     /// Input-token thresholds, ascending.
     pub long_tokens: Vec<u32>,
-    /// How many bytes of the last user message are scanned for features (the rest of
-    /// a very long prompt only counts through its length).
+    /// How many bytes of the last user message are scanned for features: all of a
+    /// shorter one, half from each end of a longer one (the rest of a very long
+    /// prompt only counts through its length).
     pub scan_bytes: u32,
 }
 

@@ -1,9 +1,10 @@
 //! What a prompt shows that calls for a stronger model: code, mathematics, multi-step
 //! reasoning.
 //!
-//! One pass over the bytes of the text, no regular expressions: at each byte only the
-//! few markers starting with that (lower-cased) byte are compared, through a table
-//! built once at activation, and a small state machine counts arithmetic such as
+//! One pass over the bytes of the text, no regular expressions: markers are compared
+//! only at the first letter of a word or at a non-letter, and then only those whose
+//! first two bytes hash like the text's there (usually none), through a table built
+//! once at activation; the rest of each word is skipped. A small state machine counts arithmetic such as
 //! `12 * 7` on the way. The markers are deliberately coarse: a false "code" costs one
 //! tier of price, a missed one one tier of quality.
 
@@ -16,6 +17,17 @@ pub struct TextFeatures {
     pub math: bool,
     /// Asks for multi-step reasoning.
     pub reasoning: bool,
+}
+
+impl TextFeatures {
+    /// The features found in either.
+    pub fn or(self, other: TextFeatures) -> TextFeatures {
+        TextFeatures {
+            code: self.code || other.code,
+            math: self.math || other.math,
+            reasoning: self.reasoning || other.reasoning,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +44,6 @@ struct Marker {
     /// Lower-case ASCII.
     text: &'static [u8],
     kind: Kind,
-    /// Only at the start of a word (the byte before is not a letter or digit).
-    word_start: bool,
     /// Position in its list, to tell sequence markers apart.
     ordinal: u8,
 }
@@ -137,12 +147,24 @@ const SEQUENCE: &[&str] = &[
 /// Arithmetic expressions (`3 + 4`, `12*7`, `2 ^ 8`) that make a text mathematical.
 const ARITHMETIC_FOR_MATH: u32 = 2;
 
+/// Buckets of the marker table (a power of two).
+const BUCKETS: usize = 1024;
+
+/// The bucket of a marker or text position: its first two bytes, lower-cased.
+fn bucket(first: u8, second: u8) -> usize {
+    (usize::from(first.to_ascii_lowercase()) * 67 + usize::from(second.to_ascii_lowercase()))
+        & (BUCKETS - 1)
+}
+
 /// The marker table, built once at activation.
 #[derive(Debug, Clone)]
 pub struct MarkerScanner {
+    /// Sorted by bucket.
     markers: Vec<Marker>,
-    /// For each lower-case first byte, the range of `markers` starting with it.
-    by_first: Vec<(u16, u16)>,
+    /// For each bucket, the range of `markers` in it (most are empty).
+    buckets: Vec<(u16, u16)>,
+    /// Bytes other than letters that start a marker (`` ` ``, `=`, `}`, `#`, …).
+    symbol_starts: [bool; 256],
 }
 
 impl Default for MarkerScanner {
@@ -165,69 +187,145 @@ impl MarkerScanner {
             list.iter().enumerate().map(move |(ordinal, m)| Marker {
                 text: m.as_bytes(),
                 kind: *kind,
-                word_start: m.as_bytes()[0].is_ascii_alphanumeric(),
                 ordinal: ordinal as u8,
             })
         })
         .collect();
-        markers.sort_by_key(|m| m.text[0]);
-        let mut by_first = vec![(0u16, 0u16); 256];
+        // Every marker has at least two bytes.
+        markers.sort_by_key(|m| bucket(m.text[0], m.text[1]));
+        let mut buckets = vec![(0u16, 0u16); BUCKETS];
         for (i, m) in markers.iter().enumerate() {
-            let slot = &mut by_first[usize::from(m.text[0])];
+            let slot = &mut buckets[bucket(m.text[0], m.text[1])];
             if slot.0 == slot.1 {
                 *slot = (i as u16, i as u16 + 1);
             } else {
                 slot.1 = i as u16 + 1;
             }
         }
-        MarkerScanner { markers, by_first }
+        let mut symbol_starts = [false; 256];
+        for m in &markers {
+            if !m.text[0].is_ascii_alphabetic() {
+                symbol_starts[usize::from(m.text[0])] = true;
+            }
+        }
+        MarkerScanner {
+            markers,
+            buckets,
+            symbol_starts,
+        }
     }
 
     /// Scans `text` once. Stops early when every feature is found.
+    ///
+    /// Markers are compared only where they can start: at the first letter of a word,
+    /// or at a byte that is not a letter; the rest of a word is skipped.
     pub fn scan(&self, text: &[u8]) -> TextFeatures {
-        let mut found = TextFeatures::default();
-        let mut sequence_seen: u32 = 0;
-        let mut arithmetic = Arithmetic::default();
-        let mut prev: u8 = b' ';
-        for (i, &b) in text.iter().enumerate() {
-            let (start, end) = self.by_first[usize::from(b.to_ascii_lowercase())];
-            for m in &self.markers[usize::from(start)..usize::from(end)] {
-                let done = match m.kind {
-                    Kind::Code => found.code,
-                    Kind::Math => found.math,
-                    Kind::Reasoning | Kind::Sequence => found.reasoning,
-                };
-                if done || (m.word_start && prev.is_ascii_alphanumeric()) {
-                    continue;
+        let mut scan = Scan::default();
+        let mut i = 0;
+        while i < text.len() {
+            let b = text[i];
+            if b.is_ascii_alphabetic() {
+                if i == 0 || !text[i - 1].is_ascii_alphanumeric() {
+                    self.match_markers(text, i, &mut scan);
                 }
-                let Some(candidate) = text.get(i..i + m.text.len()) else {
-                    continue;
-                };
-                if !candidate.eq_ignore_ascii_case(m.text) {
-                    continue;
+                i = word_end(text, i + 1);
+                scan.arithmetic.reset();
+            } else {
+                if self.symbol_starts[usize::from(b)] {
+                    self.match_markers(text, i, &mut scan);
                 }
-                match m.kind {
-                    Kind::Code => found.code = true,
-                    Kind::Math => found.math = true,
-                    Kind::Reasoning => found.reasoning = true,
-                    Kind::Sequence => {
-                        sequence_seen |= 1 << m.ordinal;
-                        if sequence_seen.count_ones() >= 2 {
-                            found.reasoning = true;
-                        }
+                if scan.arithmetic.step(b) >= ARITHMETIC_FOR_MATH {
+                    scan.found.math = true;
+                }
+                i += 1;
+            }
+            let f = scan.found;
+            if f.code && f.math && f.reasoning {
+                break;
+            }
+        }
+        scan.found
+    }
+
+    /// Compares the markers that may start at `text[at]` (those in the bucket of its
+    /// first two bytes) against the text there.
+    fn match_markers(&self, text: &[u8], at: usize, scan: &mut Scan) {
+        let Some(&second) = text.get(at + 1) else {
+            return;
+        };
+        let (start, end) = self.buckets[bucket(text[at], second)];
+        for m in &self.markers[usize::from(start)..usize::from(end)] {
+            let found = &mut scan.found;
+            let done = match m.kind {
+                Kind::Code => found.code,
+                Kind::Math => found.math,
+                Kind::Reasoning | Kind::Sequence => found.reasoning,
+            };
+            if done {
+                continue;
+            }
+            let Some(candidate) = text.get(at..at + m.text.len()) else {
+                continue;
+            };
+            if !candidate.eq_ignore_ascii_case(m.text) {
+                continue;
+            }
+            match m.kind {
+                Kind::Code => found.code = true,
+                Kind::Math => found.math = true,
+                Kind::Reasoning => found.reasoning = true,
+                Kind::Sequence => {
+                    scan.sequence_seen |= 1 << m.ordinal;
+                    if scan.sequence_seen.count_ones() >= 2 {
+                        found.reasoning = true;
                     }
                 }
             }
-            if arithmetic.step(b) >= ARITHMETIC_FOR_MATH {
-                found.math = true;
-            }
-            if found.code && found.math && found.reasoning {
-                break;
-            }
-            prev = b;
         }
-        found
     }
+}
+
+/// The first position at or after `from` whose byte is not an ASCII letter or digit
+/// (the end of the word), eight bytes at a time where possible.
+fn word_end(text: &[u8], mut from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = ONES * 0x7f;
+    const HIGH: u64 = ONES * 0x80;
+    // The top bit of every byte strictly between `above` and `below` ("Determine if
+    // a word has a byte between m and n", Bit Twiddling Hacks; exact per byte, and
+    // bytes of 0x80 and up never match).
+    let between = |word: u64, above: u64, below: u64| {
+        (ONES * (127 + below) - (word & LOW7))
+            & !word
+            & ((word & LOW7) + ONES * (127 - above))
+            & HIGH
+    };
+    while let Some(chunk) = text.get(from..from + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        let alnum =
+            between(word, 0x2f, 0x3a) | between(word, 0x40, 0x5b) | between(word, 0x60, 0x7b);
+        let other = !alnum & HIGH;
+        if other != 0 {
+            return from + (other.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    while from < text.len() && text[from].is_ascii_alphanumeric() {
+        from += 1;
+    }
+    from
+}
+
+/// The state of one scan.
+#[derive(Debug, Default)]
+struct Scan {
+    found: TextFeatures,
+    /// Distinct sequence markers seen, by ordinal.
+    sequence_seen: u32,
+    arithmetic: Arithmetic,
 }
 
 /// Counts `digits op digits` with an operator of `+ * ^ =` (spaces allowed around
@@ -254,6 +352,11 @@ enum ArithmeticState {
 }
 
 impl Arithmetic {
+    /// A word (letters first) interrupts any expression.
+    fn reset(&mut self) {
+        self.state = ArithmeticState::Idle;
+    }
+
     fn step(&mut self, b: u8) -> u32 {
         use ArithmeticState::*;
         self.state = match (self.state, b) {
@@ -341,6 +444,24 @@ mod tests {
             "the same one repeated"
         );
         assert!(!scan("Tell me a joke").reasoning);
+    }
+
+    #[test]
+    fn word_end_stops_at_the_first_byte_that_is_not_a_letter_or_digit() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for &b in &all {
+            for pos in 0..12 {
+                let mut text = b"abcdefghijkLMNOPQ0123456789".to_vec();
+                text[pos] = b;
+                let want = if b.is_ascii_alphanumeric() {
+                    text.len()
+                } else {
+                    pos
+                };
+                assert_eq!(word_end(&text, 0), want, "byte {b:#x} at {pos}");
+            }
+        }
+        assert_eq!(word_end(b"ab", 5), 5);
     }
 
     #[test]

@@ -193,6 +193,12 @@ impl Tiering {
     /// The tier `request` needs. Reads the last user message (up to
     /// `signals.scan_bytes` of it) unless the client named the tier.
     pub fn estimate(&self, request: &Request<'_>) -> Estimate {
+        self.estimate_with(request, None)
+    }
+
+    /// [`estimate`](Self::estimate), with the last user message's text when the
+    /// caller has already read it (`None`: read it if needed).
+    pub fn estimate_with(&self, request: &Request<'_>, last_user_text: Option<&str>) -> Estimate {
         if let Some(tier) = explicit_tier(request) {
             return Estimate {
                 tier: tier.min(self.highest),
@@ -201,17 +207,27 @@ impl Tiering {
             };
         }
         let w = &self.weights;
-        let text = if w.scan_bytes == 0 {
-            TextFeatures::default()
-        } else {
-            request
+        // A long message is scanned at both ends: a pasted document usually comes
+        // with the question before or after it.
+        let scan = |t: &str| {
+            let (bytes, limit) = (t.as_bytes(), w.scan_bytes as usize);
+            if bytes.len() <= limit {
+                self.scanner.scan(bytes)
+            } else {
+                let head = limit / 2;
+                let tail = &bytes[bytes.len() - (limit - head)..];
+                self.scanner
+                    .scan(&bytes[..head])
+                    .or(self.scanner.scan(tail))
+            }
+        };
+        let text = match last_user_text {
+            _ if w.scan_bytes == 0 => TextFeatures::default(),
+            Some(t) => scan(t),
+            None => request
                 .last_user_text()
-                .map(|t| {
-                    let bytes = t.as_bytes();
-                    self.scanner
-                        .scan(&bytes[..bytes.len().min(w.scan_bytes as usize)])
-                })
-                .unwrap_or_default()
+                .map(|t| scan(&t))
+                .unwrap_or_default(),
         };
         let long = w
             .long_tokens
@@ -249,6 +265,18 @@ impl Tiering {
         snapshot: &Snapshot<'_>,
         allowed: impl Fn(u32) -> bool,
     ) -> Result<Choice, NoRoute> {
+        self.choose_with(request, snapshot, allowed, || self.estimate(request))
+    }
+
+    /// [`choose`](Self::choose) with the tier estimate from `estimate`, called only
+    /// when there is a tiered target to choose from.
+    pub fn choose_with(
+        &self,
+        request: &Request<'_>,
+        snapshot: &Snapshot<'_>,
+        allowed: impl Fn(u32) -> bool,
+        estimate: impl FnOnce() -> Estimate,
+    ) -> Result<Choice, NoRoute> {
         let output = self.output_tokens(request);
         let needed = request.input_tokens.saturating_add(output);
         if request.endpoint == Endpoint::Embedding {
@@ -282,7 +310,7 @@ impl Tiering {
         let Some(top) = eligible.iter().filter_map(|c| self.tier_of(c.index)).max() else {
             return Err(NoRoute::TooLong { tokens: needed });
         };
-        let estimate = self.estimate(request);
+        let estimate = estimate();
         let required = estimate.tier.min(top);
 
         // (availability group, tier, cost) for every candidate at or above `required`.

@@ -97,6 +97,25 @@ fn length_thresholds_each_add_a_tier() {
 }
 
 #[test]
+fn a_long_message_is_scanned_at_both_ends() {
+    let t = tiering(r#"{"tiers": {"llama-8b": 1, "sonnet": 5}, "signals": {"long": 0}}"#);
+    let filler = "lorem ipsum dolor sit amet ".repeat(4_000);
+    let question_after = format!("{filler}\nWhy does this panic? ```let x = v[9];```");
+    let question_before = format!("Prove this theorem about the text below.\n{filler}");
+    let buried = format!("{filler}```code```{filler}");
+    let features = |text: &str| t.estimate(&RequestBuilder::chat("auto").user(text).build());
+    assert_eq!(
+        features(&question_after).to_string(),
+        "tier 2: very-long+code"
+    );
+    assert_eq!(
+        features(&question_before).to_string(),
+        "tier 2: very-long+math"
+    );
+    assert_eq!(features(&buried).to_string(), "tier 1: very-long");
+}
+
+#[test]
 fn an_explicit_tier_overrides_the_estimate_and_is_capped() {
     let t = tiering(CONFIG);
     let tagged = RequestBuilder::chat("auto")

@@ -72,6 +72,27 @@ pub(crate) fn iban(rng: &mut Rng, country: &str, bban_len: usize) -> String {
 }
 
 #[test]
+fn the_word_at_a_time_filter_finds_the_first_trigger_byte() {
+    let is_trigger = |b: u8| b.is_ascii_digit() || matches!(b, b'@' | b'+' | b'(');
+    let mut rng = Rng::new(7);
+    let pool = *b"ab (+@09:/ z\x80\xff\x00";
+    for _ in 0..200_000 {
+        let word: [u8; 8] = std::array::from_fn(|_| pool[rng.below(pool.len() as u64) as usize]);
+        let mask = maybe_triggers(u64::from_le_bytes(word));
+        match word.iter().position(|&b| is_trigger(b)) {
+            None => assert_eq!(mask, 0, "{word:?}"),
+            Some(first) => assert_eq!(mask.trailing_zeros() / 8, first as u32, "{word:?}"),
+        }
+    }
+    for b in 0..=255u8 {
+        let mut word = *b"abcdefgh";
+        word[3] = b;
+        let mask = maybe_triggers(u64::from_le_bytes(word));
+        assert_eq!(mask != 0, is_trigger(b), "byte {b:#x}");
+    }
+}
+
+#[test]
 fn finds_email_addresses() {
     for text in [
         "mail jane.doe@example.com please",

@@ -1,13 +1,16 @@
 //! The assembled gateway: everything a request needs, built once from the config.
 
 use crate::config::{Config, ProviderSection};
+use crate::decision_log::DecisionLog;
 use crate::deploy::{Deployer, PolicyStore, Source, TenantPolicy};
 use crate::feedback::RecentDecisions;
+use crate::ledger::Ledger;
 use crate::metrics::{Metrics, Name};
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
+use crate::quota::{Quota, Scope};
 use crate::signals::{BreakerConfig, SignalBoard};
-use crate::tenancy::{KeyRing, parse_key_hash};
+use crate::tenancy::{Caller, Disabled, KeyRing, parse_key_hash};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,6 +38,12 @@ pub struct Tenant {
     pub policy: TenantPolicy,
     /// Positions in `targets` to try when the policy fails.
     pub safe_route: Vec<u32>,
+    /// Whether the decision log may hold this tenant's message text.
+    pub log_message_text: bool,
+    /// What all the tenant's keys may use together.
+    pub quota: Arc<Quota>,
+    /// Each key's own quota, by [`Caller::key_index`](crate::tenancy::Caller).
+    pub key_quotas: Vec<Arc<Quota>>,
 }
 
 impl Tenant {
@@ -53,7 +62,7 @@ pub struct Gateway {
     pub targets: Vec<Target>,
     /// Tenants by id.
     pub tenants: HashMap<Arc<str>, Arc<Tenant>>,
-    /// API key hashes → tenant ids.
+    /// API key hashes → tenants and key ids.
     pub keys: KeyRing,
     /// Live target signals.
     pub signals: Arc<SignalBoard>,
@@ -63,6 +72,10 @@ pub struct Gateway {
     pub decisions: RecentDecisions,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// The usage ledger, when configured.
+    pub ledger: Option<Ledger>,
+    /// The decision log, when configured.
+    pub decision_log: Option<DecisionLog>,
 }
 
 impl Gateway {
@@ -123,9 +136,29 @@ impl Gateway {
         let mut tenants = HashMap::new();
         for t in &config.tenants {
             let id: Arc<str> = t.id.as_str().into();
-            for hash in &t.key_hashes {
-                if let Some(hash) = parse_key_hash(hash) {
-                    keys.insert(hash, id.clone());
+            let mut key_quotas = Vec::new();
+            for (key_index, key) in t.api_keys().iter().enumerate() {
+                let hash = parse_key_hash(&key.hash)
+                    .with_context(|| format!("tenant `{}`: key `{}`: bad hash", t.id, key.id))?;
+                let key_id: Arc<str> = key.id.as_str().into();
+                let disabled = if t.disabled {
+                    Some(Disabled::Tenant(id.clone()))
+                } else if key.disabled {
+                    Some(Disabled::Key(key_id.clone()))
+                } else {
+                    None
+                };
+                key_quotas.push(Arc::new(Quota::new(
+                    Scope::Key(key_id.clone()),
+                    &key.limits(),
+                )));
+                let caller = Caller {
+                    tenant: id.clone(),
+                    key_id,
+                    key_index,
+                };
+                if !keys.insert(hash, caller, disabled) {
+                    anyhow::bail!("tenant `{}`: key `{}` is listed twice", t.id, key.id);
                 }
             }
             let indices: Vec<usize> = match &t.targets {
@@ -178,6 +211,7 @@ impl Gateway {
                 .filter_map(|g| indices.iter().position(|i| i == g))
                 .map(|p| p as u32)
                 .collect();
+            let tenant_quota = Arc::new(Quota::new(Scope::Tenant(id.clone()), &t.limits));
             tenants.insert(
                 id.clone(),
                 Arc::new(Tenant {
@@ -185,11 +219,25 @@ impl Gateway {
                     targets: indices,
                     policy,
                     safe_route,
+                    log_message_text: t.log_message_text,
+                    quota: tenant_quota,
+                    key_quotas,
                 }),
             );
         }
 
         let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
+        let ledger = match &config.ledger.path {
+            Some(path) => Some(Ledger::open(std::path::Path::new(path))?),
+            None => None,
+        };
+        let decision_log = match &config.decision_log.path {
+            Some(path) => Some(
+                DecisionLog::open(std::path::Path::new(path))
+                    .with_context(|| format!("decision log {path}"))?,
+            ),
+            None => None,
+        };
         let decisions = RecentDecisions::new(
             config.server.feedback_window,
             Duration::from_secs(config.server.feedback_ttl_secs),
@@ -209,6 +257,8 @@ impl Gateway {
             deployer,
             decisions,
             metrics,
+            ledger,
+            decision_log,
         })
     }
 }

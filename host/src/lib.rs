@@ -2,10 +2,10 @@
 //! policies.
 //!
 //! The crate is laid out along a request's path: [`server`] accepts it, [`tenancy`]
-//! authenticates it, [`openai`] reads it, [`routing`] asks the tenant's [`policy`] and
-//! dispatches to [`provider`]s, watching [`signals`]. [`config`] and [`gateway`]
-//! assemble it all at start-up; [`deploy`] swaps tenants' policies while traffic
-//! flows, driven by the [`admin`] API or a watched directory.
+//! authenticates it, [`openai`] reads it, [`quota`] admits it, [`routing`] asks the
+//! tenant's [`policy`] and dispatches to [`provider`]s, watching [`signals`].
+//! [`config`] and [`gateway`] assemble it all at start-up; [`deploy`] swaps tenants'
+//! policies while traffic flows, driven by the [`admin`] API or a watched directory.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -13,14 +13,17 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod deploy;
 pub mod embedded;
 pub mod feedback;
 pub mod gateway;
+pub mod ledger;
 pub mod metrics;
 pub mod openai;
 pub mod policy;
 pub mod provider;
+pub mod quota;
 pub mod routing;
 pub mod server;
 pub mod signals;

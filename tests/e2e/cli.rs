@@ -167,3 +167,70 @@ fn serve_refuses_a_bad_config_naming_the_file_and_key() {
         "{t}"
     );
 }
+
+/// `keys new` as a real process: a fresh `sb-` key on the first line (and nowhere
+/// else), then TOML whose entry, pasted into a tenant, authenticates that key.
+#[tokio::test]
+async fn keys_new_prints_a_fresh_key_once_and_an_entry_that_authenticates_it() {
+    use crate::fake_upstream::{FakeUpstream, Wire};
+    use crate::gateway_support::{TestGateway, config};
+    use crate::keys_support::{chat_as, hello};
+
+    let run = |args: &[&str]| {
+        let out = signalbox(args);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let (key, toml) = stdout.split_once('\n').unwrap();
+        let key = key.to_owned();
+        let body = key.strip_prefix("sb-").unwrap();
+        assert_eq!(body.len(), 43, "{key}");
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()), "{key}");
+        // Shown once: not in the TOML, not in the notice on stderr.
+        assert!(!toml.contains(&key[3..]) && !stderr.contains(&key[3..]));
+        assert!(stderr.contains("shown only once"), "{stderr}");
+        (key, toml.to_owned())
+    };
+    let (named, named_toml) = run(&["keys", "new", "--tenant", "acme", "--id", "ci-bot"]);
+    let (plain, plain_toml) = run(&["keys", "new", "--tenant", "acme"]);
+    assert_ne!(named, plain);
+
+    for (key, toml, id) in [
+        (&named, &named_toml, "ci-bot".to_owned()),
+        (
+            &plain,
+            &plain_toml,
+            signalbox::tenancy::derived_key_id(&signalbox::tenancy::hash_key(&plain)),
+        ),
+    ] {
+        let parsed: toml::Table = toml::from_str(toml).unwrap();
+        let entry = &parsed["tenants"]["keys"][0];
+        assert_eq!(entry["id"].as_str(), Some(id.as_str()), "{toml}");
+        assert_eq!(
+            entry["hash"].as_str().unwrap(),
+            signalbox::tenancy::format_key_hash(&signalbox::tenancy::hash_key(key))
+        );
+    }
+
+    // Pasted under tenant `acme`, both keys get through.
+    let upstream = FakeUpstream::start(Wire::OpenAi).await;
+    let gw = TestGateway::start(&config(
+        &[("pa", "openai", &format!("{}/v1", upstream.url()))],
+        &[("a", "pa", "m")],
+        &format!("{named_toml}\n{plain_toml}"),
+    ))
+    .await;
+    for key in [&named, &plain] {
+        let reply = chat_as(&gw, key, &hello()).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+
+    for bad in [
+        &["keys", "new"][..],
+        &["keys", "new", "--tenant", "acme", "--id", "has space"],
+        &["keys", "new", "--tenant", ""],
+    ] {
+        let out = signalbox(bad);
+        assert!(!out.status.success(), "{bad:?}: {}", text(&out));
+    }
+}

@@ -14,6 +14,11 @@ fn the_gateway_example_parses() {
         config.tenants[0].safe_route,
         ["openai-gpt-4o-mini", "local-sim"]
     );
+    let keys = config.tenants[0].api_keys();
+    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["3b7f2a0c", "ci-bot", "laptop-2023"]);
+    assert!(keys[2].disabled);
+    assert_eq!(config.tenants[0].limits.requests_per_minute, Some(600));
     // Without the environment variables it refuses to start, naming the variable.
     let err = Config::parse(&text, "gateway.toml", Path::new("."), &|_| None).unwrap_err();
     assert!(

@@ -34,10 +34,16 @@ impl TestGateway {
     /// Starts a gateway from TOML config text (secrets: `TEST_KEY` is set). With a
     /// `[server.tls]` section it serves HTTPS, as `serve` does.
     pub async fn start(toml: &str) -> TestGateway {
-        let config = Config::parse(toml, "test.toml", Path::new("."), &|name| {
+        let mut config = Config::parse(toml, "test.toml", Path::new("."), &|name| {
             (name == "TEST_KEY").then(|| "upstream-secret".to_owned())
         })
         .unwrap();
+        // The suite runs many gateways at once on two cores: a policy call preempted
+        // for a few milliseconds must not miss the 2 ms production default and send a
+        // request down the safe route. Tests that set a deadline keep theirs.
+        if config.engine.deadline_ms == signalbox::config::EngineSection::default().deadline_ms {
+            config.engine.deadline_ms = 50;
+        }
         let tls = config
             .server
             .tls
@@ -126,8 +132,12 @@ impl Drop for TestGateway {
         if let Some(task) = self.admin_task.take() {
             task.abort();
         }
-        // As `serve` does at exit: policies' learned state reaches the disk.
+        // As `serve` does at exit: policies' learned state and every usage row
+        // reach the disk.
         signalbox::deploy::save_states(&self.gateway);
+        if let Some(ledger) = &self.gateway.ledger {
+            ledger.flush(Duration::from_secs(10));
+        }
     }
 }
 

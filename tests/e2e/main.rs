@@ -5,22 +5,33 @@
 
 mod fake_upstream;
 mod gateway_support;
+mod keys_support;
 mod support;
 
+mod auth;
 mod cache;
 mod cli;
 mod config_examples;
 mod containment;
 mod contract;
+mod decision_log;
 mod decisions;
 mod deploy;
 mod explain;
 mod feedback;
 mod gateway;
 mod isolation;
+mod key_leaks;
+mod ledger;
+mod logs;
 mod metrics;
 mod policy_bandit;
 mod policy_cost_quality;
 mod policy_guardrail;
+mod policy_latency;
+mod policy_least_loaded;
+mod policy_rules;
+mod policy_weighted;
+mod quota;
 mod swap;
 mod tls;

@@ -9,6 +9,7 @@
 //!   "canary", "percent"}`; `GET` reports it
 //! - `POST /admin/tenants/{t}/candidate/promote`, `.../candidate/discard`
 //! - `GET /metrics` — Prometheus text (operator tokens only)
+//! - `GET /admin/usage?tenant=&from=&to=&group_by=` — usage ledger aggregates
 
 use super::Admin;
 use super::auth::Scope;
@@ -33,6 +34,12 @@ pub(super) async fn handle(
         ["healthz"] => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         ["metrics"] if request.method() == Method::GET => {
             metrics(admin, &request).unwrap_or_else(ApiError::into_response)
+        }
+        ["admin", "usage"] if request.method() == Method::GET => {
+            let admin = admin.clone();
+            usage(&admin, &request)
+                .await
+                .unwrap_or_else(ApiError::into_response)
         }
         ["admin", "tenants", tenant, rest @ ..] => {
             let tenant = (*tenant).to_owned();
@@ -199,6 +206,72 @@ async fn tenant_request(
         }
         _ => Err(ApiError::internal("unrouted admin path")),
     }
+}
+
+/// `GET /admin/usage?tenant=&from=&to=&group_by=target|model|key|day`: ledger
+/// aggregates. A tenant-scoped token sees its own tenant only.
+async fn usage(
+    admin: &Arc<Admin>,
+    request: &Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let scope = admin
+        .tokens
+        .scope(header)
+        .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))?;
+    let mut query = crate::ledger::UsageQuery {
+        tenant: None,
+        from_ms: None,
+        to_ms: None,
+        group_by: crate::ledger::GroupBy::Target,
+    };
+    for (k, v) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        let bad = |e: String| ApiError::invalid_request(format!("`{k}`: {e}"));
+        match &*k {
+            "tenant" => query.tenant = Some(v.into_owned()),
+            "from" => query.from_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
+            "to" => query.to_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
+            "group_by" => query.group_by = v.parse().map_err(bad)?,
+            other => {
+                return Err(ApiError::invalid_request(format!(
+                    "unknown parameter `{other}` (tenant, from, to, group_by)"
+                )));
+            }
+        }
+    }
+    match (&scope, &query.tenant) {
+        (Scope::Tenant(own), Some(asked)) if own != asked => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                "this token may not read that tenant's usage",
+            ));
+        }
+        (Scope::Tenant(own), None) => query.tenant = Some(own.clone()),
+        _ => {}
+    }
+    let gateway = admin.gateway.clone();
+    let rows = tokio::task::spawn_blocking(move || match &gateway.ledger {
+        Some(ledger) => ledger.query(&query).map(Some),
+        None => Ok(None),
+    })
+    .await
+    .map_err(|_| ApiError::internal("the query was interrupted"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "usage query failed");
+        ApiError::internal("the usage ledger could not be read")
+    })?
+    .ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "ledger_disabled",
+            "no usage ledger is configured ([ledger] path or [admin] state_dir)",
+        )
+    })?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "data": rows })))
 }
 
 /// `GET /metrics`: Prometheus text, for operator tokens (it spans every tenant).

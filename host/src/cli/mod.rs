@@ -1,12 +1,14 @@
-//! The command line: `signalbox serve`, `signalbox route`, `signalbox policy
-//! check|bench|push|new`.
+//! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
+//! `signalbox keys new`, `signalbox policy check|bench|push|new`.
 
+mod keys_new;
 mod policy_bench;
 mod policy_check;
 mod policy_new;
 mod policy_push;
 mod route;
 mod serve;
+mod usage;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +21,9 @@ pub struct Cli {
     /// Log more (repeat for more detail).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +45,25 @@ enum Command {
     /// Show what a tenant's policy would decide for a request, without calling any
     /// upstream.
     Route(route::RouteArgs),
+    /// Print usage-ledger aggregates (requests, tokens, cost) as a table.
+    Usage(usage::UsageArgs),
+    /// Work with API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new API key: prints it once, and the config entry holding its hash.
+    New {
+        /// The tenant the key is for.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id, naming it in logs and errors (default: the first 8 hex digits
+        /// of its hash).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve::run(config.as_deref(), listen),
         Command::Route(args) => route::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Policy(PolicyCommand::Check {
             file,
             config,
@@ -89,11 +114,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::New { name, dir, sdk }) => {
             policy_new::run(&name, &dir, sdk.as_deref())
         }
+        Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, with the span fields (request id, tenant…).
+    Json,
+}
+
 /// Sends logs to stderr; `RUST_LOG` overrides the level `-v` sets.
-pub fn init_logging(verbose: u8) {
+pub fn init_logging(verbose: u8, format: LogFormat) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -103,11 +138,15 @@ pub fn init_logging(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// The policy bytes of `file`, or the embedded default policy.

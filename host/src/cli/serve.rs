@@ -96,8 +96,14 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
             admin.abort();
         }
         snapshots.abort();
-        // Learned state written since the last periodic snapshot is not lost.
+        // Learned state written since the last periodic snapshot is not lost, and
+        // every usage row recorded reaches the ledger.
         crate::deploy::save_states(&kept);
+        if let Some(ledger) = &kept.ledger
+            && !ledger.flush(Duration::from_secs(10))
+        {
+            tracing::error!("usage ledger: rows still unwritten at exit");
+        }
         println!("signalbox stopped");
         Ok(())
     })

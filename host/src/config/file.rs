@@ -27,6 +27,10 @@ pub(crate) struct ConfigFile {
     pub tenants: Vec<TenantSection>,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub decision_log: DecisionLogSection,
 }
 
 /// `[server]`: the listener and request limits.
@@ -216,9 +220,19 @@ fn default_total_ms() -> u64 {
 pub struct TenantSection {
     /// Unique id.
     pub id: String,
-    /// API key hashes (`sha256:<hex>`), never keys.
+    /// A disabled tenant's keys are refused with 403.
+    #[serde(default)]
+    pub disabled: bool,
+    /// API key hashes (`sha256:<hex>`), never keys. Each is a key with no limits of its
+    /// own, whose id is the first 8 hex digits of its hash.
     #[serde(default)]
     pub key_hashes: Vec<String>,
+    /// `[[tenants.keys]]`: API keys with ids, limits, and a switch to disable them.
+    #[serde(default)]
+    pub keys: Vec<KeySection>,
+    /// `[tenants.limits]`: what all the tenant's keys may use together.
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// Policy component path, or `embedded:default` (the default).
     pub policy: Option<String>,
     /// The policy's JSON config, written as TOML (default: `{"aliases": <aliases>}` for
@@ -229,6 +243,9 @@ pub struct TenantSection {
     pub safe_route: Vec<String>,
     /// Target ids this tenant may use (default: all).
     pub targets: Option<Vec<String>>,
+    /// Put the messages' text in the decision log (default: sizes and tags only).
+    #[serde(default)]
+    pub log_message_text: bool,
 }
 
 /// `[admin]`: the admin API and where policy versions are kept.
@@ -276,4 +293,105 @@ pub struct AdminTokenSection {
     pub hash: String,
     /// The one tenant it may act on; none for an operator token (every tenant).
     pub tenant: Option<String>,
+}
+
+/// `[ledger]`: the usage ledger (SQLite).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// Record usage at all.
+    pub enabled: bool,
+    /// The database file (default: `usage.db` in `admin.state_dir`; with neither,
+    /// no ledger). Relative to the config file.
+    pub path: Option<String>,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            enabled: true,
+            path: None,
+        }
+    }
+}
+
+/// `[decision_log]`: a JSONL line per routed request, for replay and debugging.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogSection {
+    /// The file to append to (none: no decision log). Relative to the config file.
+    pub path: Option<String>,
+}
+
+impl TenantSection {
+    /// Every key of the tenant as a [`KeySection`]: `key_hashes` first (with derived
+    /// ids and no limits), then `keys`. A key's position here is its index everywhere.
+    pub fn api_keys(&self) -> Vec<KeySection> {
+        let listed = self.key_hashes.iter().map(|hash| KeySection {
+            id: crate::tenancy::parse_key_hash(hash)
+                .map(|h| crate::tenancy::derived_key_id(&h))
+                .unwrap_or_default(),
+            hash: hash.clone(),
+            disabled: false,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            budget_usd_per_day: None,
+            budget_usd_per_month: None,
+        });
+        listed.chain(self.keys.iter().cloned()).collect()
+    }
+}
+
+/// `[[tenants.keys]]`: one API key of a tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// Names the key in logs and errors; unique within the tenant.
+    pub id: String,
+    /// `sha256:<64 hex digits>` of the key (`signalbox keys new` prints it).
+    pub hash: String,
+    /// A disabled key is refused with 403.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Requests per minute for this key alone.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (input + output) per minute for this key alone.
+    pub tokens_per_minute: Option<u32>,
+    /// USD this key may spend per UTC day.
+    pub budget_usd_per_day: Option<f64>,
+    /// USD this key may spend per UTC calendar month.
+    pub budget_usd_per_month: Option<f64>,
+}
+
+impl KeySection {
+    /// The key's own limits.
+    pub fn limits(&self) -> LimitsSection {
+        LimitsSection {
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            budget_usd_per_day: self.budget_usd_per_day,
+            budget_usd_per_month: self.budget_usd_per_month,
+        }
+    }
+}
+
+/// Quotas of a tenant (`[tenants.limits]`) or of one key; absent means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (input + output) per minute.
+    pub tokens_per_minute: Option<u32>,
+    /// USD per UTC day, at the targets' configured prices.
+    pub budget_usd_per_day: Option<f64>,
+    /// USD per UTC calendar month, at the targets' configured prices.
+    pub budget_usd_per_month: Option<f64>,
+}
+
+impl LimitsSection {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsSection::default()
+    }
 }

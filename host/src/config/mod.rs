@@ -8,11 +8,12 @@
 mod file;
 
 pub use file::{
-    AdminSection, AdminTokenSection, AliasMap, EngineSection, ProviderKind, ProviderSection,
-    ServerSection, SimulatedSection, TargetSection, TenantSection, TlsSection,
+    AdminSection, AdminTokenSection, AliasMap, DecisionLogSection, EngineSection, KeySection,
+    LedgerSection, LimitsSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
+    TargetSection, TenantSection, TlsSection,
 };
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub struct Config {
     pub tenants: Vec<TenantSection>,
     /// Admin API and policy store.
     pub admin: AdminSection,
+    /// The usage ledger.
+    pub ledger: LedgerSection,
+    /// The decision log.
+    pub decision_log: DecisionLogSection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: BTreeMap<String, String>,
 }
@@ -178,6 +183,7 @@ impl Config {
 
         let mut tenants = raw.tenants;
         let mut tenant_ids = HashSet::new();
+        let mut key_hashes = HashMap::new();
         for (i, t) in tenants.iter_mut().enumerate() {
             let at = |key: &str| format!("tenants[{i}].{key}");
             if t.id.is_empty() || !tenant_ids.insert(t.id.clone()) {
@@ -186,15 +192,7 @@ impl Config {
                     format!("missing or duplicate tenant id `{}`", t.id),
                 ));
             }
-            for (k, hash) in t.key_hashes.iter().enumerate() {
-                if crate::tenancy::parse_key_hash(hash).is_none() {
-                    return Err(err(
-                        &at(&format!("key_hashes[{k}]")),
-                        "expected `sha256:` followed by the 64 hex digits of the key's SHA-256"
-                            .into(),
-                    ));
-                }
-            }
+            validate_keys(t, i, &mut key_hashes).map_err(|(path, message)| err(&path, message))?;
             for id in t.safe_route.iter().chain(t.targets.iter().flatten()) {
                 if !ids.contains(id.as_str()) {
                     return Err(err(&at("safe_route"), format!("no target with id `{id}`")));
@@ -265,6 +263,19 @@ impl Config {
             *dir = resolve(base, Path::new(&*dir)).display().to_string();
         }
 
+        let mut ledger = raw.ledger;
+        ledger.path = match (&ledger.path, &admin.state_dir) {
+            _ if !ledger.enabled => None,
+            (Some(path), _) => Some(resolve(base, Path::new(path)).display().to_string()),
+            (None, Some(state)) => Some(Path::new(state).join("usage.db").display().to_string()),
+            (None, None) => None,
+        };
+
+        let mut decision_log = raw.decision_log;
+        if let Some(path) = &mut decision_log.path {
+            *path = resolve(base, Path::new(path)).display().to_string();
+        }
+
         let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -290,6 +301,8 @@ impl Config {
             targets: raw.targets,
             aliases: raw.aliases,
             tenants,
+            ledger,
+            decision_log,
             admin,
             secrets,
         })
@@ -303,6 +316,96 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// What the hash must look like, in error messages.
+const HASH_FORMAT: &str = "expected `sha256:` followed by the 64 hex digits of the key's SHA-256";
+
+/// Checks tenant `i`'s keys and limits: well-formed hashes, each key listed once in the
+/// whole file (`seen` maps hashes to where they were first listed), unique plain ids.
+/// Errors are `(key path, message)`.
+fn validate_keys(
+    t: &TenantSection,
+    i: usize,
+    seen: &mut HashMap<crate::tenancy::KeyHash, String>,
+) -> Result<(), (String, String)> {
+    let at = |key: &str| format!("tenants[{i}].{key}");
+    validate_limits(&t.limits, &|field| at(&format!("limits.{field}")))?;
+    let mut ids = HashSet::new();
+    let listed = t.key_hashes.iter().enumerate().map(|(k, hash)| {
+        let path = at(&format!("key_hashes[{k}]"));
+        (path.clone(), path, None, hash)
+    });
+    let sections = t.keys.iter().enumerate().map(|(k, key)| {
+        (
+            at(&format!("keys[{k}].hash")),
+            at(&format!("keys[{k}].id")),
+            Some((k, key)),
+            &key.hash,
+        )
+    });
+    for (hash_path, id_path, section, text) in listed.chain(sections) {
+        let hash =
+            crate::tenancy::parse_key_hash(text).ok_or((hash_path.clone(), HASH_FORMAT.into()))?;
+        if let Some(first) = seen.get(&hash) {
+            return Err((
+                hash_path,
+                format!("the same key is already listed at {first}"),
+            ));
+        }
+        seen.insert(hash, hash_path.clone());
+        let id = match section {
+            Some((k, key)) => {
+                if !crate::tenancy::is_valid_key_id(&key.id) {
+                    return Err((
+                        id_path,
+                        format!(
+                            "`{}` is not a valid key id: use 1 to 64 letters, digits, `-`, `_` or `.`",
+                            key.id
+                        ),
+                    ));
+                }
+                validate_limits(&key.limits(), &|field| at(&format!("keys[{k}].{field}")))?;
+                key.id.clone()
+            }
+            None => crate::tenancy::derived_key_id(&hash),
+        };
+        if !ids.insert(id.clone()) {
+            return Err((id_path, format!("duplicate key id `{id}` in this tenant")));
+        }
+    }
+    Ok(())
+}
+
+/// A limit, when set, must allow something: `0` would refuse every request, which
+/// `disabled = true` says more clearly.
+fn validate_limits(
+    limits: &LimitsSection,
+    path: &dyn Fn(&str) -> String,
+) -> Result<(), (String, String)> {
+    for (field, value) in [
+        ("requests_per_minute", limits.requests_per_minute),
+        ("tokens_per_minute", limits.tokens_per_minute),
+    ] {
+        if value == Some(0) {
+            return Err((
+                path(field),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("budget_usd_per_day", limits.budget_usd_per_day),
+        ("budget_usd_per_month", limits.budget_usd_per_month),
+    ] {
+        if value.is_some_and(|usd| !(usd.is_finite() && usd > 0.0)) {
+            return Err((
+                path(field),
+                "must be a positive number of USD (leave it out for no limit)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -390,6 +493,74 @@ mod tests {
         assert_eq!(
             parse(&bad_hash).unwrap_err().path,
             "tenants[0].key_hashes[0]"
+        );
+    }
+
+    fn hash(key: &str) -> String {
+        crate::tenancy::format_key_hash(&crate::tenancy::hash_key(key))
+    }
+
+    #[test]
+    fn keys_and_limits_are_read_with_ids() {
+        let text = format!(
+            "{MINIMAL}\n[tenants.limits]\nrequests_per_minute = 60\nbudget_usd_per_day = 2.5\n\n[[tenants.keys]]\nid = \"ci\"\nhash = \"{}\"\ntokens_per_minute = 1000\n\n[[tenants.keys]]\nid = \"old\"\nhash = \"{}\"\ndisabled = true\n",
+            hash("sb-ci"),
+            hash("sb-old")
+        );
+        let c = parse(&text).unwrap();
+        let t = &c.tenants[0];
+        assert!(!t.disabled);
+        assert_eq!(t.limits.requests_per_minute, Some(60));
+        assert_eq!(t.limits.budget_usd_per_day, Some(2.5));
+        let keys = t.api_keys();
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["00000000", "ci", "old"]);
+        assert_eq!(keys[1].limits().tokens_per_minute, Some(1000));
+        assert!(keys[2].disabled && !keys[1].disabled);
+    }
+
+    #[test]
+    fn key_and_limit_errors_name_the_key_path() {
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n{extra}")).unwrap_err();
+        let e = with("[[tenants.keys]]\nid = \"ci\"\nhash = \"sha256:12\"\n");
+        assert_eq!(e.path, "tenants[0].keys[0].hash");
+        assert!(e.message.contains("64 hex digits"), "{e}");
+
+        let e = with(&format!(
+            "[[tenants.keys]]\nid = \"a b\"\nhash = \"{}\"\n",
+            hash("x")
+        ));
+        assert_eq!(e.path, "tenants[0].keys[0].id");
+
+        let e = with(&format!(
+            "[[tenants.keys]]\nid = \"00000000\"\nhash = \"{}\"\n",
+            hash("x")
+        ));
+        assert_eq!(e.path, "tenants[0].keys[0].id");
+        assert!(e.message.contains("duplicate key id `00000000`"), "{e}");
+
+        let zeros = format!("sha256:{}", "0".repeat(64));
+        let e = with(&format!(
+            "[[tenants.keys]]\nid = \"again\"\nhash = \"{zeros}\"\n"
+        ));
+        assert_eq!(e.path, "tenants[0].keys[0].hash");
+        assert!(
+            e.message
+                .contains("already listed at tenants[0].key_hashes[0]"),
+            "{e}"
+        );
+
+        let e = with("[tenants.limits]\nrequests_per_minute = 0\n");
+        assert_eq!(e.path, "tenants[0].limits.requests_per_minute");
+        let e = with(&format!(
+            "[[tenants.keys]]\nid = \"k\"\nhash = \"{}\"\nbudget_usd_per_month = -1.0\n",
+            hash("x")
+        ));
+        assert_eq!(e.path, "tenants[0].keys[0].budget_usd_per_month");
+        let e = with("[tenants.limits]\nrequests_per_hour = 5\n");
+        assert!(
+            e.message.contains("unknown field `requests_per_hour`"),
+            "{e}"
         );
     }
 

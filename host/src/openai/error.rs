@@ -54,6 +54,53 @@ impl ApiError {
         )
     }
 
+    /// 403: a known key that may not be used (it, or its tenant, is disabled).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            Some("permission_denied"),
+            message,
+        )
+    }
+
+    /// 429 for a rate limit; `code` names which (e.g. `rate_limit_requests`).
+    pub fn rate_limited(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some(code),
+                message,
+            )
+        }
+    }
+
+    /// 429 for a spent budget (OpenAI's `insufficient_quota`, code `budget_exceeded`).
+    pub fn budget_exceeded(message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("budget_exceeded"),
+                message,
+            )
+        }
+    }
+
+    /// 400 for a request that a limit could never admit: retrying cannot help, so no
+    /// `Retry-After` and not a 429 (which clients retry).
+    pub fn over_limit(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some(code),
+            message,
+        )
+    }
+
     /// 404 for an unknown path.
     pub fn unknown_route(method: &str, path: &str) -> Self {
         ApiError::new(

@@ -1,11 +1,15 @@
-//! Accounting for the attempt that answered: the target's signals, and the outcome
-//! reported to the policy that made the decision (off the request path).
+//! Accounting for the attempt that answered: the target's signals, the tenant's and
+//! key's quotas (tokens and spend, from the usage the upstream reported), metrics, the
+//! usage ledger, the decision log, and the outcome reported to the policy that made
+//! the decision (off the request path).
 
 use super::scanner::StreamScanner;
 use crate::deploy::{Deployment, Routing, micro_usd};
 use crate::feedback::Decided;
 use crate::gateway::Gateway;
+use crate::ledger::UsageRow;
 use crate::policy::Outcome;
+use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +32,18 @@ pub(crate) struct Completion {
     pub position: u32,
     pub fallback_depth: u32,
     pub request_id: String,
+    /// The caller's API key id (for the ledger; never the key).
+    pub key_id: Arc<str>,
     pub started: Instant,
     pub ttft: Option<Duration>,
     pub input_estimate: u32,
     pub status: u16,
     pub in_flight: Option<InFlight>,
     pub accounted: bool,
+    /// The decision-log record, completed with the outcome here.
+    pub log: Option<serde_json::Value>,
+    /// The request's quota reservation, settled here with the real usage and cost.
+    pub reservation: Option<Reservation>,
 }
 
 impl Completion {
@@ -99,6 +109,44 @@ impl Completion {
             fallback_depth = self.fallback_depth,
             "request completed"
         );
+        if let (Some(ledger), Some(target)) =
+            (&self.gateway.ledger, self.gateway.targets.get(self.target))
+        {
+            ledger.record(UsageRow {
+                ts_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                tenant: self.deployment.binding.tenant().tenant.to_string(),
+                key_id: self.key_id.to_string(),
+                target: target.config.id.clone(),
+                model: target.config.model.clone(),
+                input_tokens: input,
+                output_tokens: output,
+                cost_usd: cost,
+                latency_ms: u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                status,
+                policy: self.deployment.label.clone(),
+                fallback_depth: self.fallback_depth,
+                request_id: self.request_id.clone(),
+            });
+        }
+        if self.log.is_some() {
+            let target = self.gateway.targets.get(self.target);
+            super::log_outcome(
+                &self.gateway,
+                self.log.take(),
+                serde_json::json!({
+                    "status": status,
+                    "target": target.map(|t| t.config.id.as_str()),
+                    "fallback_depth": self.fallback_depth,
+                    "latency_ms": self.started.elapsed().as_millis() as u64,
+                    "ttft_ms": self.ttft.map(|d| d.as_millis() as u64),
+                    "input_tokens": input,
+                    "output_tokens": output,
+                    "cost_usd": cost,
+                }),
+            );
+        }
         self.gateway.decisions.record(
             &self.request_id,
             Decided {
@@ -120,6 +168,9 @@ impl Completion {
             cost_usd: cost,
             fallback_depth: self.fallback_depth,
         };
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(u64::from(input) + u64::from(output), cost);
+        }
         let latency = self.started.elapsed();
         if let Some(target) = self.gateway.targets.get(self.target) {
             let tenant = crate::metrics::Name(self.deployment.binding.tenant().tenant.clone());

@@ -12,12 +12,14 @@ use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ChatRequest, EmbeddingsRequest, ResponseBody, full};
 use crate::policy::{RouteDecision, RouteRequest};
 use crate::provider::{Attempt, AttemptKind};
+use crate::quota::Reservation;
 use crate::signals::Admission;
 use attempt::Outcome;
 use completion::Completion;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Response headers explaining the route.
 pub const HEADER_TARGET: &str = "x-signalbox-target";
@@ -42,12 +44,15 @@ struct Plan {
     shadow_choice: Option<usize>,
     targets: Vec<u32>,
     reason: String,
+    /// The decision-log record so far (when the log is on).
+    log: Option<serde_json::Value>,
 }
 
 /// A policy's refusal, with the label of the version that refused.
 struct Refusal {
     error: ApiError,
     deployment: Arc<Deployment>,
+    log: Option<serde_json::Value>,
 }
 
 fn decide(
@@ -59,7 +64,10 @@ fn decide(
     let deployment = routing.pick(sticky_key(request)).clone();
     let signals = gateway.signals.snapshot(&tenant.targets);
     let started = Instant::now();
-    let (decision, streak) = deployment.route(request, &signals);
+    let (decision, streak) = {
+        let _span = tracing::debug_span!("policy", policy = %deployment.label).entered();
+        deployment.route(request, &signals)
+    };
     let first = match &decision {
         Ok(RouteDecision::Route { targets, .. }) => Ok(targets
             .first()
@@ -78,6 +86,17 @@ fn decide(
     let shadow_choice = routing
         .shadow()
         .and_then(|c| shadow(gateway, tenant, c, request, &signals, &decision));
+    let log = gateway.decision_log.as_ref().map(|_| {
+        decision_record(
+            gateway,
+            tenant,
+            request,
+            &signals,
+            &deployment,
+            &decision,
+            shadow_choice,
+        )
+    });
     match decision {
         Ok(RouteDecision::Route { targets, reason }) => Ok(Plan {
             routing,
@@ -85,10 +104,12 @@ fn decide(
             shadow_choice,
             targets,
             reason,
+            log,
         }),
         Ok(RouteDecision::Reject { status, message }) => Err(Refusal {
             error: ApiError::rejected(status, message),
             deployment,
+            log,
         }),
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy failed; using the safe route");
@@ -98,8 +119,67 @@ fn decide(
                 shadow_choice,
                 targets: tenant.safe_route.clone(),
                 reason: format!("safe route (policy {})", e.kind()),
+                log,
             })
         }
+    }
+}
+
+/// The decision-log record of a decision: what the policy saw and what it answered.
+fn decision_record(
+    gateway: &Gateway,
+    tenant: &Tenant,
+    request: &RouteRequest,
+    signals: &[crate::policy::TargetSignals],
+    deployment: &Deployment,
+    decision: &Result<RouteDecision, crate::policy::PolicyError>,
+    shadow_choice: Option<usize>,
+) -> serde_json::Value {
+    let id = |p: u32| {
+        tenant
+            .targets
+            .get(p as usize)
+            .and_then(|&g| gateway.targets.get(g))
+            .map_or("?", |t| t.config.id.as_str())
+    };
+    let ids: Vec<&str> = (0..tenant.targets.len() as u32).map(id).collect();
+    let mut record =
+        crate::decision_log::features(&tenant.id, request, &ids, signals, tenant.log_message_text);
+    record["decision"] = match decision {
+        Ok(RouteDecision::Route { targets, reason }) => serde_json::json!({
+            "policy": deployment.label,
+            "targets": targets.iter().map(|&p| id(p)).collect::<Vec<_>>(),
+            "reason": reason,
+        }),
+        Ok(RouteDecision::Reject { status, message }) => serde_json::json!({
+            "policy": deployment.label,
+            "rejection": {"status": status, "message": message},
+        }),
+        Err(e) => serde_json::json!({
+            "policy": deployment.label,
+            "error": e.kind(),
+            "targets": tenant.safe_route.iter().map(|&p| id(p)).collect::<Vec<_>>(),
+            "reason": "safe route",
+        }),
+    };
+    if let Some(g) = shadow_choice {
+        record["shadow_choice"] = gateway
+            .targets
+            .get(g)
+            .map_or(serde_json::Value::Null, |t| t.config.id.as_str().into());
+    }
+    record
+}
+
+/// Completes a decision-log record with the outcome and queues it.
+pub(crate) fn log_outcome(
+    gateway: &Gateway,
+    record: Option<serde_json::Value>,
+    outcome: serde_json::Value,
+) {
+    if let (Some(log), Some(mut record)) = (&gateway.decision_log, record) {
+        record["outcome"] = outcome;
+        log.write(record);
     }
 }
 
@@ -123,7 +203,9 @@ pub fn explain(
             reason: plan.reason,
             rejection: None,
         },
-        Err(Refusal { error, deployment }) => Explanation {
+        Err(Refusal {
+            error, deployment, ..
+        }) => Explanation {
             policy: deployment.label.clone(),
             targets: Vec::new(),
             reason: String::new(),
@@ -205,12 +287,15 @@ fn shadow(
     choice.and_then(|p| tenant.targets.get(p as usize).copied())
 }
 
-/// Serves `POST /v1/chat/completions`.
+/// Serves `POST /v1/chat/completions`, settling `reservation` with the usage of the
+/// answer (or giving its tokens back when no upstream answers).
 pub async fn chat(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: ChatRequest,
     request_id: &str,
+    key_id: &Arc<str>,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -224,18 +309,21 @@ pub async fn chat(
         tenant,
         &view,
         attempt,
-        request_id,
+        (request_id, key_id),
         request.input_tokens,
+        reservation,
     )
     .await
 }
 
-/// Serves `POST /v1/embeddings`.
+/// Serves `POST /v1/embeddings`, settling `reservation` like [`chat`].
 pub async fn embeddings(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     request: EmbeddingsRequest,
     request_id: &str,
+    key_id: &Arc<str>,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -249,8 +337,9 @@ pub async fn embeddings(
         tenant,
         &view,
         attempt,
-        request_id,
+        (request_id, key_id),
         request.input_tokens,
+        reservation,
     )
     .await
 }
@@ -261,14 +350,35 @@ async fn route(
     tenant: &Arc<Tenant>,
     view: &RouteRequest,
     attempt: Attempt<'_>,
-    request_id: &str,
+    ids: (&str, &Arc<str>),
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let started = Instant::now();
     match decide(gateway, tenant, view) {
-        Ok(plan) => dispatch(gateway, tenant, plan, attempt, request_id, input_estimate).await,
-        Err(Refusal { error, deployment }) => {
+        Ok(plan) => {
+            dispatch(
+                gateway,
+                tenant,
+                plan,
+                attempt,
+                ids,
+                input_estimate,
+                reservation,
+            )
+            .await
+        }
+        Err(Refusal {
+            error,
+            deployment,
+            log,
+        }) => {
             let response = error.into_response();
+            log_outcome(
+                gateway,
+                log,
+                serde_json::json!({"status": response.status().as_u16(), "target": null}),
+            );
             gateway
                 .metrics
                 .request(&tenant.name(), &NO_TARGET, response.status().as_u16());
@@ -285,11 +395,15 @@ async fn route(
 async fn dispatch(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
-    plan: Plan,
+    mut plan: Plan,
     attempt: Attempt<'_>,
-    request_id: &str,
+    (request_id, key_id): (&str, &Arc<str>),
     input_estimate: u32,
+    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
+    // Settled by the completion of the attempt that answers; dropped unsettled (tokens
+    // given back) when none does.
+    let mut reservation = Some(reservation);
     let mut reasons = Vec::new();
     let mut tried = 0u32;
     let label = plan.deployment.label.as_str();
@@ -325,14 +439,18 @@ async fn dispatch(
             position,
             fallback_depth: tried - 1,
             request_id: request_id.to_owned(),
+            key_id: key_id.clone(),
             started,
             ttft,
             input_estimate,
             status,
             in_flight: None,
             accounted: false,
+            log: None,
+            reservation: None,
         };
-        match attempt::run(target, attempt).await {
+        let span = tracing::info_span!("attempt", target = %target.config.id, n = tried);
+        match attempt::run(target, attempt).instrument(span).await {
             Outcome::Retry { cause, why, result } => {
                 gateway.signals.record(global, result);
                 gateway
@@ -347,6 +465,8 @@ async fn dispatch(
                 let response = http::Response::from_parts(strip(parts), full(body));
                 let mut done = completion(status, None);
                 done.in_flight = Some(in_flight);
+                done.log = plan.log.take();
+                done.reservation = reservation.take();
                 done.complete(usage);
                 return explained(
                     response,
@@ -362,6 +482,11 @@ async fn dispatch(
                 gateway
                     .metrics
                     .request(&tenant.name(), &target.name, parts.status.as_u16());
+                log_outcome(
+                    gateway,
+                    plan.log.take(),
+                    serde_json::json!({"status": parts.status.as_u16(), "target": target.config.id, "fallback_depth": tried - 1}),
+                );
                 let response = http::Response::from_parts(strip(parts), full(body));
                 return explained(
                     response,
@@ -381,6 +506,8 @@ async fn dispatch(
                 let status = parts.status.as_u16();
                 let mut done = completion(status, Some(ttft));
                 done.in_flight = Some(in_flight);
+                done.log = plan.log.take();
+                done.reservation = reservation.take();
                 let body = relay::Relay::new(held, rest, scanner, total_deadline, done).boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(
@@ -401,6 +528,11 @@ async fn dispatch(
         reasons.push("the policy named no target".to_owned());
     }
     let response = ApiError::no_route(&reasons).into_response();
+    log_outcome(
+        gateway,
+        plan.log,
+        serde_json::json!({"status": response.status().as_u16(), "target": null, "attempts": tried, "failures": reasons}),
+    );
     gateway
         .metrics
         .request(&tenant.name(), &NO_TARGET, response.status().as_u16());

@@ -1,16 +1,19 @@
 //! Which handler serves which path, and the steps every API request shares:
-//! authenticate, bound and read the body, parse it once.
+//! authenticate, bound and read the body, parse it once, admit it against quotas.
 
 use crate::feedback::FeedbackRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{self, ApiError, ResponseBody};
+use crate::quota::{self, QuotaError, Reservation};
 use crate::routing;
+use crate::tenancy::{AuthError, Caller};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument;
 
 /// The request id header, on every response.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
@@ -20,7 +23,16 @@ pub(super) async fn handle(
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let request_id = new_request_id();
-    let mut response = route(gateway, request, &request_id).await;
+    // The span carries the request id (and, once known, the tenant) into every log
+    // line of the request, including the policy call and each upstream attempt.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        tenant = tracing::field::Empty,
+    );
+    let mut response = route(gateway, request, &request_id).instrument(span).await;
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }
@@ -62,7 +74,8 @@ async fn api(
     path: &str,
     request_id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let tenant = authenticate(gateway, &request)?;
+    let (tenant, caller) = authenticate(gateway, &request, request_id)?;
+    tracing::Span::current().record("tenant", &*tenant.id);
     if path == "/v1/models" {
         return Ok(models(gateway, &tenant));
     }
@@ -72,29 +85,91 @@ async fn api(
         "/v1/feedback" => feedback(gateway, &tenant, &body)?,
         "/v1/chat/completions" => {
             let chat = openai::parse_chat(&body, &parts.headers)?;
-            routing::chat(gateway, &tenant, chat, request_id).await
+            let estimate =
+                u64::from(chat.input_tokens) + u64::from(chat.max_output_tokens.unwrap_or(0));
+            let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
+            routing::chat(
+                gateway,
+                &tenant,
+                chat,
+                request_id,
+                &caller.key_id,
+                reservation,
+            )
+            .await
         }
         _ => {
             let embeddings = openai::parse_embeddings(&body, &parts.headers)?;
-            routing::embeddings(gateway, &tenant, embeddings, request_id).await
+            let estimate = u64::from(embeddings.input_tokens);
+            let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
+            routing::embeddings(
+                gateway,
+                &tenant,
+                embeddings,
+                request_id,
+                &caller.key_id,
+                reservation,
+            )
+            .await
         }
     })
 }
 
-fn authenticate(gateway: &Gateway, request: &Request<Incoming>) -> Result<Arc<Tenant>, ApiError> {
+/// The caller's tenant and key. 401 for a missing, malformed or unknown key, 403 for a
+/// disabled key or tenant; what is logged and answered names keys by id only.
+fn authenticate<'g>(
+    gateway: &'g Gateway,
+    request: &Request<Incoming>,
+    request_id: &str,
+) -> Result<(Arc<Tenant>, &'g Caller), ApiError> {
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let tenant_id = gateway
-        .keys
-        .authenticate(header)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    gateway
+    let caller = gateway.keys.authenticate(header).map_err(|e| {
+        tracing::debug!(request_id, reason = %e, "request not authenticated");
+        match e {
+            AuthError::Disabled(_) => ApiError::forbidden(e.to_string()),
+            AuthError::Missing | AuthError::Malformed | AuthError::Unknown => {
+                ApiError::unauthorized(e.to_string())
+            }
+        }
+    })?;
+    let tenant = gateway
         .tenants
-        .get(&tenant_id)
+        .get(&caller.tenant)
         .cloned()
-        .ok_or_else(|| ApiError::unauthorized("invalid API key"))
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    Ok((tenant, caller))
+}
+
+/// Admits a request estimated at `tokens` against the tenant's and the key's quotas.
+fn admit(
+    gateway: &Gateway,
+    tenant: &Tenant,
+    caller: &Caller,
+    tokens: u64,
+    request_id: &str,
+) -> Result<Reservation, ApiError> {
+    let Some(key_quota) = tenant.key_quotas.get(caller.key_index) else {
+        return Err(ApiError::internal("The API key's quota is missing."));
+    };
+    quota::admit(&tenant.quota, key_quota, tokens).map_err(|refused| {
+        gateway.metrics.rejection(&tenant.name(), refused.code());
+        tracing::info!(
+            request_id,
+            tenant = %caller.tenant,
+            key = %caller.key_id,
+            code = refused.code(),
+            "request refused by a quota"
+        );
+        let message = refused.to_string();
+        match (&refused, refused.retry_after_secs()) {
+            (QuotaError::Budget { .. }, Some(secs)) => ApiError::budget_exceeded(message, secs),
+            (_, Some(secs)) => ApiError::rate_limited(refused.code(), message, secs),
+            (_, None) => ApiError::over_limit(refused.code(), message),
+        }
+    })
 }
 
 /// Reads the body, refusing more than `limit` bytes (early, from `Content-Length`,

@@ -17,8 +17,9 @@
 //! - Both apply together when both match. Only healthy allowed targets are listed. If
 //!   none is healthy (or none of the healthy ones can serve the request while an
 //!   unhealthy one could), the request is rejected with **403** and a message naming
-//!   the data class and saying that no approved target is healthy; it is never sent
-//!   elsewhere.
+//!   the data class and saying that no approved target is healthy; if only unapproved
+//!   targets could serve it (the model, the context window), the 403 says that no
+//!   approved target can. It is never sent elsewhere.
 //!
 //! Inside the allowed set the `strategy` chooses: `cost-quality` (the default; the
 //! `cost_quality` key holds its config, see `signalbox-policy-cost-quality-core`) or
@@ -29,9 +30,9 @@
 //! Only message text is scanned, not metadata. Embeddings requests show policies no
 //! text (the contract gives them no messages), so by default they count as carrying
 //! personal data (rule `pii:unscanned-embeddings`); set `embeddings_as_pii` to `false`
-//! to let them go anywhere. The guardrail enforces its rules only
-//! while it answers: if it fails (a trap, a missed deadline), the host uses the
-//! tenant's safe route, so list only approved targets there.
+//! to let them go anywhere. The guardrail enforces its rules only while it answers:
+//! if it fails (a trap, a missed deadline), the host uses the tenant's safe route, so
+//! list only approved targets there.
 //!
 //! Config (see `examples/policies/guardrail.json`):
 //!

@@ -126,3 +126,32 @@ pub fn ids(binding: &PolicyBinding, decision: RouteDecision) -> Result<Vec<Strin
         RouteDecision::Reject { status, .. } => Err(status),
     }
 }
+
+/// Runs `signalbox policy check <component> --config <config>` and returns its output
+/// when it succeeds; panics with the output otherwise. A smoke call that missed its
+/// 2 ms deadline is retried (twice at most): on a loaded test machine a debug build can
+/// be descheduled mid-call, which says nothing about the policy.
+pub fn policy_check(component: &Path, config: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+            .args(["policy", "check"])
+            .arg(component)
+            .args(["--config", config])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            return last;
+        }
+        if !last.contains("deadline") {
+            break;
+        }
+    }
+    panic!("policy check failed: {last}");
+}

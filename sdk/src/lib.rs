@@ -57,6 +57,7 @@ mod decision;
 mod hash;
 mod host;
 mod policy;
+mod serving;
 mod snapshot;
 #[cfg(not(target_family = "wasm"))]
 pub mod testing;
@@ -85,6 +86,7 @@ pub use decision::Decision;
 pub use hash::{stable_hash, unit_interval, weighted_pick};
 pub use host::{Level, StateError, log, now_ns, random_f64, random_u64, state};
 pub use policy::{NoConfig, Policy, parse_config};
+pub use serving::serving_map;
 pub use snapshot::{Candidate, Candidates, Snapshot};
 pub use tokens::estimate_tokens;
 pub use types::{Endpoint, Feedback, Outcome, Request, RequestBuilder, Role, Signals, Target};

@@ -4,7 +4,6 @@ use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};
 use crate::gateway_support::*;
 use serde_json::json;
 use signalbox::policy::TenantContext;
-use std::process::Command;
 use std::time::Duration;
 
 fn policy() -> std::path::PathBuf {
@@ -128,21 +127,5 @@ fn the_example_config_passes_policy_check() {
 
 /// Runs `signalbox policy check <this policy> --config <json>`: (success, output).
 fn policy_check(config: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args([
-            "policy",
-            "check",
-            policy().to_str().unwrap(),
-            "--config",
-            config,
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::support::policy_check_output(&policy(), config)
 }

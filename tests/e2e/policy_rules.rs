@@ -4,7 +4,6 @@ use crate::fake_upstream::{FakeUpstream, Wire, closed_port_url};
 use crate::gateway_support::*;
 use serde_json::{Value, json};
 use signalbox::policy::{RouteDecision, TenantContext, sample_request, sample_signals};
-use std::process::Command;
 
 fn policy() -> std::path::PathBuf {
     crate::support::wasm("signalbox_policy_rules")
@@ -255,21 +254,5 @@ fn example_config(name: &str) -> String {
 
 /// Runs `signalbox policy check <wasm> --config <json>`: (success, output).
 fn policy_check(wasm: &std::path::Path, config: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args([
-            "policy",
-            "check",
-            wasm.to_str().unwrap(),
-            "--config",
-            config,
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::support::policy_check_output(wasm, config)
 }

@@ -5,7 +5,6 @@ use crate::gateway_support::*;
 use futures_util::future::join_all;
 use serde_json::json;
 use signalbox::policy::TenantContext;
-use std::process::Command;
 
 fn policy() -> std::path::PathBuf {
     crate::support::wasm("signalbox_policy_weighted")
@@ -168,21 +167,5 @@ fn the_example_config_passes_policy_check() {
 
 /// Runs `signalbox policy check <this policy> --config <json>`: (success, output).
 fn policy_check(config: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args([
-            "policy",
-            "check",
-            policy().to_str().unwrap(),
-            "--config",
-            config,
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::support::policy_check_output(&policy(), config)
 }

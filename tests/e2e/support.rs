@@ -127,6 +127,24 @@ pub fn ids(binding: &PolicyBinding, decision: RouteDecision) -> Result<Vec<Strin
     }
 }
 
+/// Runs `signalbox policy check <component> --config <config>` once: whether it
+/// succeeded, and its stdout and stderr together.
+pub fn policy_check_output(component: &Path, config: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["policy", "check"])
+        .arg(component)
+        .args(["--config", config])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs `signalbox policy check <component> --config <config>` and returns its output
 /// when it succeeds; panics with the output otherwise. A smoke call that missed its
 /// 2 ms deadline is retried (twice at most): on a loaded test machine a debug build can
@@ -134,21 +152,11 @@ pub fn ids(binding: &PolicyBinding, decision: RouteDecision) -> Result<Vec<Strin
 pub fn policy_check(component: &Path, config: &str) -> String {
     let mut last = String::new();
     for _ in 0..3 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
-            .args(["policy", "check"])
-            .arg(component)
-            .args(["--config", config])
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        last = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            return last;
+        let (ok, text) = policy_check_output(component, config);
+        if ok {
+            return text;
         }
+        last = text;
         if !last.contains("deadline") {
             break;
         }

@@ -190,46 +190,6 @@ impl LatencyPolicy {
     }
 }
 
-/// Every name a request may ask for — model, target id, alias — mapped to the indices
-/// of the targets serving it, so a request costs one map lookup. An alias wins over a
-/// model of the same name.
-fn serving_map(
-    aliases: &BTreeMap<String, Vec<String>>,
-    targets: &[Target],
-) -> Result<BTreeMap<String, Vec<u32>>, String> {
-    let mut map: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for (i, t) in targets.iter().enumerate() {
-        for name in [&t.model, &t.id] {
-            let entry = map.entry(name.clone()).or_default();
-            if !entry.contains(&(i as u32)) {
-                entry.push(i as u32);
-            }
-        }
-    }
-    for (alias, models) in aliases {
-        if models.is_empty() {
-            return Err(invalid(format_args!("aliases.{alias}"), "names no model"));
-        }
-        let mut indices = Vec::new();
-        for (j, m) in models.iter().enumerate() {
-            let serves = |t: &Target| &t.model == m || &t.id == m;
-            if !targets.iter().any(serves) {
-                return Err(invalid(
-                    format_args!("aliases.{alias}[{j}]"),
-                    format_args!("no target serves `{m}`"),
-                ));
-            }
-            for (i, t) in targets.iter().enumerate() {
-                if serves(t) && !indices.contains(&(i as u32)) {
-                    indices.push(i as u32);
-                }
-            }
-        }
-        map.insert(alias.clone(), indices);
-    }
-    Ok(map)
-}
-
 export_policy!(LatencyPolicy);
 
 #[cfg(test)]

@@ -7,11 +7,14 @@
 //! instances alive: if that version is gone, the score goes to the tenant's active
 //! version, which shares the tenant's state store (where learning policies keep what
 //! they learned).
+//!
+//! Request ids carry a sequence number (see [`crate::request_id`]), so the window is
+//! a ring indexed by it: remembering a decision is a slot write under a short lock,
+//! with no hashing and no allocation on the request path.
 
 use crate::deploy::Deployment;
 use crate::policy::Feedback;
-use dashmap::DashMap;
-use std::collections::VecDeque;
+use crate::request_id;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,60 +29,80 @@ pub struct Decided {
     pub target: u32,
 }
 
-/// The most recent decisions, by request id.
+struct Slot {
+    seq: u64,
+    at: Instant,
+    decided: Decided,
+}
+
+/// The decisions of the most recent `capacity` request ids.
 pub struct RecentDecisions {
-    by_id: DashMap<Box<str>, Decided>,
-    order: Mutex<VecDeque<(Box<str>, Instant)>>,
+    /// Slot `seq % capacity` holds request `seq`'s decision until a later request
+    /// takes the slot. Grown on demand up to `capacity`.
+    ring: Mutex<Vec<Option<Slot>>>,
     capacity: usize,
     ttl: Duration,
 }
 
 impl RecentDecisions {
-    /// A window of at most `capacity` decisions, none older than `ttl`.
+    /// A window over the last `capacity` request ids, none older than `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         RecentDecisions {
-            by_id: DashMap::new(),
-            order: Mutex::new(VecDeque::new()),
+            ring: Mutex::new(Vec::new()),
             capacity,
             ttl,
         }
     }
 
-    /// Remembers a decision, forgetting the oldest ones beyond the window.
+    /// Remembers the decision behind `request_id` (an id of this process).
     pub fn record(&self, request_id: &str, decided: Decided) {
+        let Some(seq) = request_id::sequence(request_id) else {
+            return;
+        };
         if self.capacity == 0 {
             return;
         }
-        let now = Instant::now();
-        let id: Box<str> = request_id.into();
-        self.by_id.insert(id.clone(), decided);
-        let Ok(mut order) = self.order.lock() else {
+        let index = (seq % self.capacity as u64) as usize;
+        let slot = Slot {
+            seq,
+            at: Instant::now(),
+            decided,
+        };
+        let Ok(mut ring) = self.ring.lock() else {
             return;
         };
-        order.push_back((id, now));
-        while let Some((oldest, at)) = order.front() {
-            if order.len() <= self.capacity && now.duration_since(*at) <= self.ttl {
-                break;
-            }
-            self.by_id.remove(oldest);
-            order.pop_front();
+        if index >= ring.len() {
+            ring.resize_with(index + 1, || None);
+        }
+        // Requests finish out of order: never let an older one evict a newer one.
+        if ring[index].as_ref().is_none_or(|s| s.seq < seq) {
+            ring[index] = Some(slot);
         }
     }
 
     /// The decision behind `request_id`, if it is `tenant`'s and still remembered.
     pub fn find(&self, tenant: &str, request_id: &str) -> Option<Decided> {
-        let decided = self.by_id.get(request_id)?.clone();
-        (*decided.tenant == *tenant).then_some(decided)
+        let seq = request_id::sequence(request_id)?;
+        if self.capacity == 0 {
+            return None;
+        }
+        let index = (seq % self.capacity as u64) as usize;
+        let ring = self.ring.lock().ok()?;
+        let slot = ring.get(index)?.as_ref()?;
+        (slot.seq == seq && slot.at.elapsed() <= self.ttl && *slot.decided.tenant == *tenant)
+            .then(|| slot.decided.clone())
     }
 
-    /// Decisions remembered now.
+    /// Decisions remembered now (expired ones included until their slot is reused).
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.ring
+            .lock()
+            .map_or(0, |ring| ring.iter().filter(|s| s.is_some()).count())
     }
 
     /// Whether none is remembered.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.len() == 0
     }
 }
 
@@ -122,21 +145,31 @@ mod tests {
     #[test]
     fn the_window_keeps_the_newest_and_only_for_their_tenant() {
         let recent = RecentDecisions::new(3, Duration::from_secs(60));
-        for i in 0..5 {
-            recent.record(&format!("req-{i}"), decided("acme"));
+        for seq in 0..5 {
+            recent.record(&request_id::format(seq), decided("acme"));
         }
         assert_eq!(recent.len(), 3);
-        assert!(recent.find("acme", "req-1").is_none());
-        assert_eq!(recent.find("acme", "req-4").map(|d| d.target), Some(1));
-        assert!(recent.find("globex", "req-4").is_none());
+        assert!(recent.find("acme", &request_id::format(1)).is_none());
+        let newest = request_id::format(4);
+        assert_eq!(recent.find("acme", &newest).map(|d| d.target), Some(1));
+        assert!(recent.find("globex", &newest).is_none());
+        assert!(recent.find("acme", "req-4").is_none());
+    }
+
+    #[test]
+    fn a_late_finisher_does_not_evict_a_newer_decision() {
+        let recent = RecentDecisions::new(2, Duration::from_secs(60));
+        recent.record(&request_id::format(3), decided("acme"));
+        recent.record(&request_id::format(1), decided("acme"));
+        assert!(recent.find("acme", &request_id::format(3)).is_some());
+        assert!(recent.find("acme", &request_id::format(1)).is_none());
     }
 
     #[test]
     fn old_decisions_expire() {
         let recent = RecentDecisions::new(10, Duration::ZERO);
-        recent.record("a", decided("t"));
+        recent.record(&request_id::format(1), decided("t"));
         std::thread::sleep(Duration::from_millis(2));
-        recent.record("b", decided("t"));
-        assert!(recent.find("t", "a").is_none());
+        assert!(recent.find("t", &request_id::format(1)).is_none());
     }
 }

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod provider;
 pub mod quota;
 pub mod replay;
+pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod signals;

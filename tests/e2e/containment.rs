@@ -99,6 +99,45 @@ fn an_infinite_loop_is_stopped_near_the_deadline_while_others_are_served() {
 }
 
 #[test]
+fn a_loop_after_an_idle_spell_is_still_stopped() {
+    // An idle engine parks its deadline clock; the first call after the idle spell
+    // must wake it, or a runaway would never be stopped. An engine of its own, so no
+    // other test keeps the clock awake.
+    let deadline = Duration::from_millis(20);
+    let engine = signalbox::policy::PolicyEngine::new(signalbox::policy::EngineConfig {
+        deadline,
+        ..Default::default()
+    })
+    .unwrap();
+    let binding = engine
+        .load_file(&hostile_policy())
+        .unwrap()
+        .bind(TenantContext::new("sleeper"), "{}", targets())
+        .unwrap();
+    let binding = std::sync::Arc::new(binding);
+    for _ in 0..3 {
+        act(&binding, "").unwrap();
+        std::thread::sleep(deadline * 5);
+        // On its own thread, so a call that is never stopped fails the test instead
+        // of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spinning = binding.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let _ = tx.send((act(&spinning, "spin"), started.elapsed()));
+        });
+        let (result, took) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a loop started after an idle spell was never stopped");
+        assert_eq!(result.unwrap_err(), PolicyError::Deadline(deadline));
+        assert!(
+            took < deadline * 20,
+            "stopped after {took:?}, deadline {deadline:?}"
+        );
+    }
+}
+
+#[test]
 fn unbounded_allocation_hits_the_memory_cap() {
     let binding = hostile("hog");
     let err = fail_and_replace(&binding, "hog");

@@ -158,8 +158,7 @@ impl PolicyBinding {
         }
         let mut instance = self.check_out()?;
         let deadline = self.engine().config.deadline;
-        let ticks = self.engine().ticks_for(deadline);
-        instance.store.set_epoch_deadline(ticks);
+        let _running = self.engine().arm(&mut instance.store, deadline);
 
         let messages = instance
             .store
@@ -191,9 +190,7 @@ impl PolicyBinding {
     pub fn on_outcome(&self, outcome: &Outcome) -> Result<(), PolicyError> {
         let mut instance = self.check_out()?;
         let deadline = self.engine().config.deadline;
-        instance
-            .store
-            .set_epoch_deadline(self.engine().ticks_for(deadline));
+        let _running = self.engine().arm(&mut instance.store, deadline);
         let result = instance
             .exports
             .signalbox_policy_router()
@@ -205,9 +202,7 @@ impl PolicyBinding {
     pub fn on_feedback(&self, feedback: &Feedback) -> Result<(), PolicyError> {
         let mut instance = self.check_out()?;
         let deadline = self.engine().config.deadline;
-        instance
-            .store
-            .set_epoch_deadline(self.engine().ticks_for(deadline));
+        let _running = self.engine().arm(&mut instance.store, deadline);
         let result = instance
             .exports
             .signalbox_policy_router()
@@ -303,7 +298,7 @@ impl PolicyBinding {
         store.limiter(|data| &mut data.memory);
         // With epoch interruption on, a store without a deadline traps at once.
         let activation = engine.config.activation_deadline;
-        store.set_epoch_deadline(engine.ticks_for(activation));
+        let _running = engine.arm(&mut store, activation);
         let exports = self
             .policy
             .inner

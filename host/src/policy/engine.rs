@@ -10,10 +10,10 @@ use super::wasi;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 /// How the engine runs policies.
 #[derive(Debug, Clone)]
@@ -57,24 +57,26 @@ pub(crate) struct EngineShared {
     pub linker: Linker<StoreData>,
     pub config: EngineConfig,
     cache: Option<ArtifactCache>,
-    /// Interval of the epoch clock.
-    tick: Duration,
-    stop_ticker: Arc<AtomicBool>,
+    /// Stops policy calls that run past their deadline.
+    clock: Arc<DeadlineClock>,
 }
 
 impl Drop for EngineShared {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.clock.stop();
     }
 }
 
 impl EngineShared {
-    /// Epoch ticks to allow for `budget`: rounded up, plus one, because the current
-    /// tick may be about to end; the call is stopped between `budget` and `budget +
-    /// tick`.
-    pub fn ticks_for(&self, budget: Duration) -> u64 {
-        let tick = self.tick.as_nanos().max(1);
-        u64::try_from(budget.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX / 2) + 1
+    /// Gives the store's next call `budget`: the call is stopped between `budget` and
+    /// `budget + tick`. Keep the returned guard alive for the duration of the call.
+    pub fn arm(&self, store: &mut Store<StoreData>, budget: Duration) -> Running<'_> {
+        let running = self.clock.enter();
+        // Rounded up, plus one, because the current tick may be about to end.
+        let tick = self.clock.tick.as_nanos().max(1);
+        let ticks = u64::try_from(budget.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX / 2) + 1;
+        store.set_epoch_deadline(ticks);
+        running
     }
 }
 
@@ -122,12 +124,12 @@ impl PolicyEngine {
                 None => None,
             };
 
-        // A quarter of the deadline keeps the overshoot small; the floor keeps the
-        // clock thread from spinning.
+        // Half the deadline bounds the overshoot at 50 %; every tick under load is a
+        // thread wake-up, so finer ticks cost CPU on a busy gateway. The floor keeps
+        // the clock thread from spinning.
         let tick =
-            (config.deadline / 4).clamp(Duration::from_micros(100), Duration::from_millis(5));
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_clock(engine.clone(), tick, stop_ticker.clone())
+            (config.deadline / 2).clamp(Duration::from_micros(100), Duration::from_millis(5));
+        let clock = DeadlineClock::start(engine.clone(), tick)
             .map_err(|e| EngineError::Config(format!("cannot start the deadline clock: {e}")))?;
 
         Ok(PolicyEngine {
@@ -136,8 +138,7 @@ impl PolicyEngine {
                 linker,
                 config,
                 cache,
-                tick,
-                stop_ticker,
+                clock,
             }),
         })
     }
@@ -288,18 +289,107 @@ pub fn sha256_hex(component: &[u8]) -> String {
         })
 }
 
-/// Advances the engine's epoch every `tick`, which is what stops a policy that runs
-/// past its deadline. Ends when the engine is dropped.
-/// Without the clock a runaway policy is never stopped, so failing to start it fails
-/// the engine.
-fn spawn_epoch_clock(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("signalbox-policy-clock".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
+/// The clock behind policy deadlines: it advances the engine's epoch every `tick`
+/// while policy calls run, which is what stops a call that runs past its deadline.
+///
+/// An idle gateway should not wake a thread thousands of times a second, so the clock
+/// parks after a whole tick without a call and the next call wakes it. Under load it
+/// keeps ticking and calls never pay for a wake-up. Ticks that pass while no call
+/// runs are skipped, which only ever gives a call more time, never less: every tick
+/// of a call's budget passes while it runs.
+pub(crate) struct DeadlineClock {
+    engine: Engine,
+    tick: Duration,
+    /// Calls running now.
+    running: AtomicUsize,
+    /// Calls started since the engine started.
+    started: AtomicU64,
+    /// Whether the clock thread is (about to be) parked.
+    parked: AtomicBool,
+    stopped: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// A policy call in progress (see [`EngineShared::arm`]).
+pub(crate) struct Running<'a>(&'a DeadlineClock);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl DeadlineClock {
+    /// Starts the clock thread. Without it a runaway policy is never stopped, so
+    /// failing to start it fails the engine.
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Arc<DeadlineClock>> {
+        let clock = Arc::new(DeadlineClock {
+            engine,
+            tick,
+            running: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        // The thread holds only a weak reference, so dropping the engine ends it.
+        let weak = Arc::downgrade(&clock);
+        let handle = std::thread::Builder::new()
+            .name("signalbox-policy-clock".into())
+            .spawn(move || {
+                let mut seen = 0;
+                while let Some(clock) = weak.upgrade() {
+                    if !clock.run_once(&mut seen) {
+                        break;
+                    }
+                }
+            })?;
+        let _ = clock.thread.set(handle.thread().clone());
+        Ok(clock)
+    }
+
+    /// One tick (or one park). `false` once the clock is stopped.
+    fn run_once(&self, seen: &mut u64) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(self.tick);
+        if self.running.load(Ordering::SeqCst) > 0 {
+            self.engine.increment_epoch();
+        }
+        let started = self.started.load(Ordering::SeqCst);
+        if started == *seen && self.running.load(Ordering::SeqCst) == 0 {
+            // Announce the park before the last look, so a call starting in between
+            // either is seen here or finds `parked` set and unparks the thread.
+            self.parked.store(true, Ordering::SeqCst);
+            if self.started.load(Ordering::SeqCst) == started
+                && !self.stopped.load(Ordering::SeqCst)
+            {
+                std::thread::park();
             }
-        })
-        .map(drop)
+            self.parked.store(false, Ordering::SeqCst);
+        }
+        *seen = self.started.load(Ordering::SeqCst);
+        true
+    }
+
+    fn enter(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            self.wake();
+        }
+        Running(self)
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake();
+    }
 }

@@ -12,7 +12,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 /// The request id header, on every response.
@@ -22,7 +21,7 @@ pub(super) async fn handle(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let request_id = new_request_id();
+    let request_id = crate::request_id::next();
     // The span carries the request id (and, once known, the tenant) into every log
     // line of the request, including the policy call and each upstream attempt.
     let span = tracing::info_span!(
@@ -250,14 +249,4 @@ fn models(gateway: &Gateway, tenant: &Tenant) -> Response<ResponseBody> {
         StatusCode::OK,
         &serde_json::json!({"object": "list", "data": data}),
     )
-}
-
-/// A unique, unguessable-enough request id: a per-process random prefix and a counter.
-fn new_request_id() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("req-{:08x}{n:08x}", prefix as u32)
 }

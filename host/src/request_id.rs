@@ -1,0 +1,71 @@
+//! Request ids: a per-process random prefix and a sequence number, as
+//! `req-<8 hex digits of prefix><at least 8 hex digits of sequence>`.
+//!
+//! The sequence makes an id cheap to index (the feedback window is a ring keyed by
+//! it); the prefix keeps ids of different processes apart and makes a guessed id of
+//! another process useless.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const PREFIX_DIGITS: usize = 8;
+
+fn prefix() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32)
+}
+
+/// A new id, unique within this process.
+pub fn next() -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    format(SEQUENCE.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The id of sequence number `seq` in this process.
+pub fn format(seq: u64) -> String {
+    format!("req-{:08x}{seq:08x}", prefix())
+}
+
+/// The sequence number of an id this process made (`None` for any other string).
+pub fn sequence(id: &str) -> Option<u64> {
+    let rest = id.strip_prefix("req-")?;
+    let (head, seq) = rest.split_at_checked(PREFIX_DIGITS)?;
+    if u32::from_str_radix(head, 16).ok()? != prefix() || seq.len() < 8 || seq.starts_with('+') {
+        return None;
+    }
+    u64::from_str_radix(seq, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_their_sequence() {
+        let a = next();
+        let b = next();
+        assert_ne!(a, b);
+        assert_eq!(sequence(&format(0)), Some(0));
+        assert_eq!(sequence(&format(u64::MAX)), Some(u64::MAX));
+        assert!(sequence(&b).unwrap() > sequence(&a).unwrap());
+    }
+
+    #[test]
+    fn foreign_ids_have_no_sequence() {
+        let other = format!("req-{:08x}00000001", prefix().wrapping_add(1));
+        for id in [
+            "",
+            "req-",
+            "req-1234",
+            "abc-0000000000000001",
+            "req-zzzzzzzz00000001",
+            &other,
+        ] {
+            assert_eq!(sequence(id), None, "{id:?}");
+        }
+        let id = format(7);
+        assert_eq!(sequence(&id.replace("00000007", "+0000007")), None);
+        assert_eq!(sequence(&id[..id.len() - 1]), None);
+    }
+}

@@ -46,29 +46,36 @@ impl Fnv {
         Fnv(0xcbf2_9ce4_8422_2325 ^ seed)
     }
 
-    fn byte(&mut self, b: u8) {
-        self.0 ^= u64::from(b);
-        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    const fn byte(self, b: u8) -> Self {
+        Fnv((self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
     }
 
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.byte(b);
+    const fn bytes(mut self, bytes: &[u8]) -> Self {
+        let mut i = 0;
+        while i < bytes.len() {
+            self = self.byte(bytes[i]);
+            i += 1;
+        }
+        self
+    }
+
+    #[inline(always)]
+    fn char(self, c: char) -> Self {
+        if c.is_ascii() {
+            self.byte(c as u8)
+        } else {
+            let mut buf = [0u8; 4];
+            self.bytes(c.encode_utf8(&mut buf).as_bytes())
         }
     }
 
-    fn char(&mut self, c: char) {
-        let mut buf = [0u8; 4];
-        self.bytes(c.encode_utf8(&mut buf).as_bytes());
-    }
-
-    fn finish(self) -> u64 {
+    const fn finish(self) -> u64 {
         mix(self.0)
     }
 }
 
 /// The murmur3 64-bit finaliser: spreads every input bit over the output. Frozen.
-fn mix(mut h: u64) -> u64 {
+const fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -77,37 +84,99 @@ fn mix(mut h: u64) -> u64 {
 }
 
 /// Characters that are tokens of their own: markers of math, code and formatting.
-fn is_symbol(c: char) -> bool {
-    matches!(
-        c,
-        '$' | '\\'
-            | '^'
-            | '='
-            | '+'
-            | '*'
-            | '/'
-            | '%'
-            | '<'
-            | '>'
-            | '{'
-            | '}'
-            | ';'
-            | '`'
-            | '_'
-            | '|'
-    )
+const SYMBOLS: &[u8] = b"$\\^=+*/%<>{};`_|";
+/// Math markers among ASCII characters (beside them: `×`, `÷`, `√`, `π`).
+const MATH: &[u8] = b"$\\^=+*/%<>-";
+/// Code markers.
+const CODE: &[u8] = b"{};()[]`_#";
+
+/// Per ASCII character: what it is, as the flags below.
+const ALNUM: u8 = 1;
+const DIGIT: u8 = 2;
+const SYMBOL: u8 = 4;
+const MATH_MARK: u8 = 8;
+const CODE_MARK: u8 = 16;
+
+const fn contains(set: &[u8], b: u8) -> bool {
+    let mut i = 0;
+    while i < set.len() {
+        if set[i] == b {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
-fn is_math(c: char) -> bool {
-    matches!(
-        c,
-        '$' | '\\' | '^' | '=' | '+' | '*' | '/' | '%' | '<' | '>' | '-' | '×' | '÷' | '√' | 'π'
-    )
+/// The flags of every ASCII character, built at compile time so the walk over a
+/// prompt does one table read per character instead of a chain of comparisons.
+const ASCII_CLASS: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0u8;
+    while b < 128 {
+        let mut flags = 0;
+        if b.is_ascii_alphanumeric() {
+            flags |= ALNUM;
+        }
+        if b.is_ascii_digit() {
+            flags |= DIGIT;
+        }
+        if contains(SYMBOLS, b) {
+            flags |= SYMBOL;
+        }
+        if contains(MATH, b) {
+            flags |= MATH_MARK;
+        }
+        if contains(CODE, b) {
+            flags |= CODE_MARK;
+        }
+        table[b as usize] = flags;
+        b += 1;
+    }
+    table
+};
+
+/// The flags of any character.
+#[inline(always)]
+fn class(c: char) -> u8 {
+    if c.is_ascii() {
+        ASCII_CLASS[c as usize]
+    } else {
+        let mut flags = 0;
+        if c.is_alphanumeric() {
+            flags |= ALNUM;
+        }
+        if matches!(c, '×' | '÷' | '√' | 'π') {
+            flags |= MATH_MARK;
+        }
+        flags
+    }
 }
 
-fn is_code(c: char) -> bool {
-    matches!(c, '{' | '}' | ';' | '(' | ')' | '[' | ']' | '`' | '_' | '#')
-}
+/// The hash of each symbol token (group seed not yet applied), by ASCII code; built at
+/// compile time.
+const SYMBOL_TOKENS: [u64; 128] = {
+    let mut table = [0u64; 128];
+    let mut b = 0u8;
+    while b < 128 {
+        if contains(SYMBOLS, b) {
+            table[b as usize] = Fnv::new(4).byte(b).finish();
+        }
+        b += 1;
+    }
+    table
+};
+
+/// The tokens of digit runs of 1, 2, 3 and 4 or more digits: `<n1>` … `<n4>`.
+const NUMBER_TOKENS: [u64; 4] = {
+    let base = Fnv::new(1).bytes(b"<n");
+    [
+        base.byte(b'1').finish(),
+        base.byte(b'2').finish(),
+        base.byte(b'3').finish(),
+        base.byte(b'4').finish(),
+    ]
+};
 
 /// `n`'s bucket on a log scale: 0, 1, 2, 3–4, 5–8, 9–16, … (at most 15).
 fn log_bucket(n: u32) -> u8 {
@@ -151,8 +220,10 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
         mask: (1u64 << bits) - 1,
         sink,
         counts: [0; GROUPS],
-        word: None,
-        trigram: ['^', '^'],
+        word: Fnv::new(0),
+        word_len: 0,
+        word_digits: true,
+        trigram: 0,
         previous_word: None,
         words: 0,
         numbers: 0,
@@ -170,29 +241,26 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
 
     for c in text.chars() {
         chars += 1;
-        if c == '\n' {
-            lines += 1;
-            line_pos = 0;
-        }
-        if c.is_alphanumeric() {
-            walker.letter(c);
+        let flags = class(c);
+        if flags & ALNUM != 0 {
+            walker.letter(c, flags & DIGIT != 0);
         } else {
+            if c == '\n' {
+                lines += 1;
+                line_pos = 0;
+            }
             // `A.` or `A)` opening a line is an answer option.
             if (c == '.' || c == ')') && line_pos == 1 && ('A'..='J').contains(&line_first) {
                 options += 1;
             }
             walker.end_word();
-            if is_symbol(c) {
-                let mut h = Fnv::new(4);
-                h.char(c);
-                walker.emit(WORDS, h.finish());
+            if flags & SYMBOL != 0 {
+                walker.emit(WORDS, SYMBOL_TOKENS[c as usize]);
             }
-            if c == '?' {
-                questions += 1;
-            }
+            questions += u32::from(c == '?');
         }
-        math += u32::from(is_math(c));
-        code += u32::from(is_code(c));
+        math += u32::from(flags & MATH_MARK != 0);
+        code += u32::from(flags & CODE_MARK != 0);
         if c != '\n' {
             if line_pos == 0 {
                 line_first = c;
@@ -213,23 +281,30 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
         (b'q', log_bucket(questions)),
         (b'L', log_bucket(walker.longest)),
     ] {
-        let mut h = Fnv::new(5);
-        h.byte(name);
-        h.byte(value);
-        walker.emit(SHAPE, h.finish());
+        walker.emit(SHAPE, Fnv::new(5).byte(name).byte(value).finish());
     }
     walker.counts
 }
 
-/// The state of one walk over a prompt's words.
+/// The `^` that marks a word's start in its trigrams, and the `$` that marks its end.
+const WORD_START: u64 = '^' as u64;
+const WORD_END: u64 = '$' as u64;
+
+/// The state of one walk over a prompt's words. Plain fields rather than an `Option`
+/// of a tuple, so that the per-character work stays in registers.
 struct Walker<S> {
     mask: u64,
     sink: S,
     counts: GroupCounts,
-    /// The word being read: its hash, its length, and whether it is all digits.
-    word: Option<(Fnv, u32, bool)>,
-    /// The last two letters of the word being read (`^` before its start).
-    trigram: [char; 2],
+    /// The hash of the word being read (meaningful when `word_len > 0`).
+    word: Fnv,
+    word_len: u32,
+    /// Whether the word being read is all ASCII digits so far.
+    word_digits: bool,
+    /// The last two letters of the word being read, 21 bits each (`^^` before its
+    /// start). A trigram packs three characters exactly: `(first << 42) | (second << 21)
+    /// | third`.
+    trigram: u64,
     previous_word: Option<u64>,
     words: u32,
     numbers: u32,
@@ -237,6 +312,7 @@ struct Walker<S> {
 }
 
 impl<S: FnMut(Feature)> Walker<S> {
+    #[inline(always)]
     fn emit(&mut self, group: usize, token: u64) {
         self.counts[group] += 1;
         (self.sink)(Feature {
@@ -245,39 +321,43 @@ impl<S: FnMut(Feature)> Walker<S> {
         });
     }
 
-    /// Three characters packed exactly (each fits in 21 bits).
-    fn trigram_token(&self, last: char) -> u64 {
-        (u64::from(self.trigram[0]) << 42) | (u64::from(self.trigram[1]) << 21) | u64::from(last)
-    }
-
-    fn letter(&mut self, c: char) {
-        let digit = c.is_ascii_digit();
-        let lower = c.to_lowercase().next().unwrap_or(c);
-        let (hash, len, digits) = self.word.get_or_insert((Fnv::new(0), 0, digit));
-        hash.char(lower);
-        *len += 1;
-        *digits &= digit;
+    #[inline(always)]
+    fn letter(&mut self, c: char, digit: bool) {
+        let lower = if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        };
+        if self.word_len == 0 {
+            self.word = Fnv::new(0);
+            self.word_digits = true;
+            self.trigram = (WORD_START << 21) | WORD_START;
+        }
+        self.word = self.word.char(lower);
+        self.word_len += 1;
+        self.word_digits &= digit;
         if !digit {
-            let token = self.trigram_token(lower);
+            let last = u64::from(lower);
+            let token = (self.trigram << 21) | last;
             self.emit(TRIGRAMS, token);
-            self.trigram = [self.trigram[1], lower];
+            self.trigram = ((self.trigram << 21) | last) & ((1 << 42) - 1);
         }
     }
 
+    #[inline(always)]
     fn end_word(&mut self) {
-        let Some((hash, len, digits)) = self.word.take() else {
+        if self.word_len == 0 {
             return;
-        };
-        let token = if digits {
-            let mut h = Fnv::new(1);
-            h.bytes(b"<n");
-            h.byte(b'0' + len.min(4) as u8);
+        }
+        let len = self.word_len;
+        self.word_len = 0;
+        let token = if self.word_digits {
             self.numbers += 1;
-            h.finish()
+            NUMBER_TOKENS[(len.min(4) - 1) as usize]
         } else {
-            let closing = self.trigram_token('$');
+            let closing = (self.trigram << 21) | WORD_END;
             self.emit(TRIGRAMS, closing);
-            hash.finish()
+            self.word.finish()
         };
         self.words += 1;
         self.longest = self.longest.max(len);
@@ -286,7 +366,6 @@ impl<S: FnMut(Feature)> Walker<S> {
             self.emit(PAIRS, previous.rotate_left(23) ^ token);
         }
         self.previous_word = Some(token);
-        self.trigram = ['^', '^'];
     }
 }
 
@@ -303,9 +382,10 @@ mod tests {
     #[test]
     fn hash_is_frozen() {
         // Trained weights depend on these values.
-        let mut h = Fnv::new(0);
-        h.bytes(b"integral");
-        assert_eq!(h.finish(), 0xdd34_861a_e4d6_8698);
+        assert_eq!(
+            Fnv::new(0).bytes(b"integral").finish(),
+            0xdd34_861a_e4d6_8698
+        );
     }
 
     #[test]

@@ -11,21 +11,33 @@
 //! ```
 //!
 //! Everything is deterministic: the split, the shuffling (seeded) and the arithmetic
-//! (one thread), so the same data gives the same weights file, byte for byte.
+//! (one thread per fit), so the same data gives the same weights file, byte for byte.
+//!
+//! Two modes read the training rows only and write nothing: `--tune` (five-fold
+//! cross-validation, to choose settings) and `--operating-point FILE` (the policy's
+//! threshold for a pair of models and their prices, chosen on out-of-fold scores; see
+//! [`operating_point`]).
+
+mod operating_point;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use operating_point::{Models, ScoredRow};
 use rayon::prelude::*;
-use signalbox::replay::dataset::{Dataset, Split, stable_hash};
+use signalbox::replay::dataset::{Dataset, Row, Split, stable_hash};
 use signalbox::replay::metrics::{CurvePoint, CurveSummary, SplitMix64, pgr};
+use signalbox::replay::prices::Prices;
 use signalbox_policy_complexity::features::{GROUPS, extract, group_scale};
 use signalbox_policy_complexity::model::{self, Model, sigmoid};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The files trained on, with the pair whose outcomes define the label: does the strong
-/// model do better than the weak one on this prompt? MMLU-Pro's weak model is the
-/// RouteLLM pair's weak model (Mixtral), so the label means the same in every file.
+/// The files trained on, with the pair whose outcomes define the label: how much better
+/// does the strong model do than the weak one on this prompt? Each file's pair is the
+/// decision the policy makes on that traffic: GPT-4 or Mixtral on RouteLLM's files,
+/// gemini-1.5-pro or gemini-1.5-flash on MMLU-Pro (the two-rung ladder that serves
+/// MMLU-Pro best; out-of-fold, this label routed MMLU-Pro far better than pro vs
+/// Mixtral, and MMLU and GSM8K no worse).
 const FILES: [(&str, &str, &str); 4] = [
     (
         "routellm_mmlu.jsonl",
@@ -45,7 +57,7 @@ const FILES: [(&str, &str, &str); 4] = [
     (
         "mmlu_pro_8models.jsonl",
         "gemini-1.5-pro-002",
-        "Mixtral-8x7B-Instruct-v0.1",
+        "gemini-1.5-flash-002",
     ),
 ];
 
@@ -100,12 +112,104 @@ struct Args {
     /// (the validation rows are not read); prints mean figures, writes nothing.
     #[arg(long)]
     tune: bool,
+    /// The label pair of a file, replacing the built-in one: `FILE=STRONG,WEAK`. WEAK
+    /// may be `others`: the mean score of every other model of the row. Repeatable.
+    #[arg(long = "pair", value_name = "FILE=STRONG,WEAK")]
+    pairs: Vec<String>,
+    /// Choose the policy's `threshold` for routing FILE's prompts between
+    /// `--route-weak` and `--route-strong`: the cheapest whose quality on out-of-fold
+    /// scores of the training rows reaches `--target-share` of the best single model's
+    /// (prices from `models.json`). Reads no validation row, writes nothing.
+    #[arg(long, value_name = "FILE")]
+    operating_point: Option<String>,
+    /// The model for prompts scored above the threshold (`--operating-point`).
+    #[arg(long, default_value = "gemini-1.5-pro-002")]
+    route_strong: String,
+    /// The model for the others (`--operating-point`).
+    #[arg(long, default_value = "gemini-1.5-flash-002")]
+    route_weak: String,
+    /// The share of the best single model's quality the threshold must keep on the
+    /// out-of-fold scores (`--operating-point`).
+    #[arg(long, default_value_t = 0.96)]
+    target_share: f64,
+}
+
+/// The weak side of a label pair.
+#[derive(Debug, Clone)]
+enum WeakSide {
+    /// One model.
+    Model(String),
+    /// The mean score of every model of the row but the strong one.
+    Others,
+}
+
+/// A file and the pair whose outcomes define its label.
+#[derive(Debug, Clone)]
+struct LabelPair {
+    file: String,
+    strong: String,
+    weak: WeakSide,
+}
+
+impl LabelPair {
+    /// The strong and weak scores of `row`, if it has the models.
+    fn scores(&self, row: &Row) -> Option<(f64, f64)> {
+        let strong = row.models.get(&self.strong)?.score;
+        let weak = match &self.weak {
+            WeakSide::Model(m) => row.models.get(m)?.score,
+            WeakSide::Others => {
+                let others: Vec<f64> = row
+                    .models
+                    .iter()
+                    .filter(|(m, _)| **m != self.strong)
+                    .map(|(_, o)| o.score)
+                    .collect();
+                if others.is_empty() {
+                    return None;
+                }
+                others.iter().sum::<f64>() / others.len() as f64
+            }
+        };
+        Some((strong, weak))
+    }
+}
+
+/// The built-in pairs, with `--pair` overrides applied.
+fn label_pairs(overrides: &[String]) -> anyhow::Result<Vec<LabelPair>> {
+    let mut pairs: Vec<LabelPair> = FILES
+        .iter()
+        .map(|(file, strong, weak)| LabelPair {
+            file: (*file).to_owned(),
+            strong: (*strong).to_owned(),
+            weak: WeakSide::Model((*weak).to_owned()),
+        })
+        .collect();
+    for flag in overrides {
+        let parsed = flag
+            .split_once('=')
+            .and_then(|(file, models)| Some((file, models.split_once(',')?)));
+        let Some((file, (strong, weak))) = parsed else {
+            bail!("--pair `{flag}`: expected FILE=STRONG,WEAK");
+        };
+        let Some(pair) = pairs.iter_mut().find(|p| p.file == file) else {
+            bail!("--pair `{flag}`: `{file}` is not one of the training files");
+        };
+        pair.strong = strong.to_owned();
+        pair.weak = if weak == "others" {
+            WeakSide::Others
+        } else {
+            WeakSide::Model(weak.to_owned())
+        };
+    }
+    Ok(pairs)
 }
 
 /// One prompt as the trainer sees it.
 #[derive(Clone)]
 struct Example {
     file: usize,
+    /// Index of the row in its file's rows.
+    row: usize,
     /// Validation row (0), or training row of tuning fold 1–5.
     fold: u8,
     /// Sparse features: bucket and value, buckets unique.
@@ -146,9 +250,12 @@ fn main() -> anyhow::Result<()> {
         bail!("--bits must be between 8 and 22");
     }
 
+    let pairs = label_pairs(&args.pairs)?;
+    let train_only = args.tune || args.operating_point.is_some();
     let mut examples = Vec::new();
-    for (file, (name, strong, weak)) in FILES.iter().enumerate() {
-        let path = data.join(name);
+    let mut file_rows: Vec<Vec<Row>> = Vec::new();
+    for (file, pair) in pairs.iter().enumerate() {
+        let path = data.join(&pair.file);
         let dataset = Dataset::read(&path, Split::Train).with_context(|| {
             format!(
                 "reading {} (set --data or SIGNALBOX_ROUTING_EVAL)",
@@ -156,13 +263,14 @@ fn main() -> anyhow::Result<()> {
             )
         })?;
         let mut rows = dataset.rows;
-        if !args.tune {
+        if !train_only {
             rows.extend(Dataset::read(&path, Split::Validation)?.rows);
         }
         let file_examples: Vec<Example> = rows
             .par_iter()
-            .filter_map(|row| {
-                let (s, w) = (row.models.get(*strong)?.score, row.models.get(*weak)?.score);
+            .enumerate()
+            .filter_map(|(index, row)| {
+                let (s, w) = pair.scores(row)?;
                 let label = match args.label {
                     Label::Gain => (s - w + 1.0) / 2.0,
                     Label::StrongWins => f64::from(u8::from(s > w)),
@@ -175,6 +283,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 Some(Example {
                     file,
+                    row: index,
                     fold,
                     features: featurize(&row.prompt, args.bits),
                     label,
@@ -185,8 +294,15 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         examples.extend(file_examples);
+        file_rows.push(rows);
     }
 
+    for pair in &pairs {
+        println!(
+            "label pair of {}: {} vs {:?}",
+            pair.file, pair.strong, pair.weak
+        );
+    }
     println!(
         "label {:?}, {} bits, {} epochs, rate {}, l2 {}, file power {}, seed {}, {} model(s) averaged",
         args.label,
@@ -198,23 +314,35 @@ fn main() -> anyhow::Result<()> {
         args.seed,
         args.average
     );
+    if let Some(file_name) = &args.operating_point {
+        let Some(file) = pairs.iter().position(|p| &p.file == file_name) else {
+            bail!("--operating-point `{file_name}` is not one of the training files");
+        };
+        let prices = Prices::read(&data.join("models.json"), file_name)?;
+        let scores = out_of_fold_scores(&examples, &args);
+        print_fold_apgr(&examples, &scores, &pairs);
+        choose_operating_point(&args, &examples, &scores, file, &file_rows[file], &prices)?;
+        return Ok(());
+    }
     if args.tune {
         let mut sums = [[0.0f64; 2]; FILES.len()];
-        for fold in 1..=5u8 {
-            let (held, rest): (Vec<Example>, Vec<Example>) = examples
+        for (fold, train, bias, weights) in cross_fits(&examples, &args) {
+            let held: Vec<Example> = examples
                 .iter()
-                .filter(|e| e.fold != 0)
-                .map(Example::clone)
-                .partition(|e| e.fold == fold);
-            let (train, bias, weights) = train_on(rest, &args);
+                .filter(|e| e.fold == fold)
+                .cloned()
+                .collect();
             for (file, sum) in sums.iter_mut().enumerate() {
                 sum[0] += evaluate(&train, file, bias, &weights).1 / 5.0;
                 sum[1] += evaluate(&held, file, bias, &weights).1 / 5.0;
             }
         }
         println!("{:<24} {:>10} {:>10}", "file", "train APGR", "fold APGR");
-        for (file, (name, _, _)) in FILES.iter().enumerate() {
-            println!("{name:<24} {:>10.3} {:>10.3}", sums[file][0], sums[file][1]);
+        for (file, pair) in pairs.iter().enumerate() {
+            println!(
+                "{:<24} {:>10.3} {:>10.3}",
+                pair.file, sums[file][0], sums[file][1]
+            );
         }
         return Ok(());
     }
@@ -230,7 +358,8 @@ fn main() -> anyhow::Result<()> {
         "{:<24} {:>6} {:>10} {:>6} {:>10} {:>9}",
         "file", "train", "train APGR", "valid", "valid APGR", "log loss"
     );
-    for (file, (name, _, _)) in FILES.iter().enumerate() {
+    for (file, pair) in pairs.iter().enumerate() {
+        let name = &pair.file;
         let (n_train, apgr_train, _) = evaluate(&train, file, bias, &weights);
         let (n_held, apgr_held, loss) = evaluate(&held_out, file, bias, &weights);
         println!(
@@ -242,6 +371,164 @@ fn main() -> anyhow::Result<()> {
     );
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {} ({} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
+/// For each of the five tuning folds: the training rows outside it, and the model
+/// fitted on them (bias, weights).
+fn cross_fits(examples: &[Example], args: &Args) -> Vec<(u8, Vec<Example>, f64, Vec<f32>)> {
+    (1..=5u8)
+        .map(|fold| {
+            let rest: Vec<Example> = examples
+                .iter()
+                .filter(|e| e.fold != 0 && e.fold != fold)
+                .cloned()
+                .collect();
+            let (train, bias, weights) = train_on(rest, args);
+            (fold, train, bias, weights)
+        })
+        .collect()
+}
+
+/// The policy's score (`2p − 1`, clamped) of every training row from the fit that
+/// did not see it; NaN for validation rows.
+fn out_of_fold_scores(examples: &[Example], args: &Args) -> Vec<f64> {
+    let mut scores = vec![f64::NAN; examples.len()];
+    for (fold, _, bias, weights) in cross_fits(examples, args) {
+        for (e, score) in examples.iter().zip(&mut scores) {
+            if e.fold == fold {
+                let p = sigmoid(dot(bias, &weights, &e.features));
+                *score = (2.0 * p - 1.0).clamp(0.0, 1.0);
+            }
+        }
+    }
+    scores
+}
+
+/// Ranking APGR of the out-of-fold scores, per file, pooled over the folds.
+fn print_fold_apgr(examples: &[Example], scores: &[f64], pairs: &[LabelPair]) {
+    println!("{:<24} {:>6} {:>18}", "file", "rows", "out-of-fold APGR");
+    for (file, pair) in pairs.iter().enumerate() {
+        let (rows, file_scores): (Vec<&Example>, Vec<f64>) = examples
+            .iter()
+            .zip(scores)
+            .filter(|(e, _)| e.file == file && e.fold != 0)
+            .map(|(e, &s)| (e, s))
+            .unzip();
+        println!(
+            "{:<24} {:>6} {:>18.3}",
+            pair.file,
+            rows.len(),
+            ranking_apgr(&rows, &file_scores)
+        );
+    }
+}
+
+/// Replays the two-rung policy over `file`'s training rows with their out-of-fold
+/// scores and prints the threshold [`operating_point::choose`] picks.
+fn choose_operating_point(
+    args: &Args,
+    examples: &[Example],
+    scores: &[f64],
+    file: usize,
+    rows: &[Row],
+    prices: &Prices,
+) -> anyhow::Result<()> {
+    let mut names: Vec<String> = rows
+        .first()
+        .map(|r| r.models.keys().cloned().collect())
+        .unwrap_or_default();
+    names.retain(|m| rows.iter().all(|r| r.models.contains_key(m)));
+    let index_of = |model: &str| {
+        names
+            .iter()
+            .position(|m| m == model)
+            .with_context(|| format!("`{model}` has no outcome in every row (models: {names:?})"))
+    };
+    let models = Models {
+        strong: index_of(&args.route_strong)?,
+        weak: index_of(&args.route_weak)?,
+        names: names.clone(),
+    };
+    let price_of: Vec<_> = names
+        .iter()
+        .map(|m| prices.get(m))
+        .collect::<Result<_, _>>()?;
+    let scored: Vec<ScoredRow> = examples
+        .iter()
+        .zip(scores)
+        .filter(|(e, _)| e.file == file && e.fold != 0)
+        .map(|(e, &score)| {
+            let row = &rows[e.row];
+            ScoredRow {
+                score,
+                outcomes: names
+                    .iter()
+                    .zip(&price_of)
+                    .map(|(m, price)| {
+                        let o = &row.models[m];
+                        (
+                            o.score,
+                            price.cost(row.input_tokens, o.total_output_tokens()),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    if scored.is_empty() {
+        bail!("no training rows in {}", FILES[file].0);
+    }
+    let choice = operating_point::choose(
+        &scored,
+        &models,
+        &operating_point::grid(0.0025),
+        args.target_share,
+    );
+    println!(
+        "\n{} training rows, out-of-fold scores; {} below the threshold, {} above",
+        scored.len(),
+        args.route_weak,
+        args.route_strong
+    );
+    println!(
+        "{:<32} {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "router", "strong", "quality", "cost", "vs best", "cost vs"
+    );
+    let line = |name: &str, p: &operating_point::Point| {
+        println!(
+            "{name:<32} {:>7.1}% {:>8.4} {:>10.4} {:>7.1}% {:>7.1}%",
+            100.0 * p.strong_share,
+            p.quality,
+            p.cost,
+            100.0 * p.quality_vs_best,
+            100.0 * p.cost_vs_best
+        );
+    };
+    for (m, p) in choice.singles.iter().enumerate() {
+        let mark = if m == choice.best { " (best)" } else { "" };
+        line(&format!("{}{mark}", names[m]), p);
+    }
+    for p in choice.curve.iter().filter(|p| {
+        let step = (p.threshold * 40.0).round();
+        (p.threshold * 40.0 - step).abs() < 1e-9 && p.threshold <= 0.6
+    }) {
+        line(&format!("threshold {:.3}", p.threshold), p);
+    }
+    match choice.chosen {
+        Some(p) => {
+            line(&format!("chosen: threshold {:.4}", p.threshold), &p);
+            println!(
+                "the cheapest threshold whose out-of-fold quality is at least {:.1} % of the best single model's: {:.4}",
+                100.0 * args.target_share,
+                p.threshold
+            );
+        }
+        None => println!(
+            "no threshold reaches {:.1} % of the best single model's quality",
+            100.0 * args.target_share
+        ),
+    }
     Ok(())
 }
 

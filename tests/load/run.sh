@@ -63,7 +63,8 @@ for mode in json stream; do
     done
 done
 
-# Resident memory with 1,000 concurrent streams held open by a slow upstream.
+# Resident memory with 1,000 concurrent streams held open by a slow upstream. The
+# gateway restarts, so its policy comes from the compiled cache the first start wrote.
 kill "$gateway"; wait "$gateway" 2>/dev/null || true
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 taskset -c 1 target/release/fake-llm --listen 127.0.0.1:9001 --chunks 100 --interval-ms 100 >/dev/null &
@@ -78,7 +79,8 @@ taskset -c 1 oha --no-tui -z "${secs}s" -c 1000 -m POST -H "authorization: Beare
 load=$!
 sleep $((secs - 3))
 busy=$(awk '/VmRSS/ {print $2}' /proc/$gateway/status)
+split=$(awk '/RssAnon|RssFile/ {printf "%s %d MiB, ", $1, $2 / 1024}' /proc/$gateway/status)
 wait $load || true
 peak=$(awk '/VmHWM/ {print $2}' /proc/$gateway/status)
 echo
-echo "gateway RSS: idle $((idle / 1024)) MiB, with 1000 concurrent streams $((busy / 1024)) MiB, peak $((peak / 1024)) MiB"
+echo "gateway RSS: idle $((idle / 1024)) MiB, with 1000 concurrent streams $((busy / 1024)) MiB (${split%, }), peak $((peak / 1024)) MiB"

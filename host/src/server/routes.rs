@@ -31,7 +31,13 @@ pub(super) async fn handle(
         path = %request.uri().path(),
         tenant = tracing::field::Empty,
     );
-    let mut response = route(gateway, request, &request_id).instrument(span).await;
+    // Boxed: hyper keeps the allocation of a connection's service future for the
+    // connection's whole life, and the routing future is kilobytes (every await point
+    // down to the upstream attempt). Boxed, it is freed when the response head is
+    // ready, so a long stream holds only the small outer future.
+    let mut response = Box::pin(route(gateway, request, &request_id))
+        .instrument(span)
+        .await;
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }

@@ -25,14 +25,27 @@ pub(super) async fn handle(
     let request_id = new_request_id();
     // The span carries the request id (and, once known, the tenant) into every log
     // line of the request, including the policy call and each upstream attempt.
+    // Exported as a trace's root span too: the fields are what a collector shows, so
+    // none of them may carry a secret (no header value, no query string).
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
         tenant = tracing::field::Empty,
+        status = tracing::field::Empty,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
     );
-    let mut response = route(gateway, request, &request_id).instrument(span).await;
+    let mut response = route(gateway, request, &request_id)
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    drop(span);
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }

@@ -468,7 +468,8 @@ async fn dispatch(
         let span = tracing::info_span!(
             "attempt",
             target = %target.config.id,
-            n = tried,
+            // Integers as i64: the OpenTelemetry layer would export a u32 as text.
+            n = i64::from(tried),
             status = tracing::field::Empty,
             failure = tracing::field::Empty,
             why = tracing::field::Empty,
@@ -483,7 +484,7 @@ async fn dispatch(
             Outcome::Complete { parts, .. }
             | Outcome::ClientError { parts, .. }
             | Outcome::Streaming { parts, .. } => {
-                span.record("status", parts.status.as_u16());
+                span.record("status", i64::from(parts.status.as_u16()));
             }
         }
         drop(span);

@@ -41,7 +41,8 @@ pub(super) async fn handle(
         .instrument(span.clone())
         .await;
     let status = response.status();
-    span.record("status", status.as_u16());
+    // Integers as i64: the OpenTelemetry layer would export a u64 as text.
+    span.record("status", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "error");
     }

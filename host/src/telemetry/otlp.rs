@@ -75,6 +75,9 @@ impl Export {
             .with_tracer(provider.tracer("signalbox"))
             // Requests hop between worker threads; a thread id says nothing.
             .with_threads(false)
+            // The module path would take the `target` attribute, which on an attempt
+            // span names the upstream target.
+            .with_target(false)
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
                     .with_target("signalbox", tracing::Level::INFO),

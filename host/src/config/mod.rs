@@ -80,23 +80,40 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Config::parse(&text, &path.display().to_string(), &base, &|name| {
+        let mut config = Config::parse(&text, &path.display().to_string(), &base, &|name| {
             std::env::var(name).ok()
-        })
+        })?;
+        config.telemetry_from_environment()?;
+        Ok(config)
     }
 
     /// The embedded default configuration. It names no secret, but the demo can still
     /// export its spans when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
     pub fn embedded() -> Result<Config, ConfigError> {
-        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|name| {
-            (name == OTLP_ENDPOINT_ENV)
-                .then(|| std::env::var(name).ok())
-                .flatten()
-        })
+        let mut config = Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)?;
+        config.telemetry_from_environment()?;
+        Ok(config)
+    }
+
+    /// Lets `OTEL_EXPORTER_OTLP_ENDPOINT`, when set, take the place of
+    /// `telemetry.otlp_endpoint`. Kept out of [`Config::parse`], whose `env` answers
+    /// for secrets only: a caller vouching for every secret name must not switch span
+    /// export on by the same stroke.
+    fn telemetry_from_environment(&mut self) -> Result<(), ConfigError> {
+        let Some(url) = std::env::var(OTLP_ENDPOINT_ENV).ok() else {
+            return Ok(());
+        };
+        self.telemetry = validate_telemetry(self.telemetry.clone(), Some(url), OTLP_BUILT_IN)
+            .map_err(|(path, message)| ConfigError {
+                file: self.source.clone(),
+                path,
+                message,
+            })?;
+        Ok(())
     }
 
     /// Parses and validates TOML `text`; relative policy and TLS file paths resolve
-    /// against `base`; `env` looks up secrets (and `OTEL_EXPORTER_OTLP_ENDPOINT`). The TLS files, when configured, are read
+    /// against `base`; `env` looks up secrets. The TLS files, when configured, are read
     /// and checked here, so a bad certificate stops start-up like any other mistake.
     pub fn parse(
         text: &str,
@@ -289,7 +306,7 @@ impl Config {
             *path = resolve(base, Path::new(path)).display().to_string();
         }
 
-        let telemetry = validate_telemetry(raw.telemetry, env(OTLP_ENDPOINT_ENV), OTLP_BUILT_IN)
+        let telemetry = validate_telemetry(raw.telemetry, None, OTLP_BUILT_IN)
             .map_err(|(path, message)| err(&path, message))?;
 
         let mut server = raw.server;

@@ -78,9 +78,16 @@ impl Export {
             // The module path would take the `target` attribute, which on an attempt
             // span names the upstream target.
             .with_target(false)
+            // The gateway's own spans and events only. A policy's log lines stay in the
+            // rate-limited log: they are the policy author's text, which may quote the
+            // prompt, and a collector keeps what it is sent.
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
-                    .with_target("signalbox", tracing::Level::INFO),
+                    .with_target("signalbox", tracing::Level::INFO)
+                    .with_target(
+                        "signalbox::policy::guest",
+                        tracing_subscriber::filter::LevelFilter::OFF,
+                    ),
             )
             .boxed();
         Ok((

@@ -7,7 +7,8 @@
 //! [`config`] and [`gateway`] assemble it all at start-up; [`deploy`] swaps tenants'
 //! policies while traffic flows, driven by the [`admin`] API or a watched directory.
 //! [`replay`] runs a policy offline over recorded outcomes to measure what it would
-//! save.
+//! save. [`telemetry`] sends the request's spans to the log and, optionally, to an
+//! OpenTelemetry collector.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,4 +32,5 @@ pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod signals;
+pub mod telemetry;
 pub mod tenancy;

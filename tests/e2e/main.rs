@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+#[cfg(feature = "otlp")]
+mod fake_collector;
 mod fake_upstream;
 mod gateway_support;
 mod keys_support;
@@ -35,4 +37,5 @@ mod policy_weighted;
 mod quota;
 mod replay;
 mod swap;
+mod telemetry;
 mod tls;

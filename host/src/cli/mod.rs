@@ -14,6 +14,8 @@ mod usage;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub use crate::telemetry::LogFormat;
+
 /// Signalbox: an LLM gateway whose routing decisions run in sandboxed WebAssembly
 /// policies.
 #[derive(Debug, Parser)]
@@ -102,10 +104,19 @@ enum PolicyCommand {
     },
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line, logging to stderr as it asks.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let logging = crate::telemetry::Logging {
+        verbose: cli.verbose,
+        format: cli.log_format,
+    };
+    // `serve` sets up its own telemetry once its config says whether spans are
+    // exported; every other command only logs.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        crate::telemetry::init(logging, None)?;
+    }
     match cli.command {
-        Command::Serve { config, listen } => serve::run(config.as_deref(), listen),
+        Command::Serve { config, listen } => serve::run(config.as_deref(), listen, logging),
         Command::Route(args) => route::run(args),
         Command::Usage(args) => usage::run(args),
         Command::Policy(PolicyCommand::Check {
@@ -121,37 +132,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// For people.
-    Text,
-    /// One JSON object per line, with the span fields (request id, tenant…).
-    Json,
-}
-
-/// Sends logs to stderr; `RUST_LOG` overrides the level `-v` sets.
-pub fn init_logging(verbose: u8, format: LogFormat) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-    };
 }
 
 /// The policy bytes of `file`, or the embedded default policy.

@@ -12,7 +12,11 @@ use std::time::Duration;
 /// on loopback only and serves simulated models, so a fixed, published key is fine.
 pub const DEMO_KEY: &str = "sb-demo-0123456789abcdef";
 
-pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> {
+pub fn run(
+    config: Option<&Path>,
+    listen: Option<String>,
+    logging: crate::telemetry::Logging,
+) -> anyhow::Result<()> {
     let mut config = match config {
         Some(path) => Config::load(path)?,
         None => Config::embedded()?,
@@ -26,6 +30,10 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Logging starts here, not before the config is read: span export depends on
+        // it, and its batch task runs on this runtime. A config error is reported by
+        // `main` all the same.
+        let telemetry = crate::telemetry::init(logging, Some(&config.telemetry))?;
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         let listen = config.server.listen.clone();
         // Before the gateway: the watch on the certificate files starts with it, and the
@@ -104,6 +112,8 @@ pub fn run(config: Option<&Path>, listen: Option<String>) -> anyhow::Result<()> 
         {
             tracing::error!("usage ledger: rows still unwritten at exit");
         }
+        // Last: the spans of the requests drained above are sent too.
+        telemetry.shutdown().await;
         println!("signalbox stopped");
         Ok(())
     })

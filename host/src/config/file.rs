@@ -31,6 +31,8 @@ pub(crate) struct ConfigFile {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub decision_log: DecisionLogSection,
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
 }
 
 /// `[server]`: the listener and request limits.
@@ -321,6 +323,46 @@ impl Default for LedgerSection {
 pub struct DecisionLogSection {
     /// The file to append to (none: no decision log). Relative to the config file.
     pub path: Option<String>,
+}
+
+/// `[telemetry]`: exporting the request, policy-call and upstream-attempt spans to an
+/// OpenTelemetry collector over OTLP/HTTP. Export needs a binary built with the `otlp`
+/// cargo feature; logs on stderr need nothing here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// Base URL of the collector's OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`;
+    /// spans are posted to `<otlp_endpoint>/v1/traces` (none: no export). The standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` environment variable, when set, takes its place.
+    pub otlp_endpoint: Option<String>,
+    /// The exported spans' `service.name`.
+    pub service_name: String,
+    /// Share of requests whose spans are exported, in `[0, 1]`.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            otlp_endpoint: None,
+            service_name: "signalbox".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TelemetrySection {
+    /// Where spans are posted: the OTLP/HTTP traces path under `otlp_endpoint`.
+    pub fn traces_url(&self) -> Option<String> {
+        self.otlp_endpoint.as_deref().map(|base| {
+            let base = base.trim_end_matches('/');
+            if base.ends_with("/v1/traces") {
+                base.to_owned()
+            } else {
+                format!("{base}/v1/traces")
+            }
+        })
+    }
 }
 
 impl TenantSection {

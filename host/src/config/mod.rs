@@ -10,7 +10,7 @@ mod file;
 pub use file::{
     AdminSection, AdminTokenSection, AliasMap, DecisionLogSection, EngineSection, KeySection,
     LedgerSection, LimitsSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
-    TargetSection, TenantSection, TlsSection,
+    TargetSection, TelemetrySection, TenantSection, TlsSection,
 };
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,6 +23,12 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("embedded_default.toml");
 
 /// Where the embedded default says it comes from, in error messages.
 pub const EMBEDDED_NAME: &str = "<embedded default config>";
+
+/// The standard OpenTelemetry variable that takes the place of `telemetry.otlp_endpoint`.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// Whether this binary can export spans (built with the `otlp` cargo feature).
+pub const OTLP_BUILT_IN: bool = cfg!(feature = "otlp");
 
 /// A configuration error: where, and what.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,8 @@ pub struct Config {
     pub ledger: LedgerSection,
     /// The decision log.
     pub decision_log: DecisionLogSection,
+    /// Span export (OTLP).
+    pub telemetry: TelemetrySection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: BTreeMap<String, String>,
 }
@@ -72,14 +80,36 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Config::parse(&text, &path.display().to_string(), &base, &|name| {
+        let mut config = Config::parse(&text, &path.display().to_string(), &base, &|name| {
             std::env::var(name).ok()
-        })
+        })?;
+        config.telemetry_from_environment()?;
+        Ok(config)
     }
 
-    /// The embedded default configuration.
+    /// The embedded default configuration. It names no secret, but the demo can still
+    /// export its spans when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
     pub fn embedded() -> Result<Config, ConfigError> {
-        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)
+        let mut config = Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, Path::new("."), &|_| None)?;
+        config.telemetry_from_environment()?;
+        Ok(config)
+    }
+
+    /// Lets `OTEL_EXPORTER_OTLP_ENDPOINT`, when set, take the place of
+    /// `telemetry.otlp_endpoint`. Kept out of [`Config::parse`], whose `env` answers
+    /// for secrets only: a caller vouching for every secret name must not switch span
+    /// export on by the same stroke.
+    fn telemetry_from_environment(&mut self) -> Result<(), ConfigError> {
+        let Some(url) = std::env::var(OTLP_ENDPOINT_ENV).ok() else {
+            return Ok(());
+        };
+        self.telemetry = validate_telemetry(self.telemetry.clone(), Some(url), OTLP_BUILT_IN)
+            .map_err(|(path, message)| ConfigError {
+                file: self.source.clone(),
+                path,
+                message,
+            })?;
+        Ok(())
     }
 
     /// Parses and validates TOML `text`; relative policy and TLS file paths resolve
@@ -276,6 +306,9 @@ impl Config {
             *path = resolve(base, Path::new(path)).display().to_string();
         }
 
+        let telemetry = validate_telemetry(raw.telemetry, None, OTLP_BUILT_IN)
+            .map_err(|(path, message)| err(&path, message))?;
+
         let mut server = raw.server;
         if server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -303,6 +336,7 @@ impl Config {
             tenants,
             ledger,
             decision_log,
+            telemetry,
             admin,
             secrets,
         })
@@ -406,6 +440,61 @@ fn validate_limits(
         }
     }
     Ok(())
+}
+
+/// Checks `[telemetry]` once the environment's endpoint (`from_env`), if any, has taken
+/// the place of the file's. `built_in` says whether this binary can export at all: a
+/// file asking for export from a binary that cannot is a mistake worth stopping for.
+/// A variable left in the environment for other programs is not, so without the
+/// feature it is ignored here (start-up warns about it). Errors are `(key path,
+/// message)`; the path is the variable's name when the endpoint came from it.
+fn validate_telemetry(
+    mut section: TelemetrySection,
+    from_env: Option<String>,
+    built_in: bool,
+) -> Result<TelemetrySection, (String, String)> {
+    let mut key = "telemetry.otlp_endpoint".to_owned();
+    if !built_in {
+        if section.otlp_endpoint.is_some() {
+            return Err((
+                key,
+                "this signalbox was built without OTLP export: rebuild with the `otlp` \
+                 cargo feature (`cargo build --features otlp`), or remove the key"
+                    .into(),
+            ));
+        }
+    } else if let Some(url) = from_env.filter(|url| !url.trim().is_empty()) {
+        section.otlp_endpoint = Some(url);
+        key = format!("{OTLP_ENDPOINT_ENV} (environment)");
+    }
+    if let Some(url) = &section.otlp_endpoint {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| (key.clone(), format!("`{url}` is not a URL: {e}")))?;
+        let http_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !http_scheme || uri.authority().is_none() {
+            return Err((
+                key,
+                format!("`{url}` is not an http(s) URL of an OTLP/HTTP receiver"),
+            ));
+        }
+        if uri.query().is_some() {
+            return Err((
+                key,
+                format!("`{url}` has a query; give the receiver's base URL"),
+            ));
+        }
+    }
+    if section.service_name.trim().is_empty() {
+        return Err(("telemetry.service_name".into(), "must not be empty".into()));
+    }
+    if !(0.0..=1.0).contains(&section.sample_ratio) {
+        return Err((
+            "telemetry.sample_ratio".into(),
+            format!("{} is not in [0, 1]", section.sample_ratio),
+        ));
+    }
+    Ok(section)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -562,6 +651,82 @@ mod tests {
             e.message.contains("unknown field `requests_per_hour`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn telemetry_is_off_unless_an_endpoint_is_named() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        assert_eq!(c.telemetry.traces_url(), None);
+        assert_eq!(c.telemetry.service_name, "signalbox");
+        assert_eq!(c.telemetry.sample_ratio, 1.0);
+    }
+
+    fn telemetry(
+        text: &str,
+        from_env: Option<&str>,
+        built_in: bool,
+    ) -> Result<TelemetrySection, (String, String)> {
+        let section: TelemetrySection = toml::from_str(text).unwrap();
+        validate_telemetry(section, from_env.map(str::to_owned), built_in)
+    }
+
+    #[test]
+    fn an_endpoint_without_the_otlp_feature_stops_start_up() {
+        let (path, message) =
+            telemetry("otlp_endpoint = \"http://127.0.0.1:4318\"", None, false).unwrap_err();
+        assert_eq!(path, "telemetry.otlp_endpoint");
+        assert!(message.contains("`otlp` cargo feature"), "{message}");
+        assert!(message.contains("cargo build --features otlp"), "{message}");
+        // A variable set for other programs does not stop a binary that cannot export.
+        let section = telemetry("", Some("http://127.0.0.1:4318"), false).unwrap();
+        assert_eq!(section.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn the_environment_endpoint_takes_the_files_place() {
+        let text = "otlp_endpoint = \"http://file:4318\"\nservice_name = \"edge\"";
+        let section = telemetry(text, Some("http://env:4318/"), true).unwrap();
+        assert_eq!(
+            section.traces_url().as_deref(),
+            Some("http://env:4318/v1/traces")
+        );
+        assert_eq!(section.service_name, "edge");
+        let section = telemetry(text, Some(""), true).unwrap();
+        assert_eq!(
+            section.traces_url().as_deref(),
+            Some("http://file:4318/v1/traces")
+        );
+        let section = telemetry("", Some("https://c.example/v1/traces"), true).unwrap();
+        assert_eq!(
+            section.traces_url().as_deref(),
+            Some("https://c.example/v1/traces")
+        );
+    }
+
+    #[test]
+    fn bad_telemetry_values_name_the_key_path() {
+        let path = |text: &str, env: Option<&str>| telemetry(text, env, true).unwrap_err().0;
+        assert_eq!(
+            path("otlp_endpoint = \"127.0.0.1:4318\"", None),
+            "telemetry.otlp_endpoint"
+        );
+        assert_eq!(
+            path("otlp_endpoint = \"grpc://c:4317\"", None),
+            "telemetry.otlp_endpoint"
+        );
+        assert_eq!(
+            path("", Some("not a url")),
+            "OTEL_EXPORTER_OTLP_ENDPOINT (environment)"
+        );
+        assert_eq!(path("sample_ratio = 1.5", None), "telemetry.sample_ratio");
+        assert_eq!(path("sample_ratio = nan", None), "telemetry.sample_ratio");
+        assert_eq!(path("service_name = \" \"", None), "telemetry.service_name");
+        // Through the whole file, with the file name and path in the message.
+        let e = parse(&format!("{MINIMAL}\n[telemetry]\nsample_ratio = -0.1\n")).unwrap_err();
+        assert_eq!(e.path, "telemetry.sample_ratio");
+        let e = parse(&format!("{MINIMAL}\n[telemetry]\nendpoint = \"x\"\n")).unwrap_err();
+        assert!(e.message.contains("unknown field `endpoint`"), "{e}");
     }
 
     #[test]

@@ -65,8 +65,24 @@ fn decide(
     let signals = gateway.signals.snapshot(&tenant.targets);
     let started = Instant::now();
     let (decision, streak) = {
-        let _span = tracing::debug_span!("policy", policy = %deployment.label).entered();
-        deployment.route(request, &signals)
+        // At info level, like the request and the attempts: exported traces take the
+        // gateway's spans from info up, and the policy call belongs in them.
+        let span = tracing::info_span!(
+            "policy",
+            policy = %deployment.label,
+            outcome = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let routed = deployment.route(request, &signals);
+        span.record(
+            "outcome",
+            match &routed.0 {
+                Ok(RouteDecision::Route { .. }) => "route",
+                Ok(RouteDecision::Reject { .. }) => "reject",
+                Err(e) => e.kind(),
+            },
+        );
+        routed
     };
     let first = match &decision {
         Ok(RouteDecision::Route { targets, .. }) => Ok(targets
@@ -449,8 +465,30 @@ async fn dispatch(
             log: None,
             reservation: None,
         };
-        let span = tracing::info_span!("attempt", target = %target.config.id, n = tried);
-        match attempt::run(target, attempt).instrument(span).await {
+        let span = tracing::info_span!(
+            "attempt",
+            target = %target.config.id,
+            // Integers as i64: the OpenTelemetry layer would export a u32 as text.
+            n = i64::from(tried),
+            status = tracing::field::Empty,
+            failure = tracing::field::Empty,
+            why = tracing::field::Empty,
+            otel.kind = "client",
+        );
+        let outcome = attempt::run(target, attempt).instrument(span.clone()).await;
+        match &outcome {
+            Outcome::Retry { cause, why, .. } => {
+                span.record("failure", *cause);
+                span.record("why", why.as_str());
+            }
+            Outcome::Complete { parts, .. }
+            | Outcome::ClientError { parts, .. }
+            | Outcome::Streaming { parts, .. } => {
+                span.record("status", i64::from(parts.status.as_u16()));
+            }
+        }
+        drop(span);
+        match outcome {
             Outcome::Retry { cause, why, result } => {
                 gateway.signals.record(global, result);
                 gateway

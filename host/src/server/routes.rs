@@ -24,20 +24,32 @@ pub(super) async fn handle(
     let request_id = crate::request_id::next();
     // The span carries the request id (and, once known, the tenant) into every log
     // line of the request, including the policy call and each upstream attempt.
+    // Exported as a trace's root span too: the fields are what a collector shows, so
+    // none of them may carry a secret (no header value, no query string).
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
         tenant = tracing::field::Empty,
+        status = tracing::field::Empty,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
     );
     // Boxed: hyper keeps the allocation of a connection's service future for the
     // connection's whole life, and the routing future is kilobytes (every await point
     // down to the upstream attempt). Boxed, it is freed when the response head is
     // ready, so a long stream holds only the small outer future.
     let mut response = Box::pin(route(gateway, request, &request_id))
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    let status = response.status();
+    // Integers as i64: the OpenTelemetry layer would export a u64 as text.
+    span.record("status", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    drop(span);
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }

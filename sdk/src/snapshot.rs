@@ -192,12 +192,7 @@ impl<'a> Candidates<'a> {
     /// Moves available targets (healthy, not rate-limited) before the others, then
     /// healthy-but-rate-limited ones, keeping the order within each group.
     pub fn available_first(mut self) -> Self {
-        self.list
-            .sort_by_key(|c| match (c.signals.healthy, c.signals.rate_limited_ms) {
-                (true, 0) => 0,
-                (true, _) => 1,
-                (false, _) => 2,
-            });
+        self.list.sort_by_key(|c| c.signals.rank());
         self
     }
 

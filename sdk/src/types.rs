@@ -149,6 +149,26 @@ impl Signals {
         self.healthy && self.rate_limited_ms == 0
     }
 
+    /// Which group to try first: 0 available, 1 healthy but rate-limited, 2 unhealthy.
+    /// Policies sort by it before their own criterion, so a failing target is only
+    /// tried when nothing better is left.
+    ///
+    /// ```
+    /// use signalbox_sdk::Signals;
+    ///
+    /// let limited = Signals { rate_limited_ms: 500, ..Signals::default() };
+    /// assert_eq!(Signals::default().rank(), 0);
+    /// assert_eq!(limited.rank(), 1);
+    /// assert_eq!(Signals::unhealthy().rank(), 2);
+    /// ```
+    pub fn rank(&self) -> u8 {
+        match (self.healthy, self.rate_limited_ms) {
+            (true, 0) => 0,
+            (true, _) => 1,
+            (false, _) => 2,
+        }
+    }
+
     /// In-flight requests relative to capacity, in `[0, ∞)`. Without a configured
     /// capacity this is the raw in-flight count, so unlimited targets compare by count.
     pub fn load(&self) -> f32 {

@@ -144,11 +144,7 @@ impl Policy for Bandit {
                         sampling::ucb(s.reward, s.pulls, total, self.settings.exploration)
                     }
                 };
-                let group = match (c.signals.healthy, c.signals.rate_limited_ms) {
-                    (true, 0) => 0,
-                    (true, _) => 1,
-                    (false, _) => 2,
-                };
+                let group = c.signals.rank();
                 (group, value, c.index)
             })
             .collect();

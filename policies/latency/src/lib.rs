@@ -140,11 +140,7 @@ impl Policy for LatencyPolicy {
             .filter(|c| c.target.fits(needed))
             .map(|c| Ranked {
                 index: c.index,
-                class: match (c.signals.healthy, c.signals.rate_limited_ms) {
-                    (true, 0) => 0,
-                    (true, _) => 1,
-                    (false, _) => 2,
-                },
+                class: c.signals.rank(),
                 ms: self.observed_ms(c.signals),
                 cost: c.target.cost(req.input_tokens, output),
             })

@@ -86,15 +86,7 @@ impl Policy for RulesPolicy {
 
 /// `targets` in order, available ones first, then rate-limited, then unhealthy.
 fn route_to(targets: &[u32], reason: &str, snapshot: &Snapshot<'_>) -> Decision {
-    let class = |i: u32| {
-        snapshot
-            .get(i as usize)
-            .map(|c| match (c.signals.healthy, c.signals.rate_limited_ms) {
-                (true, 0) => 0,
-                (true, _) => 1,
-                (false, _) => 2,
-            })
-    };
+    let class = |i: u32| snapshot.get(i as usize).map(|c| c.signals.rank());
     let mut ordered: Vec<u32> = Vec::with_capacity(targets.len());
     for wanted in 0..3 {
         ordered.extend(targets.iter().filter(|&&i| class(i) == Some(wanted)));

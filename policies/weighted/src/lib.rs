@@ -168,15 +168,7 @@ impl Policy for WeightedPolicy {
         let primary = weighted_pick(key.as_bytes(), &self.weights).unwrap_or(0);
         let fallbacks = &self.fallbacks[primary];
 
-        let class = |i: u32| {
-            snapshot.get(i as usize).map_or(3, |c| {
-                match (c.signals.healthy, c.signals.rate_limited_ms) {
-                    (true, 0) => 0,
-                    (true, _) => 1,
-                    (false, _) => 2,
-                }
-            })
-        };
+        let class = |i: u32| snapshot.get(i as usize).map_or(3, |c| c.signals.rank());
         let first = self.indices[primary];
         let mut ordered: Vec<u32> = Vec::with_capacity(1 + fallbacks.len());
         for wanted in 0..3 {

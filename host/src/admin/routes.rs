@@ -58,14 +58,7 @@ async fn tenant_request(
     tenant_id: &str,
     rest: &[String],
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let scope = admin
-        .tokens
-        .scope(header)
-        .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))?;
+    let scope = token_scope(admin, &request)?;
     if !scope.allows(tenant_id) {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -208,20 +201,25 @@ async fn tenant_request(
     }
 }
 
+/// What the request's admin token may do; 401 without a valid one.
+fn token_scope(admin: &Admin, request: &Request<Incoming>) -> Result<Scope, ApiError> {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    admin
+        .tokens
+        .scope(header)
+        .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))
+}
+
 /// `GET /admin/usage?tenant=&from=&to=&group_by=target|model|key|day`: ledger
 /// aggregates. A tenant-scoped token sees its own tenant only.
 async fn usage(
     admin: &Arc<Admin>,
     request: &Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let scope = admin
-        .tokens
-        .scope(header)
-        .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))?;
+    let scope = token_scope(admin, request)?;
     let mut query = crate::ledger::UsageQuery {
         tenant: None,
         from_ms: None,
@@ -276,20 +274,12 @@ async fn usage(
 
 /// `GET /metrics`: Prometheus text, for operator tokens (it spans every tenant).
 fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    match admin.tokens.scope(header) {
-        Some(Scope::Operator) => {}
-        Some(Scope::Tenant(_)) => {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "permission_denied",
-                "metrics span every tenant: use an operator token",
-            ));
-        }
-        None => return Err(ApiError::unauthorized("missing or invalid admin token")),
+    if let Scope::Tenant(_) = token_scope(admin, request)? {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "metrics span every tenant: use an operator token",
+        ));
     }
     let gateway = &admin.gateway;
     for (i, target) in gateway.targets.iter().enumerate() {

@@ -2,28 +2,12 @@
 
 use crate::support::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn signalbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::Command;
 
 #[test]
 fn check_accepts_the_default_policy() {
     let out = signalbox(&["policy", "check", default_policy().to_str().unwrap()]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("contract:  signalbox:policy@0.1.0"), "{t}");
     assert!(
@@ -60,7 +44,7 @@ fn check_rejects_each_kind_of_wrong_file_with_its_own_message() {
         ),
     ] {
         let out = signalbox(&["policy", "check", file.to_str().unwrap()]);
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(
             !out.status.success(),
             "{} was accepted: {t}",
@@ -82,7 +66,7 @@ fn check_reports_a_rejected_config() {
         "--config",
         r#"{"aliases": {"x": []}}"#,
     ]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success());
     assert!(t.contains("alias `x` names no model"), "{t}");
 }
@@ -90,7 +74,7 @@ fn check_reports_a_rejected_config() {
 #[test]
 fn bench_reports_throughput_and_percentiles() {
     let out = signalbox(&["policy", "bench", "--iterations", "2000"]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
         t.contains("1 thread(s):") && t.contains("decisions/s") && t.contains("p99"),
@@ -110,7 +94,7 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
         "--dir",
         dir.path().to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let crate_dir = dir.path().join("demo");
     let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
     assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
@@ -126,8 +110,12 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .output()
             .unwrap();
-        assert!(out.status.success(), "cargo {args:?}: {}", text(&out));
-        text(&out)
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            output_text(&out)
+        );
+        output_text(&out)
     };
     let tests = cargo(&["test"]);
     assert!(tests.contains("test result: ok. 2 passed"), "{tests}");
@@ -135,8 +123,8 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
 
     let component = target_dir.join("wasm32-wasip2/release/demo.wasm");
     let out = signalbox(&["policy", "check", component.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("contract:  signalbox:policy@0.1.0"));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("contract:  signalbox:policy@0.1.0"));
 
     let out = signalbox(&[
         "policy",
@@ -160,7 +148,7 @@ fn serve_refuses_a_bad_config_naming_the_file_and_key() {
     )
     .unwrap();
     let out = signalbox(&["serve", "--config", path.to_str().unwrap()]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success());
     assert!(
         t.contains("bad.toml: targets[0].provider: no provider named `nope`"),
@@ -178,7 +166,7 @@ async fn keys_new_prints_a_fresh_key_once_and_an_entry_that_authenticates_it() {
 
     let run = |args: &[&str]| {
         let out = signalbox(args);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         let (key, toml) = stdout.split_once('\n').unwrap();
@@ -231,6 +219,6 @@ async fn keys_new_prints_a_fresh_key_once_and_an_entry_that_authenticates_it() {
         &["keys", "new", "--tenant", ""],
     ] {
         let out = signalbox(bad);
-        assert!(!out.status.success(), "{bad:?}: {}", text(&out));
+        assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
     }
 }

@@ -4,7 +4,7 @@
 use crate::support::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const STRONG: &str = "gpt-4-1106-preview";
 const WEAK: &str = "mistralai/Mixtral-8x7B-Instruct-v0.1";
@@ -20,20 +20,7 @@ fn complexity() -> PathBuf {
 }
 
 fn replay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("replay")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    signalbox(&[&["replay"], args].concat())
 }
 
 /// Mean score of `model` over the rows of a JSONL file.
@@ -90,7 +77,7 @@ fn complexity_sweep_writes_the_report_and_the_chart() {
         "--plot",
         plot.to_str().unwrap(),
     ]);
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("curve over 9 points: APGR"), "{t}");
 
@@ -171,7 +158,7 @@ fn malformed_lines_and_unknown_models_are_refused_with_reasons() {
         ])
     };
     let o = common(&bad, STRONG);
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(
         t.contains("bad.jsonl line 2: invalid type: integer `3`, expected a string"),
@@ -179,7 +166,7 @@ fn malformed_lines_and_unknown_models_are_refused_with_reasons() {
     );
 
     let o = common(&fixture(), "gpt-5");
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(
         t.contains(&format!(
@@ -190,7 +177,7 @@ fn malformed_lines_and_unknown_models_are_refused_with_reasons() {
 
     // The default policy serves the model asked for (the strong one by default).
     let o = common(&fixture(), STRONG);
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("policy                   "), "{t}");
 }
@@ -234,7 +221,7 @@ fn baselines_reproduce_the_datasets_per_model_means() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(o.status.success(), "{t}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let b = &report["baselines"];

@@ -127,22 +127,31 @@ pub fn ids(binding: &PolicyBinding, decision: RouteDecision) -> Result<Vec<Strin
     }
 }
 
+/// Runs the `signalbox` binary with `args` (and no `RUST_LOG` from the test's
+/// environment) to completion.
+pub fn signalbox(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// A finished command's stdout and stderr together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Runs `signalbox policy check <component> --config <config>` once: whether it
 /// succeeded, and its stdout and stderr together.
 pub fn policy_check_output(component: &Path, config: &str) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["policy", "check"])
-        .arg(component)
-        .args(["--config", config])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let component = component.to_string_lossy();
+    let out = signalbox(&["policy", "check", &component, "--config", config]);
+    (out.status.success(), output_text(&out))
 }
 
 /// Runs `signalbox policy check <component> --config <config>` and returns its output

@@ -74,6 +74,29 @@ async fn non_streaming_passes_through_with_model_rewritten_and_fields_kept() {
 }
 
 #[tokio::test]
+async fn request_bodies_reach_the_upstream_byte_for_byte_but_the_model() {
+    let (a, _b, gw) = two_upstreams().await;
+    // Key order, spacing, a number no 64-bit type holds, `1e0`, a nested `model` key:
+    // all of it must arrive as sent; only the top-level model value changes.
+    let sent = r#"{ "seed" : 123456789012345678901234567890, "model": "m", "n": 1e0,
+        "temperature": 0.10, "metadata": {"model": "not this one"},
+        "messages": [{"role": "user", "content": "say \"model\": \u00e9"}] }"#;
+    let reply = send(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(sent.as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = &a.requests()[0];
+    assert_eq!(
+        std::str::from_utf8(&seen.raw_body).unwrap(),
+        sent.replace(r#""model": "m""#, r#""model": "m-upstream""#)
+    );
+}
+
+#[tokio::test]
 async fn streaming_passes_through_byte_for_byte() {
     let (a, _b, gw) = two_upstreams().await;
     a.set_default(Upstream::ok().chunks(&["Hel", "lo", " there"]));

@@ -60,7 +60,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--meta `{pair}`: invalid value"))?,
         );
     }
-    let chat = crate::openai::parse_chat(&body, &headers)
+    let chat = crate::openai::parse_chat(body.into(), &headers)
         .map_err(|e| anyhow::anyhow!("invalid request: {}", e.message))?;
 
     // Policies are called on a runtime, as in the gateway (outcomes are not sent).

@@ -1,10 +1,12 @@
 //! The OpenAI-compatible API as clients speak it: reading their requests once, and
 //! answering errors in OpenAI's shape.
 
+mod body;
 mod error;
 mod request;
 mod response;
 
+pub use body::{BodyError, JsonBody};
 pub use error::ApiError;
 pub use request::{ChatRequest, EmbeddingsRequest, parse_chat, parse_embeddings};
 pub use response::{ResponseBody, full, json};

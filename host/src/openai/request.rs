@@ -2,7 +2,9 @@
 //! everything else kept verbatim for the upstream.
 
 use super::ApiError;
+use super::body::{BodyError, JsonBody};
 use crate::policy::{ChatMessage, Endpoint, RequestFields, Role, RouteRequest};
+use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ const METADATA_PREFIX: &str = "x-signalbox-";
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     /// The body as sent; unknown fields are passed upstream unchanged.
-    pub body: Map<String, Value>,
+    pub body: JsonBody,
     /// The model or alias asked for.
     pub model: String,
     /// Whether a stream was asked for.
@@ -38,7 +40,7 @@ pub struct ChatRequest {
 #[derive(Debug, Clone)]
 pub struct EmbeddingsRequest {
     /// The body as sent.
-    pub body: Map<String, Value>,
+    pub body: JsonBody,
     /// The model asked for.
     pub model: String,
     /// Estimated input tokens.
@@ -47,33 +49,37 @@ pub struct EmbeddingsRequest {
     pub metadata: Vec<(String, String)>,
 }
 
-fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid_request(
-            "The request body must be a JSON object.",
-        )),
-        Err(e) => Err(ApiError::invalid_request(format!(
+fn object(bytes: Bytes) -> Result<JsonBody, ApiError> {
+    JsonBody::parse(bytes).map_err(|e| match e {
+        BodyError::NotObject => {
+            ApiError::invalid_request("The request body must be a JSON object.")
+        }
+        BodyError::Syntax(e) => ApiError::invalid_request(format!(
             "We could not parse the JSON body of your request: {e}."
-        ))),
+        )),
+    })
+}
+
+fn model_of(body: &JsonBody) -> Result<String, ApiError> {
+    match body.get::<String>("model") {
+        Some(Ok(m)) if !m.is_empty() => Ok(m),
+        Some(Ok(_)) | None => Err(ApiError::invalid_request(
+            "You must provide a model parameter.",
+        )),
+        Some(Err(_)) => Err(ApiError::invalid_request("`model` must be a string.")),
     }
 }
 
-fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
-    match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
-        Some(Value::String(_)) | None => Err(ApiError::invalid_request(
-            "You must provide a model parameter.",
-        )),
-        Some(_) => Err(ApiError::invalid_request("`model` must be a string.")),
-    }
+/// A top-level field the gateway reads leniently: absent or of another shape, `None`.
+fn lenient<T: serde::de::DeserializeOwned>(body: &JsonBody, key: &str) -> Option<T> {
+    body.get(key).and_then(Result::ok)
 }
 
 /// Parses a chat completion request.
-pub fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<ChatRequest, ApiError> {
+pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiError> {
     let body = object(bytes)?;
     let model = model_of(&body)?;
-    let messages = match body.get("messages") {
+    let messages = match lenient::<Value>(&body, "messages") {
         Some(Value::Array(list)) if !list.is_empty() => list,
         Some(Value::Array(_)) => {
             return Err(ApiError::invalid_request("`messages` must not be empty."));
@@ -105,21 +111,17 @@ pub fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<ChatRequest, ApiE
         .iter()
         .map(|m| estimate_tokens(&m.text).saturating_add(4))
         .fold(0u32, u32::saturating_add);
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
+    let stream = lenient::<bool>(&body, "stream").unwrap_or(false);
+    let include_usage = lenient::<Value>(&body, "stream_options")
+        .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
         .unwrap_or(false);
     let max_output_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+        .find_map(|k| lenient::<u64>(&body, k))
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-    let has_tools = body
-        .get("tools")
-        .and_then(Value::as_array)
+    let has_tools = lenient::<Vec<serde::de::IgnoredAny>>(&body, "tools")
         .is_some_and(|t| !t.is_empty())
-        || body.get("functions").is_some();
+        || body.raw("functions").is_some();
     let metadata = metadata(headers, &body);
     Ok(ChatRequest {
         model,
@@ -135,11 +137,11 @@ pub fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<ChatRequest, ApiE
 }
 
 /// Parses an embeddings request.
-pub fn parse_embeddings(bytes: &[u8], headers: &HeaderMap) -> Result<EmbeddingsRequest, ApiError> {
+pub fn parse_embeddings(bytes: Bytes, headers: &HeaderMap) -> Result<EmbeddingsRequest, ApiError> {
     let body = object(bytes)?;
     let model = model_of(&body)?;
-    let input_tokens = match body.get("input") {
-        Some(Value::String(s)) => estimate_tokens(s),
+    let input_tokens = match lenient::<Value>(&body, "input") {
+        Some(Value::String(s)) => estimate_tokens(&s),
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|v| match v {
@@ -229,7 +231,7 @@ pub(crate) fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(ascii.div_ceil(4) + other).unwrap_or(u32::MAX)
 }
 
-fn metadata(headers: &HeaderMap, body: &Map<String, Value>) -> Vec<(String, String)> {
+fn metadata(headers: &HeaderMap, body: &JsonBody) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX)
@@ -238,18 +240,18 @@ fn metadata(headers: &HeaderMap, body: &Map<String, Value>) -> Vec<(String, Stri
             out.push((key.to_owned(), value.to_owned()));
         }
     }
-    if let Some(Value::Object(meta)) = body.get("metadata") {
+    if let Some(meta) = lenient::<Map<String, Value>>(body, "metadata") {
         for (k, v) in meta {
             if let Value::String(v) = v {
-                out.push((k.to_ascii_lowercase(), v.clone()));
+                out.push((k.to_ascii_lowercase(), v));
             }
         }
     }
     // OpenAI's end-user id: what canaries and sticky splits key on.
-    if let Some(Value::String(user)) = body.get("user")
+    if let Some(user) = lenient::<String>(body, "user")
         && !out.iter().any(|(k, _)| k == "user")
     {
-        out.push(("user".to_owned(), user.clone()));
+        out.push(("user".to_owned(), user));
     }
     out
 }
@@ -267,12 +269,12 @@ mod tests {
             "metadata":{"User":"u1"},
             "messages":[{"role":"system","content":"be brief"},
                         {"role":"user","content":[{"type":"text","text":"hello"},{"type":"image_url","image_url":{"url":"x"}}]}]}"#;
-        let r = parse_chat(body, &headers).unwrap();
+        let r = parse_chat(Bytes::from_static(body), &headers).unwrap();
         assert_eq!(r.model, "auto");
         assert!(r.stream && r.include_usage && r.has_tools);
         assert_eq!(r.max_output_tokens, Some(100));
         assert_eq!(r.messages[1].text.as_ref(), "hello");
-        assert_eq!(r.body.get("seed"), Some(&Value::from(7)));
+        assert_eq!(r.body.raw("seed"), Some("7"));
         assert_eq!(
             r.metadata,
             vec![("tag".into(), "code".into()), ("user".into(), "u1".into())]
@@ -282,7 +284,7 @@ mod tests {
     #[test]
     fn bad_requests_say_what_is_wrong() {
         let h = HeaderMap::new();
-        let msg = |b: &[u8]| parse_chat(b, &h).unwrap_err().message;
+        let msg = |b: &'static [u8]| parse_chat(Bytes::from_static(b), &h).unwrap_err().message;
         assert!(msg(b"{not json").contains("could not parse the JSON body"));
         assert!(msg(b"[1]").contains("must be a JSON object"));
         assert!(
@@ -291,7 +293,7 @@ mod tests {
         assert!(msg(br#"{"model":"m"}"#).contains("'messages'"));
         assert!(msg(br#"{"model":"m","messages":[{"content":"x"}]}"#).contains("messages[0].role"));
         assert!(
-            parse_embeddings(br#"{"model":"e"}"#, &h)
+            parse_embeddings(Bytes::from_static(br#"{"model":"e"}"#), &h)
                 .unwrap_err()
                 .message
                 .contains("'input'")

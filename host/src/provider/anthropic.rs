@@ -50,7 +50,7 @@ impl Anthropic {
             ));
         }
         let request = anthropic_wire::to_messages_request(
-            &Value::Object(attempt.body.clone()),
+            &attempt.body.to_value(),
             model,
             DEFAULT_MAX_TOKENS,
         )

@@ -11,13 +11,13 @@ mod simulated;
 pub mod sse;
 
 use crate::config::{ProviderKind, ProviderSection, TargetSection};
+use crate::openai::JsonBody;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// A response body from an upstream, already in the OpenAI wire format.
@@ -44,7 +44,7 @@ pub enum UpstreamError {
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt<'a> {
     /// The client's body (unknown fields included).
-    pub body: &'a Map<String, Value>,
+    pub body: &'a JsonBody,
     /// Chat or embeddings.
     pub kind: AttemptKind,
     /// Whether the client asked for a stream.
@@ -170,25 +170,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// `body` serialised with `model` replaced by the upstream's name for it; every other
-/// field is written as received. Serialises straight from the parsed body, no copy.
-fn with_model(body: &Map<String, Value>, model: &str) -> Result<Vec<u8>, UpstreamError> {
-    struct Rewritten<'a>(&'a Map<String, Value>, &'a str);
-    impl serde::Serialize for Rewritten<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap;
-            let mut map = s.serialize_map(Some(self.0.len()))?;
-            for (k, v) in self.0 {
-                if k == "model" {
-                    map.serialize_entry(k, self.1)?;
-                } else {
-                    map.serialize_entry(k, v)?;
-                }
-            }
-            map.end()
-        }
-    }
-    serde_json::to_vec(&Rewritten(body, model)).map_err(|e| UpstreamError::Request(e.to_string()))
 }

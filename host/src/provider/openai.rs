@@ -1,9 +1,7 @@
 //! Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, Groq…): the body goes
 //! up with only `model` rewritten, and the answer comes back byte for byte.
 
-use super::{
-    Attempt, AttemptKind, HttpsClient, UpstreamBody, UpstreamError, post_json, with_model,
-};
+use super::{Attempt, AttemptKind, HttpsClient, UpstreamBody, UpstreamError, post_json};
 
 pub(super) struct OpenAi {
     client: HttpsClient,
@@ -42,7 +40,7 @@ impl OpenAi {
             &self.client,
             url,
             &self.headers,
-            with_model(attempt.body, model)?,
+            attempt.body.with_model(model),
         )
         .await
     }

@@ -77,20 +77,16 @@ impl Simulated {
             let body = json!({"error": {"message": "simulated failure", "type": "server_error", "param": null, "code": null}});
             return respond(500, "application/json", full(body.to_string()));
         }
-        let max = attempt
-            .body
-            .get("max_completion_tokens")
-            .or_else(|| attempt.body.get("max_tokens"))
-            .and_then(Value::as_u64)
+        let max = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| attempt.body.get::<u64>(k).and_then(Result::ok))
             .unwrap_or(u64::MAX);
         let words: Vec<&'static str> = WORDS
             .iter()
             .copied()
             .take(usize::try_from(max).unwrap_or(usize::MAX).max(1))
             .collect();
-        let prompt_tokens =
-            serde_json::to_string(attempt.body.get("messages").unwrap_or(&Value::Null))
-                .map_or(1, |s| s.len() / 4 + 1);
+        let prompt_tokens = attempt.body.raw("messages").map_or(1, |s| s.len() / 4 + 1);
         let usage = json!({
             "prompt_tokens": prompt_tokens,
             "completion_tokens": words.len(),

@@ -101,7 +101,7 @@ async fn api(
     Ok(match path {
         "/v1/feedback" => feedback(gateway, &tenant, &body)?,
         "/v1/chat/completions" => {
-            let chat = openai::parse_chat(&body, &parts.headers)?;
+            let chat = openai::parse_chat(body, &parts.headers)?;
             let estimate =
                 u64::from(chat.input_tokens) + u64::from(chat.max_output_tokens.unwrap_or(0));
             let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
@@ -116,7 +116,7 @@ async fn api(
             .await
         }
         _ => {
-            let embeddings = openai::parse_embeddings(&body, &parts.headers)?;
+            let embeddings = openai::parse_embeddings(body, &parts.headers)?;
             let estimate = u64::from(embeddings.input_tokens);
             let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
             routing::embeddings(

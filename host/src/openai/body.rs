@@ -1,0 +1,164 @@
+//! A client's JSON body as it arrived: the bytes, and where each top-level field's
+//! value lies in them. The gateway reads the few fields it interprets from their
+//! spans and forwards the body byte for byte with only `model` replaced, so whatever
+//! it does not interpret reaches the upstream exactly as sent: key order, number
+//! spelling (integers wider than 64 bits, `1e3`, `0.10`) and whitespace included.
+
+use bytes::Bytes;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::ops::Range;
+
+/// A JSON object body and its top-level fields, in the order they appear.
+#[derive(Debug, Clone)]
+pub struct JsonBody {
+    bytes: Bytes,
+    /// Each top-level key and the byte range of its value.
+    fields: Vec<(String, Range<usize>)>,
+}
+
+/// Why a body is not a usable JSON object.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// Not JSON.
+    Syntax(serde_json::Error),
+}
+
+impl JsonBody {
+    /// Reads the top level of `bytes`; nested values are checked but not built.
+    pub fn parse(bytes: Bytes) -> Result<JsonBody, BodyError> {
+        let fields = {
+            let top: TopLevel<'_> = serde_json::from_slice(&bytes).map_err(|e| {
+                if e.is_data() {
+                    BodyError::NotObject
+                } else {
+                    BodyError::Syntax(e)
+                }
+            })?;
+            // Each raw value borrows from `bytes`: its offset is where it lies.
+            let base = bytes.as_ptr() as usize;
+            top.0
+                .into_iter()
+                .map(|(key, raw)| {
+                    let text = raw.get();
+                    let start = text.as_ptr() as usize - base;
+                    (key, start..start + text.len())
+                })
+                .collect()
+        };
+        Ok(JsonBody { bytes, fields })
+    }
+
+    /// The JSON text of a top-level field. When a key repeats, the last one counts, as
+    /// in most JSON parsers.
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        let (_, range) = self.fields.iter().rev().find(|(k, _)| k == key)?;
+        // The parser checked these bytes are UTF-8; a failure here would be a bug, and
+        // reads as an absent field rather than a panic.
+        std::str::from_utf8(&self.bytes[range.clone()]).ok()
+    }
+
+    /// A top-level field read as `T`: `None` when absent, an error when it has another
+    /// shape.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<Result<T, serde_json::Error>> {
+        self.raw(key).map(serde_json::from_str)
+    }
+
+    /// The body with every top-level `model` set to `model`; every other byte as
+    /// received.
+    pub fn with_model(&self, model: &str) -> Vec<u8> {
+        let quoted = serde_json::Value::from(model).to_string();
+        let mut out = Vec::with_capacity(self.bytes.len() + quoted.len());
+        let mut copied = 0;
+        for (key, range) in &self.fields {
+            if key == "model" {
+                out.extend_from_slice(&self.bytes[copied..range.start]);
+                out.extend_from_slice(quoted.as_bytes());
+                copied = range.end;
+            }
+        }
+        out.extend_from_slice(&self.bytes[copied..]);
+        out
+    }
+
+    /// The whole body as a value tree, for adapters that translate it to another API.
+    pub fn to_value(&self) -> serde_json::Value {
+        // Parsed once already, so this cannot fail; `Null` keeps the signature simple.
+        serde_json::from_slice(&self.bytes).unwrap_or_default()
+    }
+}
+
+/// The top-level object, its values left as raw JSON.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(field) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(field);
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &str) -> JsonBody {
+        JsonBody::parse(Bytes::from(text.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn only_the_top_level_model_changes() {
+        let sent = r#"{ "seed": 123456789012345678901234567890, "model" :"auto",
+            "temperature": 0.10, "n": 1e0, "metadata": {"model": "inner"},
+            "messages": [{"role": "user", "content": "say \"model\": x"}] }"#;
+        let out = String::from_utf8(body(sent).with_model("gpt-4o \"mini\"")).unwrap();
+        assert_eq!(
+            out,
+            sent.replace(r#""auto""#, r#""gpt-4o \"mini\"""#),
+            "every byte but the model value is kept"
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_all_rewritten_and_the_last_is_read() {
+        let b = body(r#"{"model":"a","x":1,"model":"b"}"#);
+        assert_eq!(b.raw("model"), Some(r#""b""#));
+        assert_eq!(b.with_model("m"), br#"{"model":"m","x":1,"model":"m"}"#);
+    }
+
+    #[test]
+    fn fields_read_as_types() {
+        let b = body(r#"{"stream": true, "max_tokens": 7, "tools": [{}, {}]}"#);
+        assert!(b.get::<bool>("stream").unwrap().unwrap());
+        assert_eq!(b.get::<u64>("max_tokens").unwrap().unwrap(), 7);
+        assert!(b.get::<u64>("stream").unwrap().is_err());
+        assert!(b.get::<bool>("absent").is_none());
+        assert_eq!(b.to_value()["tools"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn non_objects_and_bad_json_are_told_apart() {
+        let parse = |t: &'static str| JsonBody::parse(Bytes::from_static(t.as_bytes()));
+        assert!(matches!(parse("[1]"), Err(BodyError::NotObject)));
+        assert!(matches!(parse("\"text\""), Err(BodyError::NotObject)));
+        assert!(matches!(parse("{not json"), Err(BodyError::Syntax(_))));
+        assert!(matches!(parse(""), Err(BodyError::Syntax(_))));
+        assert!(matches!(parse("{} trailing"), Err(BodyError::Syntax(_))));
+    }
+}

@@ -39,6 +39,10 @@ point() { # url body concurrency [extra oha args]
 url_direct=http://127.0.0.1:9001/v1/chat/completions
 url_proxy=http://127.0.0.1:9002/v1/chat/completions
 url_gateway=http://127.0.0.1:9003/v1/chat/completions
+# How long an idle virtual CPU polls before it halts: on a VM, the cost of every
+# cross-core wake-up (and so of every hop) depends on it. Printed with the results.
+poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+[ -r $poll ] && echo "guest halt polling: $(cat $poll) ns"
 echo "| mode | target | concurrency | rate | req/s | p50 µs | p99 µs | statuses |"
 echo "|---|---|---|---|---|---|---|---|"
 for mode in json stream; do

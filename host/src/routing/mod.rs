@@ -21,14 +21,18 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
+// Header names as constants: `from_static` runs at compile time, where a `&str` name
+// would be checked and looked up again on every response.
+
 /// Response headers explaining the route.
-pub const HEADER_TARGET: &str = "x-signalbox-target";
+pub const HEADER_TARGET: http::HeaderName = http::HeaderName::from_static("x-signalbox-target");
 /// The policy that decided, as `name@version`.
-pub const HEADER_POLICY: &str = "x-signalbox-policy";
+pub const HEADER_POLICY: http::HeaderName = http::HeaderName::from_static("x-signalbox-policy");
 /// How many targets were tried.
-pub const HEADER_ATTEMPTS: &str = "x-signalbox-attempts";
+pub const HEADER_ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-signalbox-attempts");
 /// Why the policy chose this route (or that the safe route was used).
-pub const HEADER_REASON: &str = "x-signalbox-route-reason";
+pub const HEADER_REASON: http::HeaderName =
+    http::HeaderName::from_static("x-signalbox-route-reason");
 
 /// The `target` label of requests no target answered.
 static NO_TARGET: std::sync::LazyLock<crate::metrics::Name> =

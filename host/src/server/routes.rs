@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 /// The request id header, on every response.
-pub const HEADER_REQUEST_ID: &str = "x-request-id";
+pub const HEADER_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 pub(super) async fn handle(
     gateway: &Arc<Gateway>,

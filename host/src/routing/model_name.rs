@@ -5,7 +5,6 @@
 //! Both JSON answers and streams (event by event) are rewritten at the byte level, so
 //! every other byte passes through untouched.
 
-use super::scanner::usage_counts;
 use crate::provider::{UpstreamBody, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
@@ -23,14 +22,36 @@ pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32
         .position(|w| w == USAGE)
         .and_then(|at| {
             serde_json::Deserializer::from_slice(&body[at + USAGE.len()..])
-                .into_iter::<Value>()
+                .into_iter::<Usage>()
                 .next()?
                 .ok()
         })
-        .and_then(|usage| usage_counts(&usage));
+        .and_then(Usage::counts);
     let mut out = BytesMut::with_capacity(body.len() + model.len());
     rewrite_event(&body, escaped(model).as_bytes(), &mut out);
     (out.freeze(), usage)
+}
+
+/// The counts of a `usage` object; its other fields are skipped unread.
+#[derive(serde::Deserialize)]
+struct Usage {
+    prompt_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+}
+
+impl Usage {
+    /// (prompt, completion), read as [`super::scanner::usage_counts`] reads them.
+    fn counts(self) -> Option<(u32, u32)> {
+        let count = |v: Option<Value>| {
+            v.as_ref()
+                .and_then(Value::as_u64)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        Some((
+            count(self.prompt_tokens)?,
+            count(self.completion_tokens).unwrap_or(0),
+        ))
+    }
 }
 
 /// `model` as it must appear between the quotes of a JSON string.
@@ -173,5 +194,20 @@ mod tests {
             "b"
         );
         assert_eq!(usage, Some((3, 4)));
+    }
+
+    #[test]
+    fn usage_is_read_past_details_and_gaps() {
+        let usage = |json: &'static str| rewrite_json(Bytes::from_static(json.as_bytes()), "m").1;
+        assert_eq!(
+            usage(
+                r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens":5}}"#
+            ),
+            Some((9, 5))
+        );
+        assert_eq!(usage(r#"{"usage":{"prompt_tokens":9}}"#), Some((9, 0)));
+        assert_eq!(usage(r#"{"usage":{"completion_tokens":5}}"#), None);
+        assert_eq!(usage(r#"{"usage":null}"#), None);
+        assert_eq!(usage(r#"{"choices":[]}"#), None);
     }
 }

@@ -97,8 +97,9 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// Exports a [`Policy`] type as the component's `signalbox:policy/router`.
 ///
 /// Use it once per policy crate (a `cdylib`). It also embeds [`CONTRACT_VERSION`] in
-/// the component's `signalbox:contract-version` custom section, where the gateway
-/// reads it.
+/// the component's `signalbox:contract-version` custom section, and
+/// [`Policy::OBSERVES_OUTCOMES`] in its `signalbox:hooks` section, where the gateway
+/// reads them.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -110,6 +111,11 @@ macro_rules! export_policy {
             )]
             static CONTRACT_VERSION: [u8; $crate::CONTRACT_VERSION.len()] =
                 $crate::__private::contract_version_bytes();
+
+            // Which optional hooks the gateway should call (see `Policy::OBSERVES_OUTCOMES`).
+            #[used]
+            #[cfg_attr(target_family = "wasm", unsafe(link_section = "signalbox:hooks"))]
+            static HOOKS: [u8; 1] = [<$policy as $crate::Policy>::OBSERVES_OUTCOMES as u8];
 
             ::std::thread_local! {
                 static ACTIVE: $crate::__private::Slot<$policy> =

@@ -22,6 +22,28 @@ pub trait Policy: Sized + 'static {
     /// Chooses targets for `request`, given every target's live signals.
     fn route(&self, request: &Request<'_>, snapshot: &Snapshot<'_>) -> Decision;
 
+    /// Whether the gateway calls [`on_outcome`](Policy::on_outcome) after each
+    /// request. A policy that learns nothing from outcomes sets it to `false` and the
+    /// gateway skips that call, and its cost, for every request. `true` by default, so
+    /// an `on_outcome` that is written is never skipped by accident.
+    ///
+    /// ```
+    /// # use signalbox_sdk::*;
+    /// struct First;
+    /// impl Policy for First {
+    ///     type Config = NoConfig;
+    ///     // Stateless: nothing to learn from outcomes.
+    ///     const OBSERVES_OUTCOMES: bool = false;
+    ///     fn activate(_: NoConfig, _: &[Target]) -> Result<Self, String> {
+    ///         Ok(First)
+    ///     }
+    ///     fn route(&self, _: &Request<'_>, _: &Snapshot<'_>) -> Decision {
+    ///         Decision::route([0], "the first target")
+    ///     }
+    /// }
+    /// ```
+    const OBSERVES_OUTCOMES: bool = true;
+
     /// Learns from what happened to a routed request. Off the request path. Does
     /// nothing by default.
     fn on_outcome(&self, outcome: &Outcome) {

@@ -20,6 +20,22 @@ fn the_default_policy_speaks_this_contract() {
 }
 
 #[test]
+fn policies_say_whether_they_want_outcomes() {
+    let load = |name: &str| engine().load_file(&wasm(name)).unwrap();
+    // Stateless library policies opt out, so the gateway skips the call...
+    assert!(
+        !engine()
+            .load_file(&default_policy())
+            .unwrap()
+            .observes_outcomes()
+    );
+    assert!(!load("signalbox_policy_rules").observes_outcomes());
+    // ...while a learning policy (and any that does not say) is called.
+    assert!(load("signalbox_policy_bandit").observes_outcomes());
+    assert!(load("signalbox_fixture_hostile").observes_outcomes());
+}
+
+#[test]
 fn each_wrong_input_gets_its_own_error() {
     let e = engine();
     assert!(matches!(

@@ -21,6 +21,14 @@ pub fn run(file: Option<&Path>, config: &str, cache_dir: Option<PathBuf>) -> any
     println!("policy:    {name}");
     println!("version:   {}", policy.version());
     println!("contract:  signalbox:policy@{}", policy.contract_version());
+    println!(
+        "outcomes:  {}",
+        if policy.observes_outcomes() {
+            "on-outcome called after each request"
+        } else {
+            "not wanted (on-outcome skipped)"
+        }
+    );
     println!("size:      {} bytes", policy.size());
     match policy.compile_source() {
         CompileSource::Compiled(t) => println!("compile:   {:.1} ms", t.as_secs_f64() * 1e3),

@@ -12,12 +12,24 @@ pub const ROUTER_EXPORT: &str = "signalbox:policy/router@0.1.0";
 /// The custom section in which the SDK records the contract version.
 pub const VERSION_SECTION: &str = "signalbox:contract-version";
 
+/// The custom section in which the SDK records which optional hooks to call: one
+/// byte, 1 when the policy wants `on-outcome` after every request, 0 when it does not.
+pub const HOOKS_SECTION: &str = "signalbox:hooks";
+
 const ROUTER_PREFIX: &str = "signalbox:policy/router@";
 
-/// Checks the header and the SDK's version stamp, without compiling.
-///
-/// Returns the version the component says it was built for, if it says.
-pub(crate) fn inspect(bytes: &[u8]) -> Result<Option<String>, LoadError> {
+/// What a component's custom sections say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The contract version it was built for, if it says.
+    pub built_for: Option<String>,
+    /// Whether it wants `on-outcome` calls. Components without the hooks section
+    /// (built without the SDK, or by an older one) get them.
+    pub observes_outcomes: bool,
+}
+
+/// Checks the header and the SDK's stamps, without compiling.
+pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
     let header = bytes.get(..8).ok_or(LoadError::NotWasm)?;
     if &header[..4] != b"\0asm" {
         return Err(LoadError::NotWasm);
@@ -33,12 +45,15 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Option<String>, LoadError> {
     // The stamp sits in the policy's core module, nested inside the component;
     // `parse_all` walks nested modules too.
     let mut built_for = None;
+    let mut observes_outcomes = true;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload {
             Ok(Payload::CustomSection(section)) if section.name() == VERSION_SECTION => {
                 let text = String::from_utf8_lossy(section.data());
                 built_for = Some(text.trim_matches('\0').trim().to_owned());
-                break;
+            }
+            Ok(Payload::CustomSection(section)) if section.name() == HOOKS_SECTION => {
+                observes_outcomes = section.data().first() != Some(&0);
             }
             Ok(_) => {}
             Err(e) => return Err(LoadError::Invalid(e.to_string())),
@@ -52,7 +67,10 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Option<String>, LoadError> {
             host_speaks: CONTRACT_VERSION,
         });
     }
-    Ok(built_for)
+    Ok(Stamp {
+        built_for,
+        observes_outcomes,
+    })
 }
 
 /// Checks a compiled component's exports: it must export the router at our version.

@@ -208,7 +208,10 @@ impl PolicyEngine {
             inner: Arc::new(CompiledInner {
                 engine: self.clone(),
                 sha256: sha256.into(),
-                contract_version: stamped.unwrap_or_else(|| contract::CONTRACT_VERSION.to_owned()),
+                contract_version: stamped
+                    .built_for
+                    .unwrap_or_else(|| contract::CONTRACT_VERSION.to_owned()),
+                observes_outcomes: stamped.observes_outcomes,
                 size: bytes.len(),
                 source,
                 exports,
@@ -230,6 +233,7 @@ pub(crate) struct CompiledInner {
     pub engine: PolicyEngine,
     pub sha256: Arc<str>,
     pub contract_version: String,
+    pub observes_outcomes: bool,
     pub size: usize,
     pub source: CompileSource,
     pub exports: Vec<String>,
@@ -246,6 +250,12 @@ impl CompiledPolicy {
     /// The contract version the component was built for.
     pub fn contract_version(&self) -> &str {
         &self.inner.contract_version
+    }
+
+    /// Whether the policy wants `on-outcome` after every request (its SDK's
+    /// `OBSERVES_OUTCOMES`; true for components that do not say).
+    pub fn observes_outcomes(&self) -> bool {
+        self.inner.observes_outcomes
     }
 
     /// Size of the component in bytes.

@@ -155,19 +155,6 @@ impl Completion {
                 target: self.position,
             },
         );
-        let outcome = Outcome {
-            request_id: std::mem::take(&mut self.request_id),
-            target: self.position,
-            status,
-            latency_ms: u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX),
-            ttft_ms: self
-                .ttft
-                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
-            input_tokens: input,
-            output_tokens: output,
-            cost_usd: cost,
-            fallback_depth: self.fallback_depth,
-        };
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(u64::from(input) + u64::from(output), cost);
         }
@@ -207,7 +194,25 @@ impl Completion {
                 .shadow_cost_micro_usd
                 .fetch_add(micro_usd(shadow_cost), Relaxed);
         }
+        // Policies that learn nothing from outcomes say so (`OBSERVES_OUTCOMES` in the
+        // SDK): no call, no task.
+        if !self.deployment.binding.policy().observes_outcomes() {
+            return;
+        }
         let binding = self.deployment.binding.clone();
+        let outcome = Outcome {
+            request_id: std::mem::take(&mut self.request_id),
+            target: self.position,
+            status,
+            latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+            ttft_ms: self
+                .ttft
+                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost,
+            fallback_depth: self.fallback_depth,
+        };
         // A policy call is microseconds, but it is not the client's to wait for. (No
         // runtime means the process is shutting down: the outcome is dropped.)
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

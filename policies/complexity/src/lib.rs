@@ -115,6 +115,8 @@ impl ComplexityPolicy {
 
 impl Policy for ComplexityPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         let model = Model::parse(WEIGHTS)?;

@@ -40,6 +40,8 @@ pub struct CostQualityPolicy {
 
 impl Policy for CostQualityPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         Ok(CostQualityPolicy {

@@ -46,6 +46,8 @@ pub struct DefaultPolicy {
 
 impl Policy for DefaultPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         for (alias, models) in &config.aliases {

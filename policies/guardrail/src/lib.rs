@@ -146,6 +146,8 @@ pub struct Guardrail {
 
 impl Policy for Guardrail {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         let pii_ok = approved_mask("approved.pii", &config.approved.pii, targets)?;

@@ -112,6 +112,8 @@ struct Ranked {
 
 impl Policy for LatencyPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         if !(0.0..=0.5).contains(&config.exploration) {

@@ -86,6 +86,8 @@ struct Ranked {
 
 impl Policy for LeastLoadedPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         let mut capacity = vec![0; targets.len()];

@@ -65,6 +65,8 @@ pub struct RulesPolicy {
 
 impl Policy for RulesPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         let table = config.compile(targets)?;

@@ -90,6 +90,8 @@ pub struct WeightedPolicy {
 
 impl Policy for WeightedPolicy {
     type Config = Config;
+    // Stateless: it decides from the request and the live signals alone.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, targets: &[Target]) -> Result<Self, String> {
         if config.targets.is_empty() {

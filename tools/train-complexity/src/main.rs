@@ -99,8 +99,17 @@ struct Args {
     label: Label,
     /// Weight each file's rows so every file counts as much as `rows^power` rows
     /// (1: by rows; 0: files count equally).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.75)]
     file_power: f64,
+    /// Multiply the weight of one file's rows after `--file-power`: `FILE=FACTOR`.
+    /// Repeatable; given at all, it replaces the default (GSM8K counts twice, so that
+    /// its 644 rows are not drowned by MMLU's 6,880 at power 0.75).
+    #[arg(
+        long = "file-weight",
+        value_name = "FILE=FACTOR",
+        default_value = "routellm_gsm8k.jsonl=2"
+    )]
+    file_weights: Vec<String>,
     /// Shuffling seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -277,6 +286,17 @@ fn main() -> anyhow::Result<()> {
     }
 
     let pairs = label_pairs(&args.pairs)?;
+    for flag in &args.file_weights {
+        let parsed = flag
+            .split_once('=')
+            .and_then(|(file, factor)| Some((file, factor.parse::<f64>().ok()?)));
+        match parsed {
+            Some((file, factor)) if factor > 0.0 && FILES.iter().any(|f| f.0 == file) => {}
+            _ => bail!(
+                "--file-weight `{flag}`: expected FILE=FACTOR, a training file and a positive number"
+            ),
+        }
+    }
     let train_only = args.tune || args.operating_point.is_some() || args.nested.is_some();
     let mut examples = Vec::new();
     let mut file_rows: Vec<Vec<Row>> = Vec::new();
@@ -334,15 +354,17 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "label {:?}, {} bits, {} epochs, rate {}, l2 {}, file power {}, seed {}, {} model(s) averaged",
+        "label {:?}, {} bits, {} epochs, rate {}, l2 {}, file power {}, file weights {:?}, seed {}, {} model(s) averaged, ship {:?}",
         args.label,
         args.bits,
         args.epochs,
         args.rate,
         args.l2,
         args.file_power,
+        args.file_weights,
         args.seed,
-        args.average
+        args.average,
+        args.ship
     );
     if let Some(file_name) = &args.operating_point {
         let file = file_index(&pairs, file_name)?;
@@ -777,6 +799,16 @@ fn nested_operating_point(
     Ok(())
 }
 
+/// The `--file-weight` factor of file `f` (1 when none is given).
+fn file_factor(args: &Args, f: usize) -> f64 {
+    args.file_weights
+        .iter()
+        .filter_map(|flag| flag.split_once('='))
+        .filter(|(file, _)| *file == FILES[f].0)
+        .filter_map(|(_, factor)| factor.parse::<f64>().ok())
+        .product()
+}
+
 /// Weights the rows (see `--file-power`) and fits them.
 fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32>) {
     // Per-file weights: file f's rows together weigh rows_f^power, normalised so the
@@ -787,7 +819,8 @@ fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32
     }
     let mass: Vec<f64> = per_file
         .iter()
-        .map(|&n| (n as f64).powf(args.file_power))
+        .enumerate()
+        .map(|(f, &n)| (n as f64).powf(args.file_power) * file_factor(args, f))
         .collect();
     let total_mass: f64 = mass.iter().sum();
     let rows = train.len() as f64;

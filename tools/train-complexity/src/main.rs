@@ -936,3 +936,36 @@ fn ranking_apgr(rows: &[&Example], scores: &[f64]) -> f64 {
     }
     CurveSummary::of(&points).apgr
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_is_the_mean_of_the_fits_rounded_as_stored() {
+        let (bias, weights) = average(&[(1.0, vec![0.5, -1.0, 0.1]), (2.0, vec![1.5, 1.0, 0.2])]);
+        assert_eq!(bias, 1.5);
+        assert_eq!(weights[0], 1.0);
+        assert_eq!(weights[1], 0.0);
+        assert_eq!(weights[2], model::stored(0.15));
+        assert_eq!(average(&[]), (0.0, Vec::new()));
+    }
+
+    #[test]
+    fn file_weights_multiply_per_file() {
+        let args = Args::parse_from([
+            "train",
+            "--file-weight",
+            "routellm_gsm8k.jsonl=2",
+            "--file-weight",
+            "mmlu_pro_8models.jsonl=0.5",
+        ]);
+        assert_eq!(file_factor(&args, 0), 1.0);
+        assert_eq!(file_factor(&args, 1), 2.0);
+        assert_eq!(file_factor(&args, 3), 0.5);
+        // The default doubles GSM8K only.
+        let args = Args::parse_from(["train"]);
+        assert_eq!(file_factor(&args, 1), 2.0);
+        assert_eq!(file_factor(&args, 3), 1.0);
+    }
+}

@@ -99,8 +99,17 @@ struct Args {
     label: Label,
     /// Weight each file's rows so every file counts as much as `rows^power` rows
     /// (1: by rows; 0: files count equally).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.75)]
     file_power: f64,
+    /// Multiply the weight of one file's rows after `--file-power`: `FILE=FACTOR`.
+    /// Repeatable; given at all, it replaces the default (GSM8K counts twice, so that
+    /// its 644 rows are not drowned by MMLU's 6,880 at power 0.75).
+    #[arg(
+        long = "file-weight",
+        value_name = "FILE=FACTOR",
+        default_value = "routellm_gsm8k.jsonl=2"
+    )]
+    file_weights: Vec<String>,
     /// Shuffling seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -132,6 +141,32 @@ struct Args {
     /// out-of-fold scores (`--operating-point`).
     #[arg(long, default_value_t = 0.96)]
     target_share: f64,
+    /// Which model `weights.bin` holds: one fit on every training row (`all`), or the
+    /// average of the five cross-validation fits (`folds`: the very models whose
+    /// out-of-fold scores choose the threshold).
+    #[arg(long, value_enum, default_value = "all")]
+    ship: Ship,
+    /// Check the `--operating-point` rule on FILE by nested cross-validation of the
+    /// training rows: each fold in turn is left out, the rule and the shipped model are
+    /// made from the other four alone, and the fold's rows are routed with them. Reads
+    /// no validation row, writes nothing.
+    #[arg(long, value_name = "FILE")]
+    nested: Option<String>,
+    /// Salt of the assignment of training rows to the five folds (0: the default
+    /// assignment); other values repeat the cross-validation on other splits.
+    #[arg(long, default_value_t = 0)]
+    fold_salt: u64,
+}
+
+/// The model written to `weights.bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Ship {
+    /// One fit on every training row.
+    All,
+    /// The mean of the five cross-validation fits' weights. The model is linear, so its
+    /// score is the mean of theirs: the threshold chosen on their out-of-fold scores is
+    /// chosen for the model that ships.
+    Folds,
 }
 
 /// The weak side of a label pair.
@@ -251,7 +286,18 @@ fn main() -> anyhow::Result<()> {
     }
 
     let pairs = label_pairs(&args.pairs)?;
-    let train_only = args.tune || args.operating_point.is_some();
+    for flag in &args.file_weights {
+        let parsed = flag
+            .split_once('=')
+            .and_then(|(file, factor)| Some((file, factor.parse::<f64>().ok()?)));
+        match parsed {
+            Some((file, factor)) if factor > 0.0 && FILES.iter().any(|f| f.0 == file) => {}
+            _ => bail!(
+                "--file-weight `{flag}`: expected FILE=FACTOR, a training file and a positive number"
+            ),
+        }
+    }
+    let train_only = args.tune || args.operating_point.is_some() || args.nested.is_some();
     let mut examples = Vec::new();
     let mut file_rows: Vec<Vec<Row>> = Vec::new();
     for (file, pair) in pairs.iter().enumerate() {
@@ -279,7 +325,11 @@ fn main() -> anyhow::Result<()> {
                 let fold = if Split::Validation.contains(&row.id) {
                     0
                 } else {
-                    1 + (stable_hash(format!("{}#fold", row.id).as_bytes()) % 5) as u8
+                    let key = match args.fold_salt {
+                        0 => format!("{}#fold", row.id),
+                        salt => format!("{}#fold{salt}", row.id),
+                    };
+                    1 + (stable_hash(key.as_bytes()) % 5) as u8
                 };
                 Some(Example {
                     file,
@@ -304,29 +354,36 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "label {:?}, {} bits, {} epochs, rate {}, l2 {}, file power {}, seed {}, {} model(s) averaged",
+        "label {:?}, {} bits, {} epochs, rate {}, l2 {}, file power {}, file weights {:?}, seed {}, {} model(s) averaged, ship {:?}",
         args.label,
         args.bits,
         args.epochs,
         args.rate,
         args.l2,
         args.file_power,
+        args.file_weights,
         args.seed,
-        args.average
+        args.average,
+        args.ship
     );
     if let Some(file_name) = &args.operating_point {
-        let Some(file) = pairs.iter().position(|p| &p.file == file_name) else {
-            bail!("--operating-point `{file_name}` is not one of the training files");
-        };
+        let file = file_index(&pairs, file_name)?;
         let prices = Prices::read(&data.join("models.json"), file_name)?;
         let scores = out_of_fold_scores(&examples, &args);
         print_fold_apgr(&examples, &scores, &pairs);
         choose_operating_point(&args, &examples, &scores, file, &file_rows[file], &prices)?;
         return Ok(());
     }
+    if let Some(file_name) = &args.nested {
+        let file = file_index(&pairs, file_name)?;
+        let prices = Prices::read(&data.join("models.json"), file_name)?;
+        nested_operating_point(&args, &examples, &pairs, file, &file_rows[file], &prices)?;
+        return Ok(());
+    }
     if args.tune {
         let mut sums = [[0.0f64; 2]; FILES.len()];
-        for (fold, train, bias, weights) in cross_fits(&examples, &args) {
+        let mut scores = vec![f64::NAN; examples.len()];
+        for (fold, train, bias, weights) in fold_fits(&examples, &FOLDS, &args) {
             let held: Vec<Example> = examples
                 .iter()
                 .filter(|e| e.fold == fold)
@@ -336,20 +393,46 @@ fn main() -> anyhow::Result<()> {
                 sum[0] += evaluate(&train, file, bias, &weights).1 / 5.0;
                 sum[1] += evaluate(&held, file, bias, &weights).1 / 5.0;
             }
+            for (e, score) in examples.iter().zip(&mut scores) {
+                if e.fold == fold {
+                    *score = policy_score(bias, &weights, e);
+                }
+            }
         }
-        println!("{:<24} {:>10} {:>10}", "file", "train APGR", "fold APGR");
+        println!(
+            "{:<24} {:>10} {:>10} {:>16}",
+            "file", "train APGR", "fold APGR", "out-of-fold APGR"
+        );
         for (file, pair) in pairs.iter().enumerate() {
             println!(
-                "{:<24} {:>10.3} {:>10.3}",
-                pair.file, sums[file][0], sums[file][1]
+                "{:<24} {:>10.3} {:>10.3} {:>16.3}",
+                pair.file,
+                sums[file][0],
+                sums[file][1],
+                pooled_apgr(&examples, &scores, file)
             );
         }
+        println!(
+            "(fold APGR: the mean over the five folds of each fit's APGR on its fold; out-of-fold APGR: all training rows ranked together, each by the fit that did not see it.)"
+        );
         return Ok(());
     }
 
-    let (held_out, rest): (Vec<Example>, Vec<Example>) =
+    let (bias, weights) = match args.ship {
+        Ship::All => {
+            let rest: Vec<Example> = examples.iter().filter(|e| e.fold != 0).cloned().collect();
+            let (_, bias, weights) = train_on(rest, &args);
+            (bias, weights)
+        }
+        Ship::Folds => average(
+            &fold_fits(&examples, &FOLDS, &args)
+                .into_iter()
+                .map(|(_, _, bias, weights)| (bias, weights))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let (held_out, train): (Vec<Example>, Vec<Example>) =
         examples.into_iter().partition(|e| e.fold == 0);
-    let (train, bias, weights) = train_on(rest, &args);
     let bytes = model::write(args.bits, bias as f32, &weights);
     // The file must be one the policy accepts.
     Model::parse(&bytes).map_err(anyhow::Error::msg)?;
@@ -374,14 +457,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// For each of the five tuning folds: the training rows outside it, and the model
+/// The five tuning folds of the training rows.
+const FOLDS: [u8; 5] = [1, 2, 3, 4, 5];
+
+/// The index of a training file by name.
+fn file_index(pairs: &[LabelPair], name: &str) -> anyhow::Result<usize> {
+    pairs
+        .iter()
+        .position(|p| p.file == name)
+        .with_context(|| format!("`{name}` is not one of the training files"))
+}
+
+/// For each fold of `folds`: the rows of the other folds of `folds`, and the model
 /// fitted on them (bias, weights).
-fn cross_fits(examples: &[Example], args: &Args) -> Vec<(u8, Vec<Example>, f64, Vec<f32>)> {
-    (1..=5u8)
-        .map(|fold| {
+fn fold_fits(
+    examples: &[Example],
+    folds: &[u8],
+    args: &Args,
+) -> Vec<(u8, Vec<Example>, f64, Vec<f32>)> {
+    folds
+        .iter()
+        .map(|&fold| {
             let rest: Vec<Example> = examples
                 .iter()
-                .filter(|e| e.fold != 0 && e.fold != fold)
+                .filter(|e| e.fold != fold && folds.contains(&e.fold))
                 .cloned()
                 .collect();
             let (train, bias, weights) = train_on(rest, args);
@@ -390,36 +489,50 @@ fn cross_fits(examples: &[Example], args: &Args) -> Vec<(u8, Vec<Example>, f64, 
         .collect()
 }
 
-/// The policy's score (`2p − 1`, clamped) of every training row from the fit that
-/// did not see it; NaN for validation rows.
+/// The policy's score of `e`: `2p − 1`, clamped to `[0, 1]`.
+fn policy_score(bias: f64, weights: &[f32], e: &Example) -> f64 {
+    let p = sigmoid(dot(bias, weights, &e.features));
+    (2.0 * p - 1.0).clamp(0.0, 1.0)
+}
+
+/// The policy's score of every training row from the fit that did not see it; NaN
+/// for validation rows.
 fn out_of_fold_scores(examples: &[Example], args: &Args) -> Vec<f64> {
     let mut scores = vec![f64::NAN; examples.len()];
-    for (fold, _, bias, weights) in cross_fits(examples, args) {
+    for (fold, _, bias, weights) in fold_fits(examples, &FOLDS, args) {
         for (e, score) in examples.iter().zip(&mut scores) {
             if e.fold == fold {
-                let p = sigmoid(dot(bias, &weights, &e.features));
-                *score = (2.0 * p - 1.0).clamp(0.0, 1.0);
+                *score = policy_score(bias, &weights, e);
             }
         }
     }
     scores
 }
 
+/// Ranking APGR of `file`'s rows that have a score.
+fn pooled_apgr(examples: &[Example], scores: &[f64], file: usize) -> f64 {
+    let (rows, file_scores): (Vec<&Example>, Vec<f64>) = examples
+        .iter()
+        .zip(scores)
+        .filter(|(e, s)| e.file == file && !s.is_nan())
+        .map(|(e, &s)| (e, s))
+        .unzip();
+    ranking_apgr(&rows, &file_scores)
+}
+
 /// Ranking APGR of the out-of-fold scores, per file, pooled over the folds.
 fn print_fold_apgr(examples: &[Example], scores: &[f64], pairs: &[LabelPair]) {
     println!("{:<24} {:>6} {:>18}", "file", "rows", "out-of-fold APGR");
     for (file, pair) in pairs.iter().enumerate() {
-        let (rows, file_scores): (Vec<&Example>, Vec<f64>) = examples
+        let rows = examples
             .iter()
-            .zip(scores)
-            .filter(|(e, _)| e.file == file && e.fold != 0)
-            .map(|(e, &s)| (e, s))
-            .unzip();
+            .filter(|e| e.file == file && e.fold != 0)
+            .count();
         println!(
             "{:<24} {:>6} {:>18.3}",
             pair.file,
-            rows.len(),
-            ranking_apgr(&rows, &file_scores)
+            rows,
+            pooled_apgr(examples, scores, file)
         );
     }
 }
@@ -434,47 +547,10 @@ fn choose_operating_point(
     rows: &[Row],
     prices: &Prices,
 ) -> anyhow::Result<()> {
-    let mut names: Vec<String> = rows
-        .first()
-        .map(|r| r.models.keys().cloned().collect())
-        .unwrap_or_default();
-    names.retain(|m| rows.iter().all(|r| r.models.contains_key(m)));
-    let index_of = |model: &str| {
-        names
-            .iter()
-            .position(|m| m == model)
-            .with_context(|| format!("`{model}` has no outcome in every row (models: {names:?})"))
-    };
-    let models = Models {
-        strong: index_of(&args.route_strong)?,
-        weak: index_of(&args.route_weak)?,
-        names: names.clone(),
-    };
-    let price_of: Vec<_> = names
-        .iter()
-        .map(|m| prices.get(m))
-        .collect::<Result<_, _>>()?;
-    let scored: Vec<ScoredRow> = examples
-        .iter()
-        .zip(scores)
-        .filter(|(e, _)| e.file == file && e.fold != 0)
-        .map(|(e, &score)| {
-            let row = &rows[e.row];
-            ScoredRow {
-                score,
-                outcomes: names
-                    .iter()
-                    .zip(&price_of)
-                    .map(|(m, price)| {
-                        let o = &row.models[m];
-                        (
-                            o.score,
-                            price.cost(row.input_tokens, o.total_output_tokens()),
-                        )
-                    })
-                    .collect(),
-            }
-        })
+    let models = route_models(args, rows)?;
+    let scored: Vec<ScoredRow> = scored_rows(examples, scores, file, rows, &models, prices)?
+        .into_iter()
+        .map(|(_, row)| row)
         .collect();
     if scored.is_empty() {
         bail!("no training rows in {}", FILES[file].0);
@@ -495,6 +571,7 @@ fn choose_operating_point(
         "{:<32} {:>8} {:>8} {:>10} {:>8} {:>8}",
         "router", "strong", "quality", "cost", "vs best", "cost vs"
     );
+    let names = &models.names;
     let line = |name: &str, p: &operating_point::Point| {
         println!(
             "{name:<32} {:>7.1}% {:>8.4} {:>10.4} {:>7.1}% {:>7.1}%",
@@ -532,6 +609,206 @@ fn choose_operating_point(
     Ok(())
 }
 
+/// Every model with an outcome in each of `rows`, and which two the policy routes
+/// between (`--route-strong`, `--route-weak`).
+fn route_models(args: &Args, rows: &[Row]) -> anyhow::Result<Models> {
+    let mut names: Vec<String> = rows
+        .first()
+        .map(|r| r.models.keys().cloned().collect())
+        .unwrap_or_default();
+    names.retain(|m| rows.iter().all(|r| r.models.contains_key(m)));
+    let index_of = |model: &str| {
+        names
+            .iter()
+            .position(|m| m == model)
+            .with_context(|| format!("`{model}` has no outcome in every row (models: {names:?})"))
+    };
+    Ok(Models {
+        strong: index_of(&args.route_strong)?,
+        weak: index_of(&args.route_weak)?,
+        names: names.clone(),
+    })
+}
+
+/// `file`'s training rows that have a score, each with its recorded quality and cost
+/// per model of `models`.
+fn scored_rows<'a>(
+    examples: &'a [Example],
+    scores: &[f64],
+    file: usize,
+    rows: &[Row],
+    models: &Models,
+    prices: &Prices,
+) -> anyhow::Result<Vec<(&'a Example, ScoredRow)>> {
+    let price_of: Vec<_> = models
+        .names
+        .iter()
+        .map(|m| prices.get(m))
+        .collect::<Result<_, _>>()?;
+    Ok(examples
+        .iter()
+        .zip(scores)
+        .filter(|(e, s)| e.file == file && e.fold != 0 && !s.is_nan())
+        .map(|(e, &score)| {
+            let row = &rows[e.row];
+            let outcomes = models
+                .names
+                .iter()
+                .zip(&price_of)
+                .map(|(m, price)| {
+                    let o = &row.models[m];
+                    let cost = price.cost(row.input_tokens, o.total_output_tokens());
+                    (o.score, cost)
+                })
+                .collect();
+            (e, ScoredRow { score, outcomes })
+        })
+        .collect())
+}
+
+/// The target shares `--nested` tries.
+const NESTED_SHARES: [f64; 5] = [0.95, 0.955, 0.96, 0.965, 0.97];
+
+/// Nested cross-validation of the operating-point rule on `file`: for each fold, the
+/// threshold is chosen on out-of-fold scores within the other four folds (for each
+/// of [`NESTED_SHARES`]), the model is made from those four folds both ways `--ship`
+/// can make it, and the fold's rows are routed with them. Prints what the rule
+/// achieved on rows that neither the threshold nor the model saw, pooled over the
+/// five folds.
+fn nested_operating_point(
+    args: &Args,
+    examples: &[Example],
+    pairs: &[LabelPair],
+    file: usize,
+    rows: &[Row],
+    prices: &Prices,
+) -> anyhow::Result<()> {
+    let models = route_models(args, rows)?;
+    let grid = operating_point::grid(0.0025);
+    let n = examples.len();
+    // Outer-fold scores by the shipped model: `Ship::All`, then `Ship::Folds`.
+    let mut outer_scores = [vec![f64::NAN; n], vec![f64::NAN; n]];
+    // Per outer fold, the threshold chosen for each target share.
+    let mut thresholds = BTreeMap::new();
+    for outer in FOLDS {
+        let inner: Vec<u8> = FOLDS.iter().copied().filter(|&f| f != outer).collect();
+        let fits = fold_fits(examples, &inner, args);
+        let mut inner_scores = vec![f64::NAN; n];
+        for (fold, _, bias, weights) in &fits {
+            for (e, score) in examples.iter().zip(&mut inner_scores) {
+                if e.fold == *fold {
+                    *score = policy_score(*bias, weights, e);
+                }
+            }
+        }
+        let scored: Vec<ScoredRow> =
+            scored_rows(examples, &inner_scores, file, rows, &models, prices)?
+                .into_iter()
+                .map(|(_, row)| row)
+                .collect();
+        let chosen: Vec<Option<f64>> = NESTED_SHARES
+            .iter()
+            .map(|&share| {
+                operating_point::choose(&scored, &models, &grid, share)
+                    .chosen
+                    .map(|p| p.threshold)
+            })
+            .collect();
+        thresholds.insert(outer, chosen);
+        let (fold_bias, fold_weights) = average(
+            &fits
+                .into_iter()
+                .map(|(_, _, bias, weights)| (bias, weights))
+                .collect::<Vec<_>>(),
+        );
+        let rest: Vec<Example> = examples
+            .iter()
+            .filter(|e| inner.contains(&e.fold))
+            .cloned()
+            .collect();
+        let (_, all_bias, all_weights) = train_on(rest, args);
+        for (i, e) in examples.iter().enumerate() {
+            if e.fold == outer {
+                outer_scores[0][i] = policy_score(all_bias, &all_weights, e);
+                outer_scores[1][i] = policy_score(fold_bias, &fold_weights, e);
+            }
+        }
+    }
+
+    println!(
+        "nested cross-validation: every training row routed by a model and a threshold made without it"
+    );
+    println!(
+        "{:<24} {:>6} {:>16} {:>16}",
+        "file", "rows", "APGR ship all", "APGR ship folds"
+    );
+    for (f, pair) in pairs.iter().enumerate() {
+        println!(
+            "{:<24} {:>6} {:>16.3} {:>16.3}",
+            pair.file,
+            examples
+                .iter()
+                .filter(|e| e.file == f && e.fold != 0)
+                .count(),
+            pooled_apgr(examples, &outer_scores[0], f),
+            pooled_apgr(examples, &outer_scores[1], f)
+        );
+    }
+    println!(
+        "\n{}: {} below the threshold, {} above; thresholds chosen per outer fold",
+        pairs[file].file, models.names[models.weak], models.names[models.strong]
+    );
+    println!(
+        "{:<6} {:>7} {:>34} {:>8} {:>8} {:>8}",
+        "ship", "target", "thresholds (folds 1-5)", "strong", "vs best", "cost vs"
+    );
+    for (ship, scores) in ["all", "folds"].iter().zip(&outer_scores) {
+        let routed = scored_rows(examples, scores, file, rows, &models, prices)?;
+        let plain: Vec<ScoredRow> = routed.iter().map(|(_, row)| row.clone()).collect();
+        let singles = operating_point::choose(&plain, &models, &[], 1.0);
+        let best = singles.singles[singles.best];
+        for (k, share) in NESTED_SHARES.iter().enumerate() {
+            let (mut quality, mut cost, mut strong) = (0.0, 0.0, 0usize);
+            for (e, row) in &routed {
+                // No threshold reaching the share: everything to the strong model.
+                let threshold = thresholds[&e.fold][k].unwrap_or(-1.0);
+                let m = if row.score > threshold {
+                    strong += 1;
+                    models.strong
+                } else {
+                    models.weak
+                };
+                quality += row.outcomes[m].0;
+                cost += row.outcomes[m].1;
+            }
+            let rows_n = routed.len().max(1) as f64;
+            let list: Vec<String> = FOLDS
+                .iter()
+                .map(|f| thresholds[f][k].map_or("-".into(), |t| format!("{t:.4}")))
+                .collect();
+            println!(
+                "{ship:<6} {:>6.1}% {:>34} {:>7.1}% {:>7.1}% {:>7.1}%",
+                100.0 * share,
+                list.join(" "),
+                100.0 * strong as f64 / rows_n,
+                100.0 * quality / rows_n / best.quality,
+                100.0 * cost / best.cost
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `--file-weight` factor of file `f` (1 when none is given).
+fn file_factor(args: &Args, f: usize) -> f64 {
+    args.file_weights
+        .iter()
+        .filter_map(|flag| flag.split_once('='))
+        .filter(|(file, _)| *file == FILES[f].0)
+        .filter_map(|(_, factor)| factor.parse::<f64>().ok())
+        .product()
+}
+
 /// Weights the rows (see `--file-power`) and fits them.
 fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32>) {
     // Per-file weights: file f's rows together weigh rows_f^power, normalised so the
@@ -542,7 +819,8 @@ fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32
     }
     let mass: Vec<f64> = per_file
         .iter()
-        .map(|&n| (n as f64).powf(args.file_power))
+        .enumerate()
+        .map(|(f, &n)| (n as f64).powf(args.file_power) * file_factor(args, f))
         .collect();
     let total_mass: f64 = mass.iter().sum();
     let rows = train.len() as f64;
@@ -554,19 +832,25 @@ fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32
         .into_par_iter()
         .map(|k| fit(&train, args, args.seed + k))
         .collect();
-    let n = fits.len() as f32;
+    let (bias, weights) = average(&fits);
+    (train, bias, weights)
+}
+
+/// The mean of several fits (bias, weights), with the weights rounded as stored so
+/// the trainer scores as the component will.
+fn average(fits: &[(f64, Vec<f32>)]) -> (f64, Vec<f32>) {
+    let n = fits.len().max(1) as f32;
     let bias = fits.iter().map(|f| f.0).sum::<f64>() / f64::from(n);
-    let mut weights = vec![0f32; 1 << args.bits];
-    for (_, w) in &fits {
+    let mut weights = vec![0f32; fits.first().map_or(0, |f| f.1.len())];
+    for (_, w) in fits {
         for (sum, v) in weights.iter_mut().zip(w) {
             *sum += v / n;
         }
     }
-    // Score as the component will: with the weights rounded as stored.
     for w in &mut weights {
         *w = model::stored(*w);
     }
-    (train, f64::from(bias as f32), weights)
+    (f64::from(bias as f32), weights)
 }
 
 /// Rows of `file` in `set`, the ranking APGR of their scores, and the log loss.
@@ -651,4 +935,37 @@ fn ranking_apgr(rows: &[&Example], scores: &[f64]) -> f64 {
         });
     }
     CurveSummary::of(&points).apgr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_is_the_mean_of_the_fits_rounded_as_stored() {
+        let (bias, weights) = average(&[(1.0, vec![0.5, -1.0, 0.1]), (2.0, vec![1.5, 1.0, 0.2])]);
+        assert_eq!(bias, 1.5);
+        assert_eq!(weights[0], 1.0);
+        assert_eq!(weights[1], 0.0);
+        assert_eq!(weights[2], model::stored(0.15));
+        assert_eq!(average(&[]), (0.0, Vec::new()));
+    }
+
+    #[test]
+    fn file_weights_multiply_per_file() {
+        let args = Args::parse_from([
+            "train",
+            "--file-weight",
+            "routellm_gsm8k.jsonl=2",
+            "--file-weight",
+            "mmlu_pro_8models.jsonl=0.5",
+        ]);
+        assert_eq!(file_factor(&args, 0), 1.0);
+        assert_eq!(file_factor(&args, 1), 2.0);
+        assert_eq!(file_factor(&args, 3), 0.5);
+        // The default doubles GSM8K only.
+        let args = Args::parse_from(["train"]);
+        assert_eq!(file_factor(&args, 1), 2.0);
+        assert_eq!(file_factor(&args, 3), 1.0);
+    }
 }

@@ -53,7 +53,7 @@ for mode in json stream; do
         read -r rps p50 p99 codes < <(point "$url" "$data" 1)
         echo "| $mode | $name | 1 | max | $rps | $p50 | $p99 | $codes |"
     done
-    for name in direct gateway; do
+    for name in direct proxy gateway; do
         url_var=url_$name
         url=${!url_var}
         read -r rps p50 p99 codes < <(point "$url" "$data" 32 -q 2000)

@@ -38,16 +38,24 @@ impl JsonBody {
                     BodyError::Syntax(e)
                 }
             })?;
-            // Each raw value borrows from `bytes`: its offset is where it lies.
+            // Each raw value borrows from `bytes`: its offset is where it lies. (The
+            // parser never copies a raw value; if it ever did, refuse rather than
+            // forward the wrong bytes.)
             let base = bytes.as_ptr() as usize;
+            let span = |text: &str| {
+                let start = (text.as_ptr() as usize).checked_sub(base)?;
+                let end = start.checked_add(text.len())?;
+                (end <= bytes.len()).then_some(start..end)
+            };
             top.0
                 .into_iter()
-                .map(|(key, raw)| {
-                    let text = raw.get();
-                    let start = text.as_ptr() as usize - base;
-                    (key, start..start + text.len())
+                .map(|(key, raw)| match span(raw.get()) {
+                    Some(range) => Ok((key, range)),
+                    None => Err(BodyError::Syntax(serde::de::Error::custom(
+                        "a value outside the body",
+                    ))),
                 })
-                .collect()
+                .collect::<Result<_, _>>()?
         };
         Ok(JsonBody { bytes, fields })
     }

@@ -40,17 +40,8 @@ struct Usage {
 }
 
 impl Usage {
-    /// (prompt, completion), read as [`super::scanner::usage_counts`] reads them.
     fn counts(self) -> Option<(u32, u32)> {
-        let count = |v: Option<Value>| {
-            v.as_ref()
-                .and_then(Value::as_u64)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        Some((
-            count(self.prompt_tokens)?,
-            count(self.completion_tokens).unwrap_or(0),
-        ))
+        super::scanner::token_counts(self.prompt_tokens.as_ref(), self.completion_tokens.as_ref())
     }
 }
 

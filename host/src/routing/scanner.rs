@@ -89,13 +89,20 @@ pub(crate) fn usage_of(value: &Value) -> Option<(u32, u32)> {
 
 /// `prompt_tokens` and `completion_tokens` of a `usage` object.
 pub(crate) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
-    let get = |k: &str| {
-        usage
-            .get(k)
-            .and_then(Value::as_u64)
+    token_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+}
+
+/// (prompt, completion) from a usage object's two fields: no usage without a prompt
+/// count, a missing completion count is 0.
+pub(crate) fn token_counts(
+    prompt: Option<&Value>,
+    completion: Option<&Value>,
+) -> Option<(u32, u32)> {
+    let count = |v: Option<&Value>| {
+        v.and_then(Value::as_u64)
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
     };
-    Some((get("prompt_tokens")?, get("completion_tokens").unwrap_or(0)))
+    Some((count(prompt)?, count(completion).unwrap_or(0)))
 }
 
 #[cfg(test)]

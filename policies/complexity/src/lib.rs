@@ -9,7 +9,11 @@
 //! a prompt takes microseconds and reads no state.
 //!
 //! The request goes to the `strong` model when the score exceeds `threshold`, else to
-//! the highest middle tier whose `above` the score exceeds, else to `weak`. Within the
+//! the highest middle tier whose `above` the score exceeds, else to `weak`. With
+//! `cost_aware`, each of those thresholds is first scaled by how much dearer that model
+//! is than `weak` for this request, relative to a typical request (see [`cost`]): the
+//! model also predicts the length of the answer, and a prompt whose answer will be
+//! long must promise more gain to be worth the strong model. Within the
 //! chosen model, targets are ordered cheapest first for this request; the other
 //! configured models follow as fallbacks (stronger ones first, then weaker ones), and
 //! available targets go before unhealthy or rate-limited ones. Targets whose context
@@ -23,18 +27,22 @@
 //!   "weak": "mistralai/Mixtral-8x7B-Instruct-v0.1",
 //!   "threshold": 0.5,
 //!   "tiers": [{ "model": "gemini-1.5-flash-002", "above": 0.3 }],
-//!   "default_output_tokens": 512 }
+//!   "default_output_tokens": 512,
+//!   "cost_aware": false }
 //! ```
 //!
 //! `threshold` and every `above` are numbers in `[0, 1]`; `tiers` (optional) are middle
 //! tiers in ascending order of `above`; `default_output_tokens` (optional, default 512)
-//! is assumed for the price and context checks when a request sets no `max_tokens`.
+//! is assumed for the price and context checks when a request sets no `max_tokens`;
+//! `cost_aware` (optional, default false) scales the thresholds by cost as above.
 //! Every model named must be served by some target.
 
+pub mod cost;
 pub mod features;
 pub mod model;
 
-use model::Model;
+use cost::{Prices, cost_factor};
+use model::{Estimate, Model};
 use serde::Deserialize;
 use signalbox_sdk::*;
 
@@ -57,6 +65,10 @@ pub struct Config {
     /// Output tokens assumed when the client sets no `max_tokens`.
     #[serde(default = "default_output_tokens")]
     pub default_output_tokens: u32,
+    /// Scale each threshold by the chosen model's extra cost for the request (see
+    /// [`cost`]).
+    #[serde(default)]
+    pub cost_aware: bool,
 }
 
 /// A middle tier: requests scored above `above` (and not above the stronger tiers'
@@ -79,6 +91,8 @@ fn default_output_tokens() -> u32 {
 struct Rung {
     model: String,
     above: f64,
+    /// The prices of the model's cheapest target for the reference request.
+    prices: Prices,
 }
 
 /// See the crate documentation.
@@ -88,6 +102,7 @@ pub struct ComplexityPolicy {
     /// Weakest first; the first rung's `above` is negative infinity.
     ladder: Vec<Rung>,
     default_output_tokens: u32,
+    cost_aware: bool,
 }
 
 fn check_unit(field: &str, value: f64) -> Result<(), String> {
@@ -104,11 +119,28 @@ impl ComplexityPolicy {
         self.model.score(text)
     }
 
-    /// The index in the ladder of the rung a request scored `score` goes to.
-    fn rung_for(&self, score: f64) -> usize {
-        self.ladder
-            .iter()
-            .rposition(|r| score > r.above)
+    /// The score a request of `tokens` (input, expected output) must exceed to reach
+    /// `rung` (not the first): its `above`, scaled by cost when cost-aware.
+    fn bar(&self, rung: usize, tokens: (f64, f64)) -> f64 {
+        let above = self.ladder[rung].above;
+        if !self.cost_aware {
+            return above;
+        }
+        let factor = cost_factor(
+            self.ladder[rung].prices,
+            self.ladder[0].prices,
+            tokens,
+            self.model.reference(),
+        );
+        above * factor
+    }
+
+    /// The index in the ladder of the rung a request goes to: the highest whose bar
+    /// its gain exceeds.
+    fn rung_for(&self, estimate: Estimate, tokens: (f64, f64)) -> usize {
+        (1..self.ladder.len())
+            .rev()
+            .find(|&r| estimate.gain > self.bar(r, tokens))
             .unwrap_or(0)
     }
 }
@@ -123,9 +155,14 @@ impl Policy for ComplexityPolicy {
         // At activation, off the request path and under its longer deadline.
         std::hint::black_box(model.warm());
         check_unit("threshold", config.threshold)?;
+        let unpriced = Prices {
+            input: 0.0,
+            output: 0.0,
+        };
         let mut ladder = vec![Rung {
             model: config.weak.clone(),
             above: f64::NEG_INFINITY,
+            prices: unpriced,
         }];
         for (i, tier) in config.tiers.iter().enumerate() {
             check_unit(&format!("tiers[{i}].above"), tier.above)?;
@@ -140,11 +177,13 @@ impl Policy for ComplexityPolicy {
             ladder.push(Rung {
                 model: tier.model.clone(),
                 above: tier.above,
+                prices: unpriced,
             });
         }
         ladder.push(Rung {
             model: config.strong.clone(),
             above: config.threshold,
+            prices: unpriced,
         });
 
         let fields = std::iter::once("weak".to_owned())
@@ -165,17 +204,40 @@ impl Policy for ComplexityPolicy {
                 return Err(format!("`{field}` names `{}` twice", rung.model));
             }
         }
+        // Each rung's prices: its cheapest target's for the reference request.
+        let (ref_in, ref_out) = model.reference();
+        for rung in &mut ladder {
+            let cheapest = targets
+                .iter()
+                .filter(|t| t.model == rung.model)
+                .min_by(|a, b| {
+                    let cost = |t: &Target| ref_in * t.input_price + ref_out * t.output_price;
+                    cost(a).total_cmp(&cost(b))
+                });
+            if let Some(t) = cheapest {
+                rung.prices = Prices {
+                    input: t.input_price,
+                    output: t.output_price,
+                };
+            }
+        }
         Ok(ComplexityPolicy {
             model,
             ladder,
             default_output_tokens: config.default_output_tokens,
+            cost_aware: config.cost_aware,
         })
     }
 
     fn route(&self, req: &Request<'_>, snapshot: &Snapshot<'_>) -> Decision {
         let text = req.last_user_text().unwrap_or_default();
-        let score = self.score(&text);
-        let chosen = self.rung_for(score);
+        let estimate = self.model.estimate(&text);
+        let expected_output = match req.max_output_tokens {
+            Some(cap) => estimate.output_tokens.min(f64::from(cap)),
+            None => estimate.output_tokens,
+        };
+        let tokens = (f64::from(req.input_tokens), expected_output);
+        let chosen = self.rung_for(estimate, tokens);
         let output = req.max_output_tokens.unwrap_or(self.default_output_tokens);
         let needed = req.input_tokens.saturating_add(output);
 
@@ -204,12 +266,25 @@ impl Policy for ComplexityPolicy {
                 format!("this request needs about {needed} tokens, more than any target accepts"),
             );
         }
-        let rung = &self.ladder[chosen];
-        let reason = if chosen + 1 == self.ladder.len() {
-            format!("complexity {score:.3} > {}: {}", rung.above, rung.model)
+        let score = estimate.gain;
+        let model = &self.ladder[chosen].model;
+        // The bar that decided: the chosen rung's, or the next one's when it was missed.
+        let (relation, decisive) = if chosen + 1 == self.ladder.len() {
+            (">", chosen)
         } else {
-            let next = &self.ladder[chosen + 1];
-            format!("complexity {score:.3} <= {}: {}", next.above, rung.model)
+            ("<=", chosen + 1)
+        };
+        let reason = if self.cost_aware {
+            format!(
+                "complexity {score:.3} {relation} {:.3} ({} scaled by cost, answer ~{expected_output:.0} tokens): {model}",
+                self.bar(decisive, tokens),
+                self.ladder[decisive].above
+            )
+        } else {
+            format!(
+                "complexity {score:.3} {relation} {}: {model}",
+                self.ladder[decisive].above
+            )
         };
         Decision::route(indices, reason)
     }
@@ -268,6 +343,39 @@ mod tests {
             h.route_ids(&req, &[Signals::default(); 3]),
             Ok(vec!["mid", "big", "small"])
         );
+    }
+
+    #[test]
+    fn cost_aware_thresholds_weigh_the_request_s_extra_cost() {
+        let text = "Prove that there are infinitely many primes p such that p + 2 is also prime, or explain why this is open.";
+        let config = |threshold: f64, cost_aware: bool| {
+            format!(
+                r#"{{"strong": "strong-model", "weak": "weak-model", "threshold": {threshold}, "cost_aware": {cost_aware}}}"#
+            )
+        };
+        let gain = harness(0.5).policy().score(text);
+        assert!(gain > 0.0, "{gain}");
+        let threshold = gain / 2.0;
+        let route = |cost_aware: bool, input: u32, max_tokens: u32| {
+            let h = Harness::<ComplexityPolicy>::new(&config(threshold, cost_aware), targets())
+                .unwrap();
+            let req = RequestBuilder::chat("auto")
+                .user(text)
+                .input_tokens(input)
+                .max_output_tokens(max_tokens)
+                .build();
+            h.route_ids(&req, &[Signals::default(); 3]).unwrap()[0].to_owned()
+        };
+        // Plain thresholds ignore the cost: strong either way.
+        assert_eq!(route(false, 10, 5), "big");
+        assert_eq!(route(false, 7_000, 900), "big");
+        // Cost-aware: a request far dearer than the reference must promise more gain
+        // than this prompt does; a far cheaper one clears a lowered bar.
+        let reference = harness(0.5).policy().model.reference();
+        let (ref_in, ref_out) = reference;
+        assert!(7_000.0 > 10.0 * ref_in && 900.0 > 2.0 * ref_out);
+        assert_eq!(route(true, 7_000, 900), "small");
+        assert_eq!(route(true, 10, 5), "big");
     }
 
     #[test]

@@ -1,44 +1,67 @@
-//! The trained model: a logistic regression over the hashed features, read in place
-//! from the embedded weights file.
+//! The trained model, read in place from the embedded weights file. Two heads share
+//! the hashed features: a logistic regression for the strong model's expected gain,
+//! and a linear regression for the natural log of the answer's length in tokens.
 //!
 //! File layout (little-endian), written by `tools/train-complexity`:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 8 | magic `SBCPLX01` |
+//! | 8 | magic `SBCPLX02` |
 //! | 4 | feature version (u32; must equal [`FEATURE_VERSION`]) |
-//! | 4 | `bits` (u32): the model has `2^bits` weights |
-//! | 4 | bias (f32) |
-//! | 2 × 2^bits | weights (IEEE 754 half precision) |
+//! | 4 | `bits` (u32): each head has `2^bits` weights |
+//! | 4 | gain bias (f32) |
+//! | 4 | length bias (f32) |
+//! | 4 | reference input tokens (f32) |
+//! | 4 | reference output tokens (f32) |
+//! | 4 × 2^bits | per bucket, the gain weight then the length weight (IEEE 754 half precision) |
 //!
 //! The weights are read straight from the embedded bytes, so activation costs nothing.
-//! Half precision keeps three significant digits, plenty for a linear model's weights,
-//! and halves the component and the memory each decision touches.
+//! A bucket's two weights sit side by side, so a feature costs one memory access for
+//! both heads. Half precision keeps three significant digits, plenty for a linear
+//! model's weights, and halves the component and the memory each decision touches.
 
 use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale};
 
 /// The magic bytes that open a weights file.
-pub const MAGIC: &[u8; 8] = b"SBCPLX01";
+pub const MAGIC: &[u8; 8] = b"SBCPLX02";
 
 /// Header size in bytes.
-pub const HEADER: usize = 20;
+pub const HEADER: usize = 32;
+
+/// What the model says of one prompt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The strong model's expected gain in quality over the weak one, in `[0, 1]`
+    /// (see [`Model::score`]).
+    pub gain: f64,
+    /// The expected length of the answer in tokens (at least 1).
+    pub output_tokens: f64,
+}
+
+/// One head's raw linear output: the bias plus the group-scaled sums.
+fn linear(bias: f32, sums: &[f32; GROUPS], scales: &[f32; GROUPS]) -> f64 {
+    f64::from(bias + sums.iter().zip(scales).map(|(s, k)| s * k).sum::<f32>())
+}
 
 /// A model over borrowed weight bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     bits: u32,
     bias: f32,
-    /// The half-precision weights, little-endian.
-    weights: &'a [[u8; 2]],
+    length_bias: f32,
+    reference: (f32, f32),
+    /// Per bucket, the half-precision gain and length weights, little-endian.
+    weights: &'a [[u8; 4]],
 }
 
 impl<'a> Model<'a> {
     /// Checks and wraps a weights file.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err("the weights file is not a complexity model".into());
+            return Err("the weights file is not a complexity model (version 2)".into());
         }
         let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let float = |at: usize| f32::from_le_bytes(word(at));
         let version = u32::from_le_bytes(word(8));
         if version != FEATURE_VERSION {
             return Err(format!(
@@ -49,18 +72,26 @@ impl<'a> Model<'a> {
         if !(4..=24).contains(&bits) {
             return Err(format!("the weights file has {bits} hash bits"));
         }
-        let bias = f32::from_le_bytes(word(16));
-        let (weights, rest) = bytes[HEADER..].as_chunks::<2>();
+        let reference = (float(24), float(28));
+        if !(reference.0 >= 0.0 && reference.1 >= 1.0) {
+            return Err(format!(
+                "the weights file's reference request ({} input, {} output tokens) is not a request",
+                reference.0, reference.1
+            ));
+        }
+        let (weights, rest) = bytes[HEADER..].as_chunks::<4>();
         if !rest.is_empty() || weights.len() != 1 << bits {
             return Err(format!(
                 "the weights file holds {} bytes of weights, {} expected",
                 bytes.len() - HEADER,
-                2usize << bits
+                4usize << bits
             ));
         }
         Ok(Model {
             bits,
-            bias,
+            bias: float(16),
+            length_bias: float(20),
+            reference,
             weights,
         })
     }
@@ -71,8 +102,8 @@ impl<'a> Model<'a> {
     pub fn warm(&self) -> u8 {
         self.weights
             .iter()
-            .step_by(2048)
-            .fold(0u8, |acc, &[b, _]| acc ^ std::hint::black_box(b))
+            .step_by(1024)
+            .fold(0u8, |acc, w| acc ^ std::hint::black_box(w[0]))
     }
 
     /// The number of hash bits.
@@ -80,11 +111,45 @@ impl<'a> Model<'a> {
         self.bits
     }
 
+    /// The typical request of the training data, `(input, output)` tokens: the scale
+    /// against which a cost-aware policy compares a request's cost.
+    pub fn reference(&self) -> (f64, f64) {
+        (f64::from(self.reference.0), f64::from(self.reference.1))
+    }
+
     #[inline(always)]
-    fn weight(&self, index: u32) -> f32 {
+    fn weights(&self, index: u32) -> (f32, f32) {
         match self.weights.get(index as usize) {
-            Some(&w) => f16_to_f32_finite(u16::from_le_bytes(w)),
-            None => 0.0,
+            Some(&[a, b, c, d]) => (
+                f16_to_f32_finite(u16::from_le_bytes([a, b])),
+                f16_to_f32_finite(u16::from_le_bytes([c, d])),
+            ),
+            None => (0.0, 0.0),
+        }
+    }
+
+    /// Both heads' raw linear outputs for `text`: the gain logit and the log length.
+    pub fn linear(&self, text: &str) -> (f64, f64) {
+        let mut gain = [0f32; GROUPS];
+        let mut length = [0f32; GROUPS];
+        let counts = extract(text, self.bits, |f| {
+            let (g, l) = self.weights(f.index);
+            gain[f.group] += g;
+            length[f.group] += l;
+        });
+        let scales: [f32; GROUPS] = std::array::from_fn(|g| group_scale(g, &counts));
+        (
+            linear(self.bias, &gain, &scales),
+            linear(self.length_bias, &length, &scales),
+        )
+    }
+
+    /// Both estimates for `text`, from one walk over it.
+    pub fn estimate(&self, text: &str) -> Estimate {
+        let (gain, length) = self.linear(text);
+        Estimate {
+            gain: gain_of(sigmoid(gain)),
+            output_tokens: length.exp().max(1.0),
         }
     }
 
@@ -92,25 +157,21 @@ impl<'a> Model<'a> {
     /// the strong model over the weak one — for right-or-wrong answers, the probability
     /// that only the strong model is right minus the probability that only the weak one
     /// is — with expected losses as 0.
-    ///
-    /// The regression predicts `(gain + 1) / 2` (see `tools/train-complexity`), so the
-    /// score is `2p − 1`, clamped.
     pub fn score(&self, text: &str) -> f64 {
-        (2.0 * self.probability(text) - 1.0).clamp(0.0, 1.0)
+        self.estimate(text).gain
     }
 
-    /// The regression's raw output for `text`, in `(0, 1)`.
+    /// The gain head's raw output for `text`, in `(0, 1)`.
     pub fn probability(&self, text: &str) -> f64 {
-        let mut sums = [0f32; GROUPS];
-        let counts = extract(text, self.bits, |f| sums[f.group] += self.weight(f.index));
-        let z: f32 = self.bias
-            + sums
-                .iter()
-                .enumerate()
-                .map(|(g, s)| s * group_scale(g, &counts))
-                .sum::<f32>();
-        sigmoid(f64::from(z))
+        sigmoid(self.linear(text).0)
     }
+}
+
+/// The gain a probability of the gain head stands for. The regression predicts
+/// `(gain + 1) / 2` (see `tools/train-complexity`), so the gain is `2p − 1`, with
+/// expected losses clamped to 0.
+pub fn gain_of(p: f64) -> f64 {
+    (2.0 * p - 1.0).clamp(0.0, 1.0)
 }
 
 /// The logistic function.
@@ -118,15 +179,31 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Serialises a model in the layout above.
-pub fn write(bits: u32, bias: f32, weights: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + 4 * weights.len());
+/// One head of a model to write: its bias and `2^bits` weights.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'w> {
+    /// The bias.
+    pub bias: f32,
+    /// One weight per bucket.
+    pub weights: &'w [f32],
+}
+
+/// Serialises a model in the layout above. Both heads must have the same number of
+/// weights, a power of two.
+pub fn write(gain: Head<'_>, length: Head<'_>, reference: (f32, f32)) -> Vec<u8> {
+    assert_eq!(gain.weights.len(), length.weights.len());
+    assert!(gain.weights.len().is_power_of_two());
+    let bits = gain.weights.len().trailing_zeros();
+    let mut out = Vec::with_capacity(HEADER + 4 * gain.weights.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
-    out.extend_from_slice(&bias.to_le_bytes());
-    for &w in weights {
-        out.extend_from_slice(&f32_to_f16(w).to_le_bytes());
+    for v in [gain.bias, length.bias, reference.0, reference.1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for (&g, &l) in gain.weights.iter().zip(length.weights) {
+        out.extend_from_slice(&f32_to_f16(g).to_le_bytes());
+        out.extend_from_slice(&f32_to_f16(l).to_le_bytes());
     }
     out
 }
@@ -210,24 +287,61 @@ fn f16_to_f32(h: u16) -> f32 {
 mod tests {
     use super::*;
 
+    /// A model of `2^4` buckets with every gain weight `g` and length weight `l`.
+    fn uniform(gain_bias: f32, g: f32, length_bias: f32, l: f32) -> Vec<u8> {
+        write(
+            Head {
+                bias: gain_bias,
+                weights: &[g; 16],
+            },
+            Head {
+                bias: length_bias,
+                weights: &[l; 16],
+            },
+            (100.0, 50.0),
+        )
+    }
+
     #[test]
     fn round_trip_and_score() {
-        let zero = write(4, 0.0, &[0.0; 16]);
+        let zero = uniform(0.0, 0.0, 0.0, 0.0);
         let model = Model::parse(&zero).unwrap();
         assert_eq!(model.probability("anything"), 0.5);
         assert_eq!(model.score("anything"), 0.0);
-        let biased = write(4, 2.0, &[0.0; 16]);
+        assert_eq!(model.reference(), (100.0, 50.0));
+        let biased = uniform(2.0, 0.0, 0.0, 0.0);
         let m = Model::parse(&biased).unwrap();
         assert!((m.probability("x") - sigmoid(2.0)).abs() < 1e-6);
         assert!((m.score("x") - (2.0 * sigmoid(2.0) - 1.0)).abs() < 1e-6);
         assert_eq!(
-            Model::parse(&write(4, -2.0, &[0.0; 16]))
+            Model::parse(&uniform(-2.0, 0.0, 0.0, 0.0))
                 .unwrap()
                 .score("x"),
             0.0
         );
-        let heavy = write(4, 0.0, &[1.0; 16]);
+        let heavy = uniform(0.0, 1.0, 0.0, 0.0);
         assert!(Model::parse(&heavy).unwrap().score("some words here") > 0.9);
+    }
+
+    #[test]
+    fn the_length_head_is_read_beside_the_gain_head() {
+        // Bias ln 40 and no weights: 40 tokens whatever the text, gain untouched.
+        let m = uniform(0.0, 0.0, 40f32.ln(), 0.0);
+        let estimate = Model::parse(&m)
+            .unwrap()
+            .estimate("How long is a piece of string?");
+        assert!((estimate.output_tokens - 40.0).abs() < 1e-3, "{estimate:?}");
+        assert_eq!(estimate.gain, 0.0);
+        // Positive length weights lengthen the answer; the gain head does not see them.
+        let longer = Model::parse(&uniform(0.0, 0.0, 40f32.ln(), 0.5))
+            .unwrap()
+            .estimate("How long is a piece of string?");
+        assert!(longer.output_tokens > 40.0, "{longer:?}");
+        assert_eq!(longer.gain, 0.0);
+        // Never below one token.
+        let short = uniform(0.0, 0.0, -20.0, 0.0);
+        let short = Model::parse(&short).unwrap();
+        assert_eq!(short.estimate("x").output_tokens, 1.0);
     }
 
     #[test]
@@ -256,19 +370,27 @@ mod tests {
     #[test]
     fn rejects_bad_files() {
         assert!(Model::parse(b"nope").is_err());
-        let mut short = write(4, 0.0, &[0.0; 16]);
+        let mut short = uniform(0.0, 0.0, 0.0, 0.0);
         short.pop();
         assert!(
             Model::parse(&short)
                 .unwrap_err()
                 .contains("bytes of weights")
         );
-        let mut other = write(4, 0.0, &[0.0; 16]);
+        let mut other = uniform(0.0, 0.0, 0.0, 0.0);
         other[8] = 99;
         assert!(
             Model::parse(&other)
                 .unwrap_err()
                 .contains("feature version")
+        );
+        // A reference request of no output tokens would divide by zero.
+        let mut no_reference = uniform(0.0, 0.0, 0.0, 0.0);
+        no_reference[28..32].copy_from_slice(&0f32.to_le_bytes());
+        assert!(
+            Model::parse(&no_reference)
+                .unwrap_err()
+                .contains("reference request")
         );
     }
 }

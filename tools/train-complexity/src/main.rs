@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use signalbox::replay::dataset::{Dataset, Row, Split, stable_hash};
 use signalbox::replay::metrics::{CurvePoint, CurveSummary, SplitMix64, pgr};
 use signalbox::replay::prices::Prices;
+use signalbox_policy_complexity::cost::{Prices as RungPrices, cost_factor};
 use signalbox_policy_complexity::features::{GROUPS, extract, group_scale};
 use signalbox_policy_complexity::model::{self, Model, sigmoid};
 use std::collections::BTreeMap;
@@ -156,6 +157,17 @@ struct Args {
     /// assignment); other values repeat the cross-validation on other splits.
     #[arg(long, default_value_t = 0)]
     fold_salt: u64,
+    /// AdaGrad learning rate of the length head.
+    #[arg(long, default_value_t = 0.02)]
+    length_rate: f64,
+    /// L2 penalty per weight update of the length head.
+    #[arg(long, default_value_t = 0.03)]
+    length_l2: f64,
+    /// Replay the cost-aware policy (`"cost_aware": true`) in `--operating-point` and
+    /// `--nested`: each row's threshold scaled by its extra cost on the strong model,
+    /// from its out-of-fold predicted answer length.
+    #[arg(long)]
+    cost_aware: bool,
 }
 
 /// The model written to `weights.bin`.
@@ -253,6 +265,10 @@ struct Example {
     weight: f64,
     strong: f64,
     weak: f64,
+    input_tokens: f64,
+    /// The natural log of the strong model's answer length in tokens, when recorded:
+    /// the length head's label.
+    log_length: Option<f64>,
 }
 
 fn featurize(text: &str, bits: u32) -> Vec<(u32, f32)> {
@@ -331,6 +347,11 @@ fn main() -> anyhow::Result<()> {
                     };
                     1 + (stable_hash(key.as_bytes()) % 5) as u8
                 };
+                let log_length = row
+                    .models
+                    .get(&pair.strong)
+                    .filter(|o| o.output_tokens.is_some_and(|t| t > 0))
+                    .map(|o| f64::from(o.total_output_tokens()).ln());
                 Some(Example {
                     file,
                     row: index,
@@ -340,6 +361,8 @@ fn main() -> anyhow::Result<()> {
                     weight: 1.0,
                     strong: s,
                     weak: w,
+                    input_tokens: f64::from(row.input_tokens),
+                    log_length,
                 })
             })
             .collect();
@@ -433,7 +456,19 @@ fn main() -> anyhow::Result<()> {
     };
     let (held_out, train): (Vec<Example>, Vec<Example>) =
         examples.into_iter().partition(|e| e.fold == 0);
-    let bytes = model::write(args.bits, bias as f32, &weights);
+    let (length_bias, length_weights) = train_length(&train, &args);
+    let (ref_in, ref_out) = reference(&train);
+    let bytes = model::write(
+        model::Head {
+            bias: bias as f32,
+            weights: &weights,
+        },
+        model::Head {
+            bias: length_bias as f32,
+            weights: &length_weights,
+        },
+        (ref_in as f32, ref_out as f32),
+    );
     // The file must be one the policy accepts.
     Model::parse(&bytes).map_err(anyhow::Error::msg)?;
 
@@ -451,6 +486,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "(APGR here ranks rows by score with every row a threshold: the best a threshold sweep can do; `signalbox replay --sweep` measures the real component.)"
+    );
+    let (n_train, r2_train) = length_r2(&train, length_bias, &length_weights);
+    let (n_held, r2_held) = length_r2(&held_out, length_bias, &length_weights);
+    println!(
+        "length head (log tokens of the strong model's answer): R² {r2_train:.3} on {n_train} training rows, {r2_held:.3} on {n_held} validation rows; reference request {ref_in:.0} input, {ref_out:.0} output tokens"
     );
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {} ({} bytes)", out.display(), bytes.len());
@@ -548,7 +588,26 @@ fn choose_operating_point(
     prices: &Prices,
 ) -> anyhow::Result<()> {
     let models = route_models(args, rows)?;
-    let scored: Vec<ScoredRow> = scored_rows(examples, scores, file, rows, &models, prices)?
+    let lengths = args
+        .cost_aware
+        .then(|| out_of_fold_lengths(examples, &FOLDS, args));
+    let cost = lengths
+        .as_deref()
+        .map(|l| (l, reference(&training_rows(examples))));
+    if let Some(lengths) = &lengths {
+        let predicted: Vec<(f64, f64)> = examples
+            .iter()
+            .zip(lengths)
+            .filter_map(|(e, &l)| Some((e.log_length?, l.ln())))
+            .filter(|(_, l)| !l.is_nan())
+            .collect();
+        println!(
+            "length head, out-of-fold: R² {:.3} of log tokens on {} training rows that record a length",
+            r_squared(&predicted),
+            predicted.len()
+        );
+    }
+    let scored: Vec<ScoredRow> = scored_rows(examples, scores, cost, file, rows, &models, prices)?
         .into_iter()
         .map(|(_, row)| row)
         .collect();
@@ -630,11 +689,18 @@ fn route_models(args: &Args, rows: &[Row]) -> anyhow::Result<Models> {
     })
 }
 
+/// Predicted answer lengths (tokens, per example) and the reference request, for
+/// replaying the cost-aware policy.
+type CostInputs<'a> = Option<(&'a [f64], (f64, f64))>;
+
 /// `file`'s training rows that have a score, each with its recorded quality and cost
-/// per model of `models`.
+/// per model of `models`, and with `cost`, its cost factor between the strong and weak
+/// models of `models`.
+#[allow(clippy::too_many_arguments)]
 fn scored_rows<'a>(
     examples: &'a [Example],
     scores: &[f64],
+    cost: CostInputs<'_>,
     file: usize,
     rows: &[Row],
     models: &Models,
@@ -645,12 +711,24 @@ fn scored_rows<'a>(
         .iter()
         .map(|m| prices.get(m))
         .collect::<Result<_, _>>()?;
+    let as_prices = |m: usize| RungPrices {
+        input: price_of[m].input,
+        output: price_of[m].output,
+    };
+    let (strong, weak) = (as_prices(models.strong), as_prices(models.weak));
     Ok(examples
         .iter()
+        .enumerate()
         .zip(scores)
-        .filter(|(e, s)| e.file == file && e.fold != 0 && !s.is_nan())
-        .map(|(e, &score)| {
+        .filter(|((_, e), s)| e.file == file && e.fold != 0 && !s.is_nan())
+        .map(|((i, e), &score)| {
             let row = &rows[e.row];
+            let cost_factor = match cost {
+                Some((lengths, reference)) => {
+                    cost_factor(strong, weak, (e.input_tokens, lengths[i]), reference)
+                }
+                None => 1.0,
+            };
             let outcomes = models
                 .names
                 .iter()
@@ -661,7 +739,14 @@ fn scored_rows<'a>(
                     (o.score, cost)
                 })
                 .collect();
-            (e, ScoredRow { score, outcomes })
+            (
+                e,
+                ScoredRow {
+                    score,
+                    cost_factor,
+                    outcomes,
+                },
+            )
         })
         .collect())
 }
@@ -688,6 +773,9 @@ fn nested_operating_point(
     let n = examples.len();
     // Outer-fold scores by the shipped model: `Ship::All`, then `Ship::Folds`.
     let mut outer_scores = [vec![f64::NAN; n], vec![f64::NAN; n]];
+    // Outer-fold answer lengths by a length head made without the fold.
+    let mut outer_lengths = vec![f64::NAN; n];
+    let reference = reference(&training_rows(examples));
     // Per outer fold, the threshold chosen for each target share.
     let mut thresholds = BTreeMap::new();
     for outer in FOLDS {
@@ -701,8 +789,12 @@ fn nested_operating_point(
                 }
             }
         }
+        let inner_lengths = args
+            .cost_aware
+            .then(|| out_of_fold_lengths(examples, &inner, args));
+        let cost = inner_lengths.as_deref().map(|l| (l, reference));
         let scored: Vec<ScoredRow> =
-            scored_rows(examples, &inner_scores, file, rows, &models, prices)?
+            scored_rows(examples, &inner_scores, cost, file, rows, &models, prices)?
                 .into_iter()
                 .map(|(_, row)| row)
                 .collect();
@@ -726,11 +818,19 @@ fn nested_operating_point(
             .filter(|e| inner.contains(&e.fold))
             .cloned()
             .collect();
+        let (length_bias, length_weights) = if args.cost_aware {
+            train_length(&rest, args)
+        } else {
+            (0.0, Vec::new())
+        };
         let (_, all_bias, all_weights) = train_on(rest, args);
         for (i, e) in examples.iter().enumerate() {
             if e.fold == outer {
                 outer_scores[0][i] = policy_score(all_bias, &all_weights, e);
                 outer_scores[1][i] = policy_score(fold_bias, &fold_weights, e);
+                if args.cost_aware {
+                    outer_lengths[i] = predicted_length(length_bias, &length_weights, e);
+                }
             }
         }
     }
@@ -763,7 +863,10 @@ fn nested_operating_point(
         "ship", "target", "thresholds (folds 1-5)", "strong", "vs best", "cost vs"
     );
     for (ship, scores) in ["all", "folds"].iter().zip(&outer_scores) {
-        let routed = scored_rows(examples, scores, file, rows, &models, prices)?;
+        let cost = args
+            .cost_aware
+            .then_some((outer_lengths.as_slice(), reference));
+        let routed = scored_rows(examples, scores, cost, file, rows, &models, prices)?;
         let plain: Vec<ScoredRow> = routed.iter().map(|(_, row)| row.clone()).collect();
         let singles = operating_point::choose(&plain, &models, &[], 1.0);
         let best = singles.singles[singles.best];
@@ -772,7 +875,7 @@ fn nested_operating_point(
             for (e, row) in &routed {
                 // No threshold reaching the share: everything to the strong model.
                 let threshold = thresholds[&e.fold][k].unwrap_or(-1.0);
-                let m = if row.score > threshold {
+                let m = if row.score > threshold * row.cost_factor {
                     strong += 1;
                     models.strong
                 } else {
@@ -830,7 +933,7 @@ fn train_on(mut train: Vec<Example>, args: &Args) -> (Vec<Example>, f64, Vec<f32
 
     let fits: Vec<(f64, Vec<f32>)> = (0..args.average.max(1) as u64)
         .into_par_iter()
-        .map(|k| fit(&train, args, args.seed + k))
+        .map(|k| fit(&train, args, args.seed + k, Head::Gain))
         .collect();
     let (bias, weights) = average(&fits);
     (train, bias, weights)
@@ -879,14 +982,39 @@ fn dot(bias: f64, weights: &[f32], features: &[(u32, f32)]) -> f64 {
         .sum::<f64>()
 }
 
-/// Logistic regression by AdaGrad over seeded shuffles, one thread.
-fn fit(train: &[Example], args: &Args, seed: u64) -> (f64, Vec<f32>) {
+/// The two heads of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Logistic regression on `label`, each row weighted by its file's weight.
+    Gain,
+    /// Least squares on `log_length`; rows without one are skipped, the others count
+    /// once each.
+    Length,
+}
+
+/// One head fitted by AdaGrad over seeded shuffles, one thread.
+fn fit(train: &[Example], args: &Args, seed: u64, head: Head) -> (f64, Vec<f32>) {
+    let rows: Vec<&Example> = match head {
+        Head::Gain => train.iter().collect(),
+        Head::Length => train.iter().filter(|e| e.log_length.is_some()).collect(),
+    };
+    let (rate, l2) = match head {
+        Head::Gain => (args.rate, args.l2),
+        Head::Length => (args.length_rate, args.length_l2),
+    };
     let dim = 1usize << args.bits;
     let mut weights = vec![0f32; dim];
     let mut squares = vec![0f64; dim];
-    let mut bias = 0.0f64;
+    // The length head starts from the mean log length: AdaGrad's shrinking steps would
+    // take long to walk the bias there from 0.
+    let mut bias = match head {
+        Head::Gain => 0.0,
+        Head::Length => {
+            rows.iter().filter_map(|e| e.log_length).sum::<f64>() / rows.len().max(1) as f64
+        }
+    };
     let mut bias_square = 0.0f64;
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
     let mut rng = SplitMix64::new(seed);
     for _ in 0..args.epochs {
         // Fisher–Yates with the seeded generator.
@@ -894,20 +1022,105 @@ fn fit(train: &[Example], args: &Args, seed: u64) -> (f64, Vec<f32>) {
             order.swap(i, rng.below(i + 1));
         }
         for &i in &order {
-            let e = &train[i];
-            let p = sigmoid(dot(bias, &weights, &e.features));
-            let g = (p - e.label) * e.weight;
+            let e = rows[i];
+            let z = dot(bias, &weights, &e.features);
+            let g = match head {
+                Head::Gain => (sigmoid(z) - e.label) * e.weight,
+                Head::Length => z - e.log_length.unwrap_or(z),
+            };
             bias_square += g * g;
-            bias -= args.rate * g / (bias_square.sqrt() + 1e-8);
+            bias -= rate * g / (bias_square.sqrt() + 1e-8);
             for &(j, v) in &e.features {
                 let j = j as usize;
-                let gj = g * f64::from(v) + args.l2 * f64::from(weights[j]);
+                let gj = g * f64::from(v) + l2 * f64::from(weights[j]);
                 squares[j] += gj * gj;
-                weights[j] -= (args.rate * gj / (squares[j].sqrt() + 1e-8)) as f32;
+                weights[j] -= (rate * gj / (squares[j].sqrt() + 1e-8)) as f32;
             }
         }
     }
     (bias, weights)
+}
+
+/// The length head fitted on the rows of `train` that record a length: `--average`
+/// fits averaged, then the bias raised by the log of the mean of `exp(residual)`
+/// (Duan's smearing), so that `exp` of the prediction estimates the mean length rather
+/// than the median a log-scale fit aims at.
+fn train_length(train: &[Example], args: &Args) -> (f64, Vec<f32>) {
+    let fits: Vec<(f64, Vec<f32>)> = (0..args.average.max(1) as u64)
+        .into_par_iter()
+        .map(|k| fit(train, args, args.seed + k, Head::Length))
+        .collect();
+    let (bias, weights) = average(&fits);
+    let residuals: Vec<f64> = train
+        .iter()
+        .filter_map(|e| Some(e.log_length? - dot(bias, &weights, &e.features)))
+        .collect();
+    let smear = residuals.iter().map(|r| r.exp()).sum::<f64>() / residuals.len().max(1) as f64;
+    (f64::from((bias + smear.ln()) as f32), weights)
+}
+
+/// The reference request of `rows`: their mean input tokens and mean recorded answer
+/// length, over the rows that record one.
+fn reference(rows: &[Example]) -> (f64, f64) {
+    let with_length: Vec<&Example> = rows.iter().filter(|e| e.log_length.is_some()).collect();
+    let n = with_length.len().max(1) as f64;
+    (
+        with_length.iter().map(|e| e.input_tokens).sum::<f64>() / n,
+        with_length
+            .iter()
+            .filter_map(|e| e.log_length)
+            .map(f64::exp)
+            .sum::<f64>()
+            / n,
+    )
+}
+
+/// The training rows of `examples` (every fold but validation's).
+fn training_rows(examples: &[Example]) -> Vec<Example> {
+    examples.iter().filter(|e| e.fold != 0).cloned().collect()
+}
+
+/// Predicted answer length in tokens of every row in a fold of `folds`, by the length
+/// head fitted on the other folds of `folds`; NaN for the other rows.
+fn out_of_fold_lengths(examples: &[Example], folds: &[u8], args: &Args) -> Vec<f64> {
+    let mut lengths = vec![f64::NAN; examples.len()];
+    for &fold in folds {
+        let rest: Vec<Example> = examples
+            .iter()
+            .filter(|e| e.fold != fold && folds.contains(&e.fold))
+            .cloned()
+            .collect();
+        let (bias, weights) = train_length(&rest, args);
+        for (e, length) in examples.iter().zip(&mut lengths) {
+            if e.fold == fold {
+                *length = predicted_length(bias, &weights, e);
+            }
+        }
+    }
+    lengths
+}
+
+/// The length head's prediction for `e`, in tokens, as the policy computes it.
+fn predicted_length(bias: f64, weights: &[f32], e: &Example) -> f64 {
+    dot(bias, weights, &e.features).exp().max(1.0)
+}
+
+/// R² of the length head on the rows of `set` that record a length (log scale).
+fn length_r2(set: &[Example], bias: f64, weights: &[f32]) -> (usize, f64) {
+    let pairs: Vec<(f64, f64)> = set
+        .iter()
+        .filter_map(|e| Some((e.log_length?, dot(bias, weights, &e.features))))
+        .collect();
+    (pairs.len(), r_squared(&pairs))
+}
+
+/// The coefficient of determination of `(actual, predicted)` pairs.
+fn r_squared(pairs: &[(f64, f64)]) -> f64 {
+    let n = pairs.len().max(1) as f64;
+    let mean = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let total: f64 = pairs.iter().map(|p| (p.0 - mean).powi(2)).sum();
+    let residual: f64 = pairs.iter().map(|p| (p.0 - p.1).powi(2)).sum();
+    1.0 - residual / total
 }
 
 /// APGR when every distinct score is a threshold: route rows to the strong model in

@@ -6,7 +6,8 @@
 //! honest input is an *out-of-fold* score per training row — the score of a model
 //! fitted without that row — which is as biased as the score of a new prompt, and no
 //! more. This module takes such scores and the rows' recorded outcomes, replays the
-//! policy's two-rung decision (strong when the score exceeds the threshold, else weak)
+//! policy's two-rung decision (strong when the score exceeds the threshold, scaled by
+//! the row's cost factor when the policy is cost-aware; else weak)
 //! for every threshold of a grid, and picks the cheapest one whose quality reaches a
 //! target share of the best single model's.
 
@@ -16,6 +17,9 @@
 pub struct ScoredRow {
     /// The policy's score for the row, in `[0, 1]`, from a model that did not train on it.
     pub score: f64,
+    /// What the threshold is multiplied by for this row: 1, or with `cost_aware` the
+    /// policy's cost factor from the row's predicted answer length.
+    pub cost_factor: f64,
     /// `(quality, cost)` per model, in the order of [`Models::names`].
     pub outcomes: Vec<(f64, f64)>,
 }
@@ -122,7 +126,7 @@ pub fn choose(
         .iter()
         .map(|&t| {
             let (q, c, s) = totals(&|row| {
-                if row.score > t {
+                if row.score > t * row.cost_factor {
                     models.strong
                 } else {
                     models.weak
@@ -167,6 +171,7 @@ mod tests {
             .iter()
             .map(|&score| ScoredRow {
                 score,
+                cost_factor: 1.0,
                 outcomes: vec![(1.0, 10.0), (if score < 0.6 { 1.0 } else { 0.0 }, 1.0)],
             })
             .collect()
@@ -196,6 +201,17 @@ mod tests {
                 .chosen
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_cost_factor_raises_the_row_s_threshold() {
+        // The top row's factor 2 puts its bar at 2t: threshold 0.5 no longer sends it.
+        let mut scaled = rows();
+        scaled[0].cost_factor = 2.0;
+        let plain = choose(&rows(), &models(), &[0.5], 1.0).curve[0];
+        let costed = choose(&scaled, &models(), &[0.5], 1.0).curve[0];
+        assert_eq!(plain.strong_share, 0.4);
+        assert_eq!(costed.strong_share, 0.2);
     }
 
     #[test]

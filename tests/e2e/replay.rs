@@ -236,3 +236,96 @@ fn baselines_reproduce_the_datasets_per_model_means() {
     assert_eq!(report["targets"][0]["price"]["input"], 10.0);
     assert!(b["oracle"]["pgr"].as_f64().unwrap() >= 1.0);
 }
+
+/// Cost-aware complexity, through the real component: five rows with one prompt (so
+/// one gain) and input sizes from 5 to 50,000 tokens. Plain thresholds send all five
+/// or none; scaled by each row's extra cost on the strong model, the cheap rows clear
+/// bars the dear ones do not, so the curve has every share in between and the dear
+/// rows go first.
+#[test]
+fn cost_aware_complexity_weighs_each_request_s_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = "Josh decides to try flipping a house.  He buys a house for $80,000 and then puts in $50,000 in repairs.  This increased the value of the house by 150%.  How much profit did he make?";
+    let rows: String = [5, 50, 500, 5_000, 50_000]
+        .iter()
+        .enumerate()
+        .map(|(i, tokens)| {
+            serde_json::json!({
+                "id": format!("r{i}"), "prompt": prompt, "input_tokens": tokens,
+                "models": {STRONG: {"score": 1.0, "output_tokens": 100},
+                           WEAK: {"score": 0.0, "output_tokens": 100}}
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let dataset = dir.path().join("rows.jsonl");
+    std::fs::write(&dataset, rows).unwrap();
+    let run = |cost_aware: bool| -> Value {
+        let config = dir.path().join(format!("config-{cost_aware}.json"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"strong": "{STRONG}", "weak": "{WEAK}", "threshold": 0.1, "cost_aware": {cost_aware}}}"#
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("report-{cost_aware}.json"));
+        let o = replay(&[
+            "--policy",
+            complexity().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--strong",
+            STRONG,
+            "--weak",
+            WEAK,
+            "--price",
+            &format!("{STRONG}=10,30"),
+            "--price",
+            &format!("{WEAK}=0.24,0.24"),
+            "--sweep",
+            "threshold=0:1:101",
+            "--bootstrap",
+            "10",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", output_text(&o));
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+    };
+    let shares = |report: &Value| -> Vec<f64> {
+        let mut s: Vec<f64> = report["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["strong_share"].as_f64().unwrap() * 5.0).round() / 5.0)
+            .collect();
+        s.dedup();
+        s
+    };
+    let plain = run(false);
+    assert_eq!(shares(&plain), [1.0, 0.0], "{plain:#}");
+    let costed = run(true);
+    assert_eq!(
+        shares(&costed),
+        [1.0, 0.8, 0.6, 0.4, 0.2, 0.0],
+        "{costed:#}"
+    );
+    // Same gain, same share of strong calls: the cost-aware policy sent the cheap rows,
+    // so at every share between 0 and 1 it spends less than a random pick would.
+    for point in costed["curve"].as_array().unwrap() {
+        let share = point["strong_share"].as_f64().unwrap();
+        let strong_cost = costed["baselines"]["always_strong"]["cost"]
+            .as_f64()
+            .unwrap();
+        if share > 0.0 && share < 1.0 {
+            assert!(
+                point["cost"].as_f64().unwrap() < share * strong_cost,
+                "{point}"
+            );
+        }
+    }
+}

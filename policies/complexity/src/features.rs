@@ -211,6 +211,15 @@ pub fn group_scale(group: usize, counts: &GroupCounts) -> f32 {
     }
 }
 
+/// Whether `text` offers answer options: some line opens with `A.` … `J.` or `A)` …
+/// `J)`, the rule the shape group counts options by. The model keeps weights for
+/// multiple-choice and for free-form prompts beside the shared ones (see
+/// [`crate::model`]), so it reads this before the features.
+pub fn multiple_choice(text: &str) -> bool {
+    text.split('\n')
+        .any(|line| matches!(line.as_bytes(), [b'A'..=b'J', b'.' | b')', ..]))
+}
+
 /// Walks `text` and calls `sink` once per feature occurrence, with buckets in
 /// `0..2^bits`; returns how many occurrences each group had. A feature's value is
 /// [`group_scale`] of its group, known only once the walk ends, so callers sum raw
@@ -377,6 +386,17 @@ mod tests {
         let mut out = Vec::new();
         let counts = extract(text, 18, |f| out.push(f));
         (out, counts)
+    }
+
+    #[test]
+    fn multiple_choice_is_an_option_opening_a_line() {
+        assert!(multiple_choice("Which?\nA. one\nB. two"));
+        assert!(multiple_choice("A) first line is an option"));
+        assert!(!multiple_choice(
+            "Josh buys a house for $80,000. How much profit?"
+        ));
+        assert!(!multiple_choice("Plan A. Then plan B."));
+        assert!(!multiple_choice("K. is past the last option letter"));
     }
 
     #[test]

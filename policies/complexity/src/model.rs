@@ -2,28 +2,44 @@
 //! the hashed features: a logistic regression for the strong model's expected gain,
 //! and a linear regression for the natural log of the answer's length in tokens.
 //!
+//! The gain head has three weights per bucket: one shared by every prompt, one for
+//! multiple-choice prompts and one for free-form ones ([`multiple_choice`]); a feature
+//! counts its shared weight plus [`DOMAIN_SCALE`] times the weight of its prompt's
+//! kind. Grade-school maths and open questions can so depart from what the
+//! multiple-choice exams teach the shared weights, without either kind pulling the
+//! other's ranking about ("frustratingly easy" domain adaptation, Daumé 2007).
+//!
 //! File layout (little-endian), written by `tools/train-complexity`:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 8 | magic `SBCPLX02` |
+//! | 8 | magic `SBCPLX03` |
 //! | 4 | feature version (u32; must equal [`FEATURE_VERSION`]) |
-//! | 4 | `bits` (u32): each head has `2^bits` weights |
+//! | 4 | `bits` (u32): `2^bits` buckets |
 //! | 4 | gain bias (f32) |
 //! | 4 | length bias (f32) |
 //! | 4 | reference input tokens (f32) |
 //! | 4 | reference output tokens (f32) |
-//! | 4 × 2^bits | per bucket, the gain weight then the length weight (IEEE 754 half precision) |
+//! | 8 × 2^bits | per bucket: the shared, multiple-choice and free-form gain weights, then the length weight (IEEE 754 half precision) |
 //!
 //! The weights are read straight from the embedded bytes, so activation costs nothing.
-//! A bucket's two weights sit side by side, so a feature costs one memory access for
+//! A bucket's four weights sit side by side, so a feature costs one memory access for
 //! both heads. Half precision keeps three significant digits, plenty for a linear
 //! model's weights, and halves the component and the memory each decision touches.
 
-use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale};
+use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale, multiple_choice};
 
 /// The magic bytes that open a weights file.
-pub const MAGIC: &[u8; 8] = b"SBCPLX02";
+pub const MAGIC: &[u8; 8] = b"SBCPLX03";
+
+/// The value of a feature's copy for its prompt's kind, relative to the shared
+/// feature's. Below 1, a kind-specific departure costs more of the L2 penalty than a
+/// shared weight, so the shared weights carry what the kinds agree on (chosen by
+/// cross-validation among 0.5, 1 and 1.5).
+pub const DOMAIN_SCALE: f32 = 0.5;
+
+/// Weights per bucket: shared, multiple-choice and free-form gain, then length.
+const PER_BUCKET: usize = 4;
 
 /// Header size in bytes.
 pub const HEADER: usize = 32;
@@ -50,15 +66,15 @@ pub struct Model<'a> {
     bias: f32,
     length_bias: f32,
     reference: (f32, f32),
-    /// Per bucket, the half-precision gain and length weights, little-endian.
-    weights: &'a [[u8; 4]],
+    /// Per bucket, the half-precision weights (see [`PER_BUCKET`]), little-endian.
+    weights: &'a [[u8; 2 * PER_BUCKET]],
 }
 
 impl<'a> Model<'a> {
     /// Checks and wraps a weights file.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err("the weights file is not a complexity model (version 2)".into());
+            return Err("the weights file is not a complexity model (version 3)".into());
         }
         let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
         let float = |at: usize| f32::from_le_bytes(word(at));
@@ -79,12 +95,12 @@ impl<'a> Model<'a> {
                 reference.0, reference.1
             ));
         }
-        let (weights, rest) = bytes[HEADER..].as_chunks::<4>();
+        let (weights, rest) = bytes[HEADER..].as_chunks::<{ 2 * PER_BUCKET }>();
         if !rest.is_empty() || weights.len() != 1 << bits {
             return Err(format!(
                 "the weights file holds {} bytes of weights, {} expected",
                 bytes.len() - HEADER,
-                4usize << bits
+                (2 * PER_BUCKET) << bits
             ));
         }
         Ok(Model {
@@ -102,7 +118,7 @@ impl<'a> Model<'a> {
     pub fn warm(&self) -> u8 {
         self.weights
             .iter()
-            .step_by(1024)
+            .step_by(512)
             .fold(0u8, |acc, w| acc ^ std::hint::black_box(w[0]))
     }
 
@@ -117,23 +133,28 @@ impl<'a> Model<'a> {
         (f64::from(self.reference.0), f64::from(self.reference.1))
     }
 
+    /// A bucket's gain weight for a prompt of kind `kind` (1: multiple choice, 2:
+    /// free form) and its length weight.
     #[inline(always)]
-    fn weights(&self, index: u32) -> (f32, f32) {
+    fn weights(&self, index: u32, kind: usize) -> (f32, f32) {
         match self.weights.get(index as usize) {
-            Some(&[a, b, c, d]) => (
-                f16_to_f32_finite(u16::from_le_bytes([a, b])),
-                f16_to_f32_finite(u16::from_le_bytes([c, d])),
-            ),
+            Some(bucket) => {
+                let half = |i: usize| {
+                    f16_to_f32_finite(u16::from_le_bytes([bucket[2 * i], bucket[2 * i + 1]]))
+                };
+                (half(0) + DOMAIN_SCALE * half(kind), half(3))
+            }
             None => (0.0, 0.0),
         }
     }
 
     /// Both heads' raw linear outputs for `text`: the gain logit and the log length.
     pub fn linear(&self, text: &str) -> (f64, f64) {
+        let kind = if multiple_choice(text) { 1 } else { 2 };
         let mut gain = [0f32; GROUPS];
         let mut length = [0f32; GROUPS];
         let counts = extract(text, self.bits, |f| {
-            let (g, l) = self.weights(f.index);
+            let (g, l) = self.weights(f.index, kind);
             gain[f.group] += g;
             length[f.group] += l;
         });
@@ -179,31 +200,39 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// One head of a model to write: its bias and `2^bits` weights.
+/// One head of a model to write: its bias and weights.
 #[derive(Debug, Clone, Copy)]
 pub struct Head<'w> {
     /// The bias.
     pub bias: f32,
-    /// One weight per bucket.
+    /// The weights.
     pub weights: &'w [f32],
 }
 
-/// Serialises a model in the layout above. Both heads must have the same number of
-/// weights, a power of two.
+/// Serialises a model in the layout above. The length head has one weight per bucket,
+/// a power of two of them; the gain head three times as many: the shared weights of
+/// every bucket, then the multiple-choice ones, then the free-form ones.
 pub fn write(gain: Head<'_>, length: Head<'_>, reference: (f32, f32)) -> Vec<u8> {
-    assert_eq!(gain.weights.len(), length.weights.len());
-    assert!(gain.weights.len().is_power_of_two());
-    let bits = gain.weights.len().trailing_zeros();
-    let mut out = Vec::with_capacity(HEADER + 4 * gain.weights.len());
+    let buckets = length.weights.len();
+    assert!(buckets.is_power_of_two());
+    assert_eq!(gain.weights.len(), 3 * buckets);
+    let bits = buckets.trailing_zeros();
+    let mut out = Vec::with_capacity(HEADER + 2 * PER_BUCKET * buckets);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
     for v in [gain.bias, length.bias, reference.0, reference.1] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    for (&g, &l) in gain.weights.iter().zip(length.weights) {
-        out.extend_from_slice(&f32_to_f16(g).to_le_bytes());
-        out.extend_from_slice(&f32_to_f16(l).to_le_bytes());
+    for (i, &l) in length.weights.iter().enumerate() {
+        for w in [
+            gain.weights[i],
+            gain.weights[buckets + i],
+            gain.weights[2 * buckets + i],
+            l,
+        ] {
+            out.extend_from_slice(&f32_to_f16(w).to_le_bytes());
+        }
     }
     out
 }
@@ -287,12 +316,15 @@ fn f16_to_f32(h: u16) -> f32 {
 mod tests {
     use super::*;
 
-    /// A model of `2^4` buckets with every gain weight `g` and length weight `l`.
+    /// A model of `2^4` buckets with every shared gain weight `g`, no kind-specific
+    /// ones, and every length weight `l`.
     fn uniform(gain_bias: f32, g: f32, length_bias: f32, l: f32) -> Vec<u8> {
+        let mut gain = [0.0; 48];
+        gain[..16].fill(g);
         write(
             Head {
                 bias: gain_bias,
-                weights: &[g; 16],
+                weights: &gain,
             },
             Head {
                 bias: length_bias,
@@ -321,6 +353,46 @@ mod tests {
         );
         let heavy = uniform(0.0, 1.0, 0.0, 0.0);
         assert!(Model::parse(&heavy).unwrap().score("some words here") > 0.9);
+    }
+
+    #[test]
+    fn each_kind_of_prompt_adds_its_own_weights() {
+        // Multiple-choice weights 1, free-form weights -1, nothing shared.
+        let mut gain = [0.0; 48];
+        gain[16..32].fill(1.0);
+        gain[32..].fill(-1.0);
+        let bytes = write(
+            Head {
+                bias: 0.0,
+                weights: &gain,
+            },
+            Head {
+                bias: 0.0,
+                weights: &[0.0; 16],
+            },
+            (100.0, 50.0),
+        );
+        let m = Model::parse(&bytes).unwrap();
+        let choice = m.linear("Which is prime?\nA. 4\nB. 7").0;
+        let free = m.linear("Which is prime, 4 or 7?").0;
+        assert!(choice > 0.0 && free < 0.0, "{choice} {free}");
+        // A kind's weight counts DOMAIN_SCALE times a shared one.
+        let mut shared = [0.0; 48];
+        shared[..16].fill(1.0);
+        let bytes = write(
+            Head {
+                bias: 0.0,
+                weights: &shared,
+            },
+            Head {
+                bias: 0.0,
+                weights: &[0.0; 16],
+            },
+            (100.0, 50.0),
+        );
+        let text = "Which is prime?\nA. 4\nB. 7";
+        let all_shared = Model::parse(&bytes).unwrap().linear(text).0;
+        assert!((m.linear(text).0 - f64::from(DOMAIN_SCALE) * all_shared).abs() < 1e-4);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use signalbox::replay::dataset::{Dataset, Row, Split, stable_hash};
 use signalbox::replay::metrics::{CurvePoint, CurveSummary, SplitMix64, pgr};
 use signalbox::replay::prices::Prices;
 use signalbox_policy_complexity::cost::{Prices as RungPrices, cost_factor};
-use signalbox_policy_complexity::features::{GROUPS, extract, group_scale};
+use signalbox_policy_complexity::features::{GROUPS, extract, group_scale, multiple_choice};
 use signalbox_policy_complexity::model::{self, Model, sigmoid};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,8 +83,9 @@ struct Args {
     /// Where to write the weights (default: the policy's `weights.bin`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Hash bits: the model has 2^bits weights (4 bytes each).
-    #[arg(long, default_value_t = 20)]
+    /// Hash bits: the model has 2^bits buckets, each with three gain weights (shared,
+    /// multiple-choice, free-form) and a length weight, 8 bytes in all.
+    #[arg(long, default_value_t = 19)]
     bits: u32,
     /// Passes over the training rows.
     #[arg(long, default_value_t = 8)]
@@ -259,8 +260,11 @@ struct Example {
     row: usize,
     /// Validation row (0), or training row of tuning fold 1–5.
     fold: u8,
-    /// Sparse features: bucket and value, buckets unique.
+    /// Sparse features: bucket and value, buckets unique (the length head's input).
     features: Vec<(u32, f32)>,
+    /// The gain head's input: `features`, then each again in the weights of the
+    /// prompt's kind (see [`gain_features`]).
+    gain_features: Vec<(u32, f32)>,
     label: f64,
     weight: f64,
     strong: f64,
@@ -280,6 +284,23 @@ fn featurize(text: &str, bits: u32) -> Vec<(u32, f32)> {
         *merged.entry(index).or_default() += scales[group];
     }
     merged.into_iter().collect()
+}
+
+/// The gain head's features: the shared ones in `0..2^bits`, then each again, times
+/// [`model::DOMAIN_SCALE`], in the block of the prompt's kind: `2^bits..2·2^bits`
+/// for multiple-choice prompts, `2·2^bits..3·2^bits` for free-form ones (the order
+/// [`model::write`] takes).
+fn gain_features(features: &[(u32, f32)], text: &str, bits: u32) -> Vec<(u32, f32)> {
+    let block = if multiple_choice(text) { 1 } else { 2 } << bits;
+    features
+        .iter()
+        .copied()
+        .chain(
+            features
+                .iter()
+                .map(|&(i, v)| (i + block, v * model::DOMAIN_SCALE)),
+        )
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -352,11 +373,14 @@ fn main() -> anyhow::Result<()> {
                     .get(&pair.strong)
                     .filter(|o| o.output_tokens.is_some_and(|t| t > 0))
                     .map(|o| f64::from(o.total_output_tokens()).ln());
+                let features = featurize(&row.prompt, args.bits);
+                let gain_features = gain_features(&features, &row.prompt, args.bits);
                 Some(Example {
                     file,
                     row: index,
                     fold,
-                    features: featurize(&row.prompt, args.bits),
+                    features,
+                    gain_features,
                     label,
                     weight: 1.0,
                     strong: s,
@@ -531,7 +555,7 @@ fn fold_fits(
 
 /// The policy's score of `e`: `2p − 1`, clamped to `[0, 1]`.
 fn policy_score(bias: f64, weights: &[f32], e: &Example) -> f64 {
-    let p = sigmoid(dot(bias, weights, &e.features));
+    let p = sigmoid(dot(bias, weights, &e.gain_features));
     (2.0 * p - 1.0).clamp(0.0, 1.0)
 }
 
@@ -961,7 +985,7 @@ fn evaluate(set: &[Example], file: usize, bias: f64, weights: &[f32]) -> (usize,
     let part: Vec<&Example> = set.iter().filter(|e| e.file == file).collect();
     let scores: Vec<f64> = part
         .iter()
-        .map(|e| sigmoid(dot(bias, weights, &e.features)))
+        .map(|e| sigmoid(dot(bias, weights, &e.gain_features)))
         .collect();
     let loss = part
         .iter()
@@ -1002,7 +1026,10 @@ fn fit(train: &[Example], args: &Args, seed: u64, head: Head) -> (f64, Vec<f32>)
         Head::Gain => (args.rate, args.l2),
         Head::Length => (args.length_rate, args.length_l2),
     };
-    let dim = 1usize << args.bits;
+    let dim = match head {
+        Head::Gain => 3usize << args.bits,
+        Head::Length => 1usize << args.bits,
+    };
     let mut weights = vec![0f32; dim];
     let mut squares = vec![0f64; dim];
     // The length head starts from the mean log length: AdaGrad's shrinking steps would
@@ -1023,14 +1050,18 @@ fn fit(train: &[Example], args: &Args, seed: u64, head: Head) -> (f64, Vec<f32>)
         }
         for &i in &order {
             let e = rows[i];
-            let z = dot(bias, &weights, &e.features);
+            let features = match head {
+                Head::Gain => &e.gain_features,
+                Head::Length => &e.features,
+            };
+            let z = dot(bias, &weights, features);
             let g = match head {
                 Head::Gain => (sigmoid(z) - e.label) * e.weight,
                 Head::Length => z - e.log_length.unwrap_or(z),
             };
             bias_square += g * g;
             bias -= rate * g / (bias_square.sqrt() + 1e-8);
-            for &(j, v) in &e.features {
+            for &(j, v) in features {
                 let j = j as usize;
                 let gj = g * f64::from(v) + l2 * f64::from(weights[j]);
                 squares[j] += gj * gj;
@@ -1162,6 +1193,16 @@ mod tests {
         assert_eq!(weights[1], 0.0);
         assert_eq!(weights[2], model::stored(0.15));
         assert_eq!(average(&[]), (0.0, Vec::new()));
+    }
+
+    #[test]
+    fn gain_features_copy_each_feature_into_its_kind_s_block() {
+        let shared = [(3, 1.0), (9, 0.5)];
+        let choice = gain_features(&shared, "Which?\nA. yes\nB. no", 4);
+        let free = gain_features(&shared, "How many apples are left?", 4);
+        let s = model::DOMAIN_SCALE;
+        assert_eq!(choice, [(3, 1.0), (9, 0.5), (19, s), (25, 0.5 * s)]);
+        assert_eq!(free, [(3, 1.0), (9, 0.5), (35, s), (41, 0.5 * s)]);
     }
 
     #[test]

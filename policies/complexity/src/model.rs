@@ -2,12 +2,14 @@
 //! the hashed features: a logistic regression for the strong model's expected gain,
 //! and a linear regression for the natural log of the answer's length in tokens.
 //!
-//! The gain head has three weights per bucket: one shared by every prompt, one for
-//! multiple-choice prompts and one for free-form ones ([`multiple_choice`]); a feature
-//! counts its shared weight plus [`DOMAIN_SCALE`] times the weight of its prompt's
-//! kind. Grade-school maths and open questions can so depart from what the
+//! The gain head is trained with three weights per bucket: one shared by every prompt,
+//! one for multiple-choice prompts and one for free-form ones ([`multiple_choice`]); a
+//! feature counts its shared weight plus [`DOMAIN_SCALE`] times the weight of its
+//! prompt's kind. Grade-school maths and open questions can so depart from what the
 //! multiple-choice exams teach the shared weights, without either kind pulling the
-//! other's ranking about ("frustratingly easy" domain adaptation, Daumé 2007).
+//! other's ranking about ("frustratingly easy" domain adaptation, Daumé 2007). A
+//! prompt only ever reads one kind, so the file stores each kind's sum, `shared +
+//! DOMAIN_SCALE × kind`: two gain weights per bucket, not three.
 //!
 //! File layout (little-endian), written by `tools/train-complexity`:
 //!
@@ -20,11 +22,11 @@
 //! | 4 | length bias (f32) |
 //! | 4 | reference input tokens (f32) |
 //! | 4 | reference output tokens (f32) |
-//! | 8 × 2^bits | per bucket: the shared, multiple-choice and free-form gain weights, then the length weight (IEEE 754 half precision) |
+//! | 6 × 2^bits | per bucket: the multiple-choice and the free-form gain weight, then the length weight (IEEE 754 half precision) |
 //!
 //! The weights are read straight from the embedded bytes, so activation costs nothing.
-//! A bucket's four weights sit side by side, so a feature costs one memory access for
-//! both heads. Half precision keeps three significant digits, plenty for a linear
+//! A bucket's weights sit side by side, so a feature costs one memory access for both
+//! heads and two half-precision conversions. Half precision keeps three significant digits, plenty for a linear
 //! model's weights, and halves the component and the memory each decision touches.
 
 use crate::features::{FEATURE_VERSION, GROUPS, extract, group_scale, multiple_choice};
@@ -38,8 +40,8 @@ pub const MAGIC: &[u8; 8] = b"SBCPLX03";
 /// cross-validation among 0.5, 1 and 1.5).
 pub const DOMAIN_SCALE: f32 = 0.5;
 
-/// Weights per bucket: shared, multiple-choice and free-form gain, then length.
-const PER_BUCKET: usize = 4;
+/// Weights per bucket: multiple-choice gain, free-form gain, length.
+const PER_BUCKET: usize = 3;
 
 /// Header size in bytes.
 pub const HEADER: usize = 32;
@@ -133,16 +135,17 @@ impl<'a> Model<'a> {
         (f64::from(self.reference.0), f64::from(self.reference.1))
     }
 
-    /// A bucket's gain weight for a prompt of kind `kind` (1: multiple choice, 2:
-    /// free form) and its length weight.
+    /// A bucket's gain weight for a prompt of the kind at byte `kind` of the bucket
+    /// (0: multiple choice, 2: free form), and its length weight.
     #[inline(always)]
     fn weights(&self, index: u32, kind: usize) -> (f32, f32) {
         match self.weights.get(index as usize) {
-            Some(bucket) => {
-                let half = |i: usize| {
-                    f16_to_f32_finite(u16::from_le_bytes([bucket[2 * i], bucket[2 * i + 1]]))
-                };
-                (half(0) + DOMAIN_SCALE * half(kind), half(3))
+            Some(&[a, b, c, d, e, f]) => {
+                let gain = if kind == 0 { [a, b] } else { [c, d] };
+                (
+                    f16_to_f32_finite(u16::from_le_bytes(gain)),
+                    f16_to_f32_finite(u16::from_le_bytes([e, f])),
+                )
             }
             None => (0.0, 0.0),
         }
@@ -150,7 +153,7 @@ impl<'a> Model<'a> {
 
     /// Both heads' raw linear outputs for `text`: the gain logit and the log length.
     pub fn linear(&self, text: &str) -> (f64, f64) {
-        let kind = if multiple_choice(text) { 1 } else { 2 };
+        let kind = if multiple_choice(text) { 0 } else { 2 };
         let mut gain = [0f32; GROUPS];
         let mut length = [0f32; GROUPS];
         let counts = extract(text, self.bits, |f| {
@@ -209,9 +212,10 @@ pub struct Head<'w> {
     pub weights: &'w [f32],
 }
 
-/// Serialises a model in the layout above. The length head has one weight per bucket,
-/// a power of two of them; the gain head three times as many: the shared weights of
-/// every bucket, then the multiple-choice ones, then the free-form ones.
+/// Serialises a model in the layout above, folding each kind's gain weight into the
+/// shared one. The length head has one weight per bucket, a power of two of them; the
+/// gain head three times as many: the shared weights of every bucket, then the
+/// multiple-choice ones, then the free-form ones.
 pub fn write(gain: Head<'_>, length: Head<'_>, reference: (f32, f32)) -> Vec<u8> {
     let buckets = length.weights.len();
     assert!(buckets.is_power_of_two());
@@ -225,10 +229,10 @@ pub fn write(gain: Head<'_>, length: Head<'_>, reference: (f32, f32)) -> Vec<u8>
         out.extend_from_slice(&v.to_le_bytes());
     }
     for (i, &l) in length.weights.iter().enumerate() {
+        let shared = gain.weights[i];
         for w in [
-            gain.weights[i],
-            gain.weights[buckets + i],
-            gain.weights[2 * buckets + i],
+            shared + DOMAIN_SCALE * gain.weights[buckets + i],
+            shared + DOMAIN_SCALE * gain.weights[2 * buckets + i],
             l,
         ] {
             out.extend_from_slice(&f32_to_f16(w).to_le_bytes());

@@ -7,19 +7,24 @@
 //! | words | lower-cased words, digit runs as `<n1>`…`<n4>` by length, and the math and code symbols ``$ \ ^ = + * / % < > { } ; ` _ |`` as one-character tokens | `1 / sqrt(count in group)` |
 //! | word pairs | adjacent words (symbols do not pair) | `1 / sqrt(count in group)` |
 //! | word trigrams | three-character pieces of each word, with `^` and `$` marking its ends | `1 / sqrt(count in group)` |
-//! | shape | log-scale buckets of length in characters, words, lines, numbers, math symbols, code symbols, answer options (`A.` … `J.` at a line start), question marks, and the longest word | `1` |
+//! | shape | log-scale buckets of length in characters, words, lines, numbers, math symbols, code symbols, answer options (`A.` … `J.` at a line start), question marks, the longest word, sentences, decimals (`2.5`) and fractions (`3/4`) | `1` |
+//! | | and "at least" steps: for characters, words, numbers, sentences, the longest word and decimals, one feature per quarter octave the count reaches | `1` |
 //!
 //! Each feature's name is hashed (words by FNV-1a, pairs and trigrams packed, then a
 //! murmur3 finaliser with a seed per group) into one of `2^bits` buckets. Scaling each text group by the square root of
 //! its size keeps long and short prompts comparable, while the shape group says how long
-//! the prompt is.
+//! the prompt is. A one-octave bucket alone lumps together prompts of, say, 300 and 500
+//! characters; the "at least" steps (`chars ≥ 1`, `≥ 2^0.25`, `≥ 2^0.5`, …) give the
+//! model a piecewise-linear response to the log of each count, so it can rank prompts
+//! of one kind by how long they are and how many steps they state (grade-school word
+//! problems above all; chosen by cross-validation on the training rows).
 //!
 //! Extraction makes no allocation: it walks the text once and calls a sink per feature.
 //! The definition is versioned by [`FEATURE_VERSION`]: the weights file records the
 //! version it was trained with, and the policy refuses weights of another version.
 
 /// The version of this feature definition; bump it whenever [`extract`] changes.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 /// The feature groups, in the order [`extract`] reports them.
 pub const GROUPS: usize = 4;
@@ -187,6 +192,21 @@ fn log_bucket(n: u32) -> u8 {
     }
 }
 
+/// How many quarter octaves `n` reaches: 0 for 0, then `1 + floor(4·log2 n)`, so 1 for
+/// 1, 2 for 2^0.25 ≈ 1.19, 5 for 2, 9 for 4, … Exact in integers, so the trainer and
+/// the component agree on every count.
+fn quarter_octaves(n: u32) -> u8 {
+    if n == 0 {
+        return 0;
+    }
+    let octave = 31 - n.leading_zeros();
+    let fourth_power = u128::from(n).pow(4);
+    let quarters = (1..=3)
+        .filter(|q| fourth_power >= 1u128 << (4 * octave + q))
+        .count() as u32;
+    (4 * octave + quarters + 1) as u8
+}
+
 /// Where a feature lands: its group and its bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Feature {
@@ -247,13 +267,35 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
     // Characters seen on the current line, and its first one.
     let mut line_pos = 0u32;
     let mut line_first = ' ';
+    let mut sentences = 0u32;
+    let mut decimals = 0u32;
+    let mut fractions = 0u32;
+    // What the previous character, if it ended a word, may begin (see [`Joint`]).
+    let mut joint = Joint::None;
 
     for c in text.chars() {
         chars += 1;
         let flags = class(c);
         if flags & ALNUM != 0 {
+            if joint != Joint::None {
+                if flags & DIGIT != 0 {
+                    decimals += u32::from(joint == Joint::Point);
+                    fractions += u32::from(joint == Joint::Slash);
+                }
+                joint = Joint::None;
+            }
             walker.letter(c, flags & DIGIT != 0);
         } else {
+            if joint.ends_sentence() && c.is_whitespace() {
+                sentences += 1;
+            }
+            joint = match c {
+                _ if walker.word_len == 0 => Joint::None,
+                '.' if walker.word_digits => Joint::Point,
+                '/' if walker.word_digits => Joint::Slash,
+                '.' | '?' | '!' => Joint::Stop,
+                _ => Joint::None,
+            };
             if c == '\n' {
                 lines += 1;
                 line_pos = 0;
@@ -278,6 +320,7 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
         }
     }
     walker.end_word();
+    sentences += u32::from(joint.ends_sentence());
 
     for (name, value) in [
         (b'c', log_bucket(chars)),
@@ -289,10 +332,44 @@ pub fn extract(text: &str, bits: u32, sink: impl FnMut(Feature)) -> GroupCounts 
         (b'o', log_bucket(options)),
         (b'q', log_bucket(questions)),
         (b'L', log_bucket(walker.longest)),
+        (b's', log_bucket(sentences)),
+        (b'd', log_bucket(decimals)),
+        (b'f', log_bucket(fractions)),
     ] {
         walker.emit(SHAPE, Fnv::new(5).byte(name).byte(value).finish());
     }
+    for (name, count) in [
+        (b'c', chars),
+        (b'w', walker.words),
+        (b'n', walker.numbers),
+        (b's', sentences),
+        (b'L', walker.longest),
+        (b'd', decimals),
+    ] {
+        for step in 1..=quarter_octaves(count) {
+            walker.emit(SHAPE, Fnv::new(6).byte(name).byte(step).finish());
+        }
+    }
     walker.counts
+}
+
+/// What a character right after a word may join: a number and a point may make a
+/// decimal (`2.5`), a number and a slash a fraction (`3/4`), and a word and `.`, `?` or
+/// `!` end a sentence if whitespace or the end of the text follows (`5. Then` too).
+/// Carried from one character to the next, so the walk keeps no history of characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Joint {
+    None,
+    Point,
+    Slash,
+    Stop,
+}
+
+impl Joint {
+    #[inline(always)]
+    fn ends_sentence(self) -> bool {
+        matches!(self, Joint::Point | Joint::Stop)
+    }
 }
 
 /// The `^` that marks a word's start in its trigrams, and the `$` that marks its end.
@@ -416,13 +493,16 @@ mod tests {
         assert_eq!(counts[PAIRS], 4);
         // Trigrams: each letter of a word and its closing mark.
         assert_eq!(counts[TRIGRAMS], 4 + 5 + 5 + 2);
-        assert_eq!(counts[SHAPE], 9);
+        // Twelve buckets, and the steps of 22 characters, 5 words, 1 number and a
+        // longest word of 4 letters.
+        assert_eq!(counts[SHAPE], 12 + 18 + 10 + 1 + 9);
         assert!(features.iter().all(|f| f.index < 1 << 18));
     }
 
     #[test]
     fn case_and_spacing_do_not_matter_but_words_do() {
-        assert_eq!(features("Hello  World").0, features("hello world").0);
+        // (Of equal length: the shape steps tell 11 characters from 12.)
+        assert_eq!(features("Hello  World").0, features("hello, world").0);
         assert_ne!(features("hello world").0, features("hello there").0);
     }
 
@@ -444,10 +524,32 @@ mod tests {
     }
 
     #[test]
+    fn quarter_octaves_step_at_powers_of_two_to_the_quarter() {
+        assert_eq!(quarter_octaves(0), 0);
+        assert_eq!(quarter_octaves(1), 1);
+        assert_eq!(quarter_octaves(2), 5);
+        // 2^1.5 ≈ 2.83 ≤ 3 < 2^1.75 ≈ 3.36.
+        assert_eq!(quarter_octaves(3), 7);
+        assert_eq!(quarter_octaves(4), 9);
+        assert_eq!(quarter_octaves(22), 18);
+        assert_eq!(quarter_octaves(u32::MAX), 128);
+    }
+
+    #[test]
+    fn decimals_fractions_and_sentence_ends_add_a_step() {
+        let shape = |text: &str| features(text).1[SHAPE];
+        // Same length and words: only the decimal's "at least one" step differs.
+        assert_eq!(shape("Pay 2.5 now"), shape("Pay 2 5 now") + 1);
+        assert_eq!(shape("Done. Go"), shape("Done, Go") + 1);
+        assert_eq!(shape("Go."), shape("Go,") + 1);
+        assert_ne!(features("Eat 3/4 now").0, features("Eat 3 /4 now").0);
+    }
+
+    #[test]
     fn empty_text_has_only_shape() {
         let (features, counts) = features("");
-        assert_eq!(counts, [0, 0, 0, 9]);
-        assert_eq!(features.len(), 9);
+        assert_eq!(counts, [0, 0, 0, 12]);
+        assert_eq!(features.len(), 12);
         assert_eq!(group_scale(WORDS, &counts), 0.0);
     }
 }

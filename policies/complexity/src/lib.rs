@@ -155,14 +155,30 @@ impl Policy for ComplexityPolicy {
         // At activation, off the request path and under its longer deadline.
         std::hint::black_box(model.warm());
         check_unit("threshold", config.threshold)?;
-        let unpriced = Prices {
-            input: 0.0,
-            output: 0.0,
+        // Each rung's prices: its cheapest target's for the reference request (zero for
+        // a model no target serves, which is refused below).
+        let (ref_in, ref_out) = model.reference();
+        let prices_of = |name: &str| {
+            targets
+                .iter()
+                .filter(|t| t.model == name)
+                .map(|t| Prices {
+                    input: t.input_price,
+                    output: t.output_price,
+                })
+                .min_by(|a, b| {
+                    let cost = |p: &Prices| ref_in * p.input + ref_out * p.output;
+                    cost(a).total_cmp(&cost(b))
+                })
+                .unwrap_or(Prices {
+                    input: 0.0,
+                    output: 0.0,
+                })
         };
         let mut ladder = vec![Rung {
             model: config.weak.clone(),
             above: f64::NEG_INFINITY,
-            prices: unpriced,
+            prices: prices_of(&config.weak),
         }];
         for (i, tier) in config.tiers.iter().enumerate() {
             check_unit(&format!("tiers[{i}].above"), tier.above)?;
@@ -177,13 +193,13 @@ impl Policy for ComplexityPolicy {
             ladder.push(Rung {
                 model: tier.model.clone(),
                 above: tier.above,
-                prices: unpriced,
+                prices: prices_of(&tier.model),
             });
         }
         ladder.push(Rung {
             model: config.strong.clone(),
             above: config.threshold,
-            prices: unpriced,
+            prices: prices_of(&config.strong),
         });
 
         let fields = std::iter::once("weak".to_owned())
@@ -202,23 +218,6 @@ impl Policy for ComplexityPolicy {
             }
             if ladder[..i].iter().any(|r| r.model == rung.model) {
                 return Err(format!("`{field}` names `{}` twice", rung.model));
-            }
-        }
-        // Each rung's prices: its cheapest target's for the reference request.
-        let (ref_in, ref_out) = model.reference();
-        for rung in &mut ladder {
-            let cheapest = targets
-                .iter()
-                .filter(|t| t.model == rung.model)
-                .min_by(|a, b| {
-                    let cost = |t: &Target| ref_in * t.input_price + ref_out * t.output_price;
-                    cost(a).total_cmp(&cost(b))
-                });
-            if let Some(t) = cheapest {
-                rung.prices = Prices {
-                    input: t.input_price,
-                    output: t.output_price,
-                };
             }
         }
         Ok(ComplexityPolicy {

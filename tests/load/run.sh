@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-15}
 command -v oha >/dev/null || cargo install oha --locked
-cargo build --release -p signalbox -p signalbox-load >/dev/null
+cargo build --profile production -p signalbox -p signalbox-load >/dev/null
 
 key=sb-demo-0123456789abcdef
 body='{"model":"m","messages":[{"role":"user","content":"Hello, how are you today?"}]}'
@@ -18,11 +18,11 @@ sbody='{"model":"m","stream":true,"messages":[{"role":"user","content":"Hello, h
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
-taskset -c 1 target/release/fake-llm --listen 127.0.0.1:9001 --chunks 8 >/dev/null &
+taskset -c 1 target/production/fake-llm --listen 127.0.0.1:9001 --chunks 8 >/dev/null &
 pids+=($!)
-taskset -c 0 target/release/passthrough-proxy --listen 127.0.0.1:9002 --upstream 127.0.0.1:9001 >/dev/null &
+taskset -c 0 target/production/passthrough-proxy --listen 127.0.0.1:9002 --upstream 127.0.0.1:9001 >/dev/null &
 pids+=($!)
-env -u RUST_BACKTRACE taskset -c 0 target/release/signalbox serve --config tests/load/config.toml >/dev/null &
+env -u RUST_BACKTRACE taskset -c 0 target/production/signalbox serve --config tests/load/config.toml >/dev/null &
 gateway=$!
 pids+=($gateway)
 sleep 1
@@ -71,9 +71,9 @@ done
 # gateway restarts, so its policy comes from the compiled cache the first start wrote.
 kill "$gateway"; wait "$gateway" 2>/dev/null || true
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-taskset -c 1 target/release/fake-llm --listen 127.0.0.1:9001 --chunks 100 --interval-ms 100 >/dev/null &
+taskset -c 1 target/production/fake-llm --listen 127.0.0.1:9001 --chunks 100 --interval-ms 100 >/dev/null &
 pids+=($!)
-env -u RUST_BACKTRACE taskset -c 0 target/release/signalbox serve --config tests/load/config.toml >/dev/null &
+env -u RUST_BACKTRACE taskset -c 0 target/production/signalbox serve --config tests/load/config.toml >/dev/null &
 gateway=$!
 pids+=($gateway)
 sleep 1

@@ -96,7 +96,7 @@ pub struct EngineSection {
     pub deadline_ms: u64,
     /// Memory cap of one policy instance, in MiB.
     pub memory_limit_mib: usize,
-    /// Directory for compiled policies (none: no cache).
+    /// Directory for compiled policies (none: no cache). Relative to the config file.
     pub cache_dir: Option<String>,
 }
 

@@ -306,6 +306,11 @@ impl Config {
             *path = resolve(base, Path::new(path)).display().to_string();
         }
 
+        let mut engine = raw.engine;
+        if let Some(dir) = &mut engine.cache_dir {
+            *dir = resolve(base, Path::new(dir)).display().to_string();
+        }
+
         let telemetry = validate_telemetry(raw.telemetry, None, OTLP_BUILT_IN)
             .map_err(|(path, message)| err(&path, message))?;
 
@@ -329,7 +334,7 @@ impl Config {
         Ok(Config {
             source: source.to_owned(),
             server,
-            engine: raw.engine,
+            engine,
             providers: raw.providers,
             targets: raw.targets,
             aliases: raw.aliases,
@@ -547,6 +552,23 @@ mod tests {
         let config = Config::embedded().unwrap();
         assert!(config.targets.len() >= 2);
         assert_eq!(config.tenants.len(), 1);
+    }
+
+    #[test]
+    fn the_compile_cache_is_found_beside_the_config_file() {
+        let relative = parse(&format!(
+            "[engine]\ncache_dir = \"cache/compiled\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(
+            relative.engine.cache_dir.as_deref(),
+            Some("/etc/sb/cache/compiled")
+        );
+        let absolute = parse(&format!(
+            "[engine]\ncache_dir = \"/var/cache/sb\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(absolute.engine.cache_dir.as_deref(), Some("/var/cache/sb"));
     }
 
     #[test]

@@ -27,6 +27,15 @@ pub struct Target {
     pub name: Name,
 }
 
+impl Target {
+    /// What `input` and `output` tokens cost on this target, in US dollars: the one
+    /// place a price is applied.
+    pub fn cost_usd(&self, input: u32, output: u32) -> f64 {
+        (f64::from(input) * self.config.input_price + f64::from(output) * self.config.output_price)
+            / 1e6
+    }
+}
+
 /// A tenant: its targets (indices into [`Gateway::targets`], in the order its policy
 /// sees them), its policy state and its safe route.
 pub struct Tenant {
@@ -79,6 +88,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The target at `position` in `tenant`'s policy order.
+    pub fn target_of(&self, tenant: &Tenant, position: u32) -> Option<&Target> {
+        tenant
+            .targets
+            .get(position as usize)
+            .and_then(|&g| self.targets.get(g))
+    }
+
     /// Builds the gateway: starts the engine, loads and activates every tenant's policy
     /// (a policy that fails to load or rejects its config fails start-up, naming the
     /// tenant), and opens a connection pool per target.

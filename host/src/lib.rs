@@ -30,6 +30,7 @@ pub mod quota;
 pub mod replay;
 pub mod request_id;
 pub mod routing;
+pub mod running;
 pub mod server;
 pub mod signals;
 pub mod telemetry;

@@ -60,30 +60,15 @@ impl Decision {
     /// lists must be non-empty, in range and without repeats; rejections need a 4xx or
     /// 5xx status. The host replaces an invalid answer with the tenant's safe route.
     pub fn validate(&self, target_count: usize) -> Result<(), String> {
+        // The rules themselves live in the contract crate, which the host applies too.
         match self {
             Decision::Route { targets, .. } => {
-                if targets.is_empty() {
-                    return Err("the decision lists no targets".into());
-                }
-                for (pos, &t) in targets.iter().enumerate() {
-                    if t as usize >= target_count {
-                        return Err(format!(
-                            "target index {t} is out of range ({target_count} targets)"
-                        ));
-                    }
-                    if targets[..pos].contains(&t) {
-                        return Err(format!("target index {t} is listed twice"));
-                    }
-                }
-                Ok(())
+                signalbox_contract::validate_targets(targets, target_count)
             }
             Decision::Reject { status, .. } => {
-                if (400..=599).contains(status) {
-                    Ok(())
-                } else {
-                    Err(format!("rejection status {status} is not 4xx or 5xx"))
-                }
+                signalbox_contract::validate_rejection_status(*status)
             }
         }
+        .map_err(|e| e.to_string())
     }
 }

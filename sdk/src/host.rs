@@ -157,8 +157,7 @@ pub(crate) mod imp {
     use std::collections::HashMap;
 
     /// The same limits the gateway applies by default.
-    pub const MAX_KEY: usize = 256;
-    pub const MAX_VALUE: usize = 64 * 1024;
+    use signalbox_contract::{MAX_STATE_KEY as MAX_KEY, MAX_STATE_VALUE as MAX_VALUE};
 
     #[derive(Default)]
     pub struct NativeHost {

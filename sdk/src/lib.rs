@@ -61,7 +61,6 @@ mod serving;
 mod snapshot;
 #[cfg(not(target_family = "wasm"))]
 pub mod testing;
-mod tokens;
 mod types;
 
 #[doc(hidden)]
@@ -83,16 +82,19 @@ pub mod bindings {
 }
 
 pub use decision::Decision;
-pub use hash::{stable_hash, unit_interval, weighted_pick};
+pub use hash::weighted_pick;
 pub use host::{Level, StateError, log, now_ns, random_f64, random_u64, state};
 pub use policy::{NoConfig, Policy, parse_config};
 pub use serving::serving_map;
+pub use signalbox_contract::{estimate_tokens, stable_hash, unit_interval};
 pub use snapshot::{Candidate, Candidates, Snapshot};
-pub use tokens::estimate_tokens;
-pub use types::{Endpoint, Feedback, Outcome, Request, RequestBuilder, Role, Signals, Target};
+pub use types::{
+    Ending, Endpoint, Feedback, Outcome, Request, RequestBuilder, Role, Signals, Target,
+};
 
-/// The contract (`signalbox:policy` WIT package) version this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract (`signalbox:policy` WIT package) version this SDK implements: the
+/// newest, from the contract crate the gateway shares.
+pub use signalbox_contract::CONTRACT_VERSION;
 
 /// Exports a [`Policy`] type as the component's `signalbox:policy/router`.
 ///

@@ -19,9 +19,8 @@ pub struct Active<P> {
 /// The slot an exported policy lives in (one per instance; wasm is single-threaded).
 pub type Slot<P> = RefCell<Option<Active<P>>>;
 
-/// Longest reason and rejection message the host keeps; trimming here saves copying.
-const MAX_REASON: usize = 256;
-const MAX_MESSAGE: usize = 1024;
+// Trimming to the host's limits here saves copying what the host would cut anyway.
+use signalbox_contract::{MAX_MESSAGE, MAX_REASON, truncate_at_char};
 
 /// The contract version as a fixed-size array, for the custom section.
 pub const fn contract_version_bytes<const N: usize>() -> [u8; N] {
@@ -88,13 +87,7 @@ pub fn on_feedback<P: Policy>(slot: &Slot<P>, feedback: wit::Feedback) {
 }
 
 fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    truncate_at_char(&mut s, max);
     s
 }
 

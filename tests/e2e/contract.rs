@@ -8,14 +8,14 @@ fn the_default_policy_speaks_this_contract() {
     let policy = engine().load_file(&default_policy()).unwrap();
     assert_eq!(
         policy.contract_version(),
-        signalbox::policy::CONTRACT_VERSION
+        signalbox_contract::CONTRACT_VERSION
     );
-    assert!(
-        policy
-            .exports()
-            .iter()
-            .any(|e| e == signalbox::policy::ROUTER_EXPORT)
+    let router = format!(
+        "{}{}",
+        signalbox_contract::ROUTER_PREFIX,
+        signalbox_contract::CONTRACT_VERSION
     );
+    assert!(policy.exports().contains(&router));
     assert_eq!(policy.version().len(), 64);
 }
 
@@ -55,8 +55,9 @@ fn each_wrong_input_gets_its_own_error() {
         .unwrap_err();
     assert!(matches!(err, LoadError::ContractMismatch { .. }));
     assert!(
-        err.to_string()
-            .contains("built for signalbox:policy@0.2.0, host speaks signalbox:policy@0.1.0"),
+        err.to_string().contains(
+            "built for signalbox:policy@0.3.0, host speaks signalbox:policy@0.2.0 (and 0.1.0)"
+        ),
         "{err}"
     );
     // A component header with garbage after it fails validation, not the header check.

@@ -12,22 +12,18 @@ use signalbox::gateway::Gateway;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The API key of tenant `acme` in [`config`].
 pub const KEY: &str = "sb-test-acme-key";
 
-/// A gateway serving on 127.0.0.1 until dropped; with `[admin] listen` in its config,
-/// its admin API too (on another port), and with `policies_dir`, the watcher.
+/// A gateway serving on 127.0.0.1 until dropped, started exactly as `signalbox serve`
+/// starts one; with `[admin] listen` in its config, its admin API too (on another
+/// port), and with `policies_dir`, the watcher.
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
-    admin_scheme: &'static str,
     pub gateway: Arc<Gateway>,
-    scheme: &'static str,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _watcher: Option<signalbox::deploy::watch::DirWatcher>,
+    running: signalbox::running::Running,
 }
 
 impl TestGateway {
@@ -44,100 +40,36 @@ impl TestGateway {
         if config.engine.deadline_ms == signalbox::config::EngineSection::default().deadline_ms {
             config.engine.deadline_ms = 50;
         }
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(|section| signalbox::server::tls::TlsAcceptor::start(section).unwrap());
-        let gateway = Arc::new(Gateway::build(config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let admin_scheme = if gateway.config.admin.tls.is_some() {
-            "https"
-        } else {
-            "http"
+        let listeners = signalbox::running::Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: match config.admin.listen {
+                Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+                None => None,
+            },
         };
-        let (admin, admin_task) = match gateway.config.admin.listen {
-            Some(_) => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let admin_addr = listener.local_addr().unwrap();
-                let api = Arc::new(signalbox::admin::Admin::new(gateway.clone()));
-                let admin_tls =
-                    gateway.config.admin.tls.as_ref().map(|section| {
-                        signalbox::server::tls::TlsAcceptor::start(section).unwrap()
-                    });
-                let task = tokio::spawn(signalbox::admin::serve(
-                    api,
-                    listener,
-                    admin_tls,
-                    std::future::pending(),
-                ));
-                (Some(admin_addr), Some(task))
-            }
-            None => (None, None),
-        };
-        let watcher =
-            gateway.config.admin.policies_dir.as_ref().map(|dir| {
-                signalbox::deploy::watch::spawn(gateway.clone(), Path::new(dir)).unwrap()
-            });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let grace = Duration::from_secs(10);
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        match tls {
-            Some(tls) => tokio::spawn(signalbox::server::serve_tls(
-                gateway.clone(),
-                listener,
-                tls,
-                shutdown,
-                grace,
-            )),
-            None => tokio::spawn(signalbox::server::serve(
-                gateway.clone(),
-                listener,
-                shutdown,
-                grace,
-            )),
-        };
+        let running = signalbox::running::start(config, listeners).await.unwrap();
         TestGateway {
-            addr,
-            scheme,
-            admin,
-            admin_scheme,
-            gateway,
-            stop: Some(stop),
-            admin_task,
-            _watcher: watcher,
+            addr: running.addr,
+            admin: running.admin_addr,
+            gateway: running.gateway.clone(),
+            running,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.scheme, self.addr)
+        let scheme = if self.running.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// A URL of the admin API.
     pub fn admin_url(&self, path: &str) -> String {
         let addr = self.admin.expect("no admin listener");
-        format!("{}://{addr}{path}", self.admin_scheme)
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.admin_task.take() {
-            task.abort();
-        }
-        // As `serve` does at exit: policies' learned state and every usage row
-        // reach the disk.
-        signalbox::deploy::save_states(&self.gateway);
-        if let Some(ledger) = &self.gateway.ledger {
-            ledger.flush(Duration::from_secs(10));
-        }
+        let scheme = if self.running.admin_tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}{path}")
     }
 }
 

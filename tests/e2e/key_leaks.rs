@@ -159,7 +159,7 @@ async fn no_key_appears_in_any_log_line_or_response() {
 
     // The failure paths were logged, so the search below looked at them.
     for needle in [
-        "request completed",
+        "request ended",
         "request not authenticated",
         "request refused by a quota",
         "attempt failed",

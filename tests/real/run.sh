@@ -68,8 +68,8 @@ tokens=$(echo "$stream" | grep '"usage":{' | tail -n 1 | sed 's/^data: //' | jso
 [ "$tokens" -gt 0 ] || { echo "no usage in: $stream"; exit 1; }
 request_id=$(grep -i '^x-request-id:' "$logs/headers" | tr -d '\r' | awk '{print $2}')
 sleep 0.2
-grep "request completed" "$logs/gateway.log" | grep "$request_id" | grep -q "output_tokens=$tokens" \
-    || { echo "usage $tokens of $request_id did not reach the accounting"; grep "request completed" "$logs/gateway.log"; exit 1; }
+grep "request ended" "$logs/gateway.log" | grep "$request_id" | grep -q "output_tokens=$tokens" \
+    || { echo "usage $tokens of $request_id did not reach the accounting"; grep "request ended" "$logs/gateway.log"; exit 1; }
 
 echo "real stage: embeddings"
 vectors=$(post /v1/embeddings '{"model":"e5-small","input":["hello world","routing policies"]}')

@@ -1,5 +1,5 @@
-//! The usage ledger: one row per completed request, in an embedded SQLite database,
-//! for billing and the usage API.
+//! The usage ledger: one row per routed request, whichever way it ended, in an
+//! embedded SQLite database, for billing and the usage API.
 //!
 //! Rows are written by a background thread in batches (one transaction per batch),
 //! so a slow disk never slows a request. The request path hands a row over without
@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-/// One completed request. Never holds a key: `key_id` is the key's public id.
+/// One request the gateway routed, whichever way it ended. Never holds a key: `key_id`
+/// is the key's public id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRow {
     /// Completion time, milliseconds since the Unix epoch (UTC).
@@ -26,9 +27,10 @@ pub struct UsageRow {
     pub tenant: String,
     /// The API key's id (never the key).
     pub key_id: String,
-    /// Target id.
+    /// The id of the target whose answer reached the client; empty when none did (the
+    /// policy rejected the request, or every attempt failed).
     pub target: String,
-    /// Model name (the target's).
+    /// Model name (the target's); empty when no target answered.
     pub model: String,
     /// Input tokens.
     pub input_tokens: u32,
@@ -42,10 +44,18 @@ pub struct UsageRow {
     pub status: u16,
     /// The deciding policy, `name@version`.
     pub policy: String,
-    /// Targets that failed before this one.
+    /// Targets that failed before this one (or in all, when none answered).
     pub fallback_depth: u32,
     /// The request id.
     pub request_id: String,
+}
+
+/// Now, in milliseconds since the Unix epoch (UTC): the ledger's and the decision
+/// log's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What can go wrong opening or reading the ledger.

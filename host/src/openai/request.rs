@@ -7,6 +7,7 @@ use crate::policy::{ChatMessage, Endpoint, RequestFields, Role, RouteRequest};
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Map, Value};
+use signalbox_contract::estimate_tokens;
 use std::sync::Arc;
 
 /// Header prefix whose entries become routing metadata (`x-signalbox-tag: code` →
@@ -215,20 +216,6 @@ fn text_of(content: Option<&Value>) -> String {
             .join("\n"),
         _ => String::new(),
     }
-}
-
-/// About four bytes of ASCII per token, one per other character (see the SDK's
-/// `estimate_tokens`, which policies use: both must agree).
-pub(crate) fn estimate_tokens(text: &str) -> u32 {
-    let (mut ascii, mut other) = (0u64, 0u64);
-    for c in text.chars() {
-        if c.is_ascii() {
-            ascii += 1;
-        } else {
-            other += 1;
-        }
-    }
-    u32::try_from(ascii.div_ceil(4) + other).unwrap_or(u32::MAX)
 }
 
 fn metadata(headers: &HeaderMap, body: &JsonBody) -> Vec<(String, String)> {

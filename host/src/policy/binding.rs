@@ -1,26 +1,21 @@
 //! A policy version bound to a tenant's config and targets, with its ready instances.
 
-use super::bindings::{Policy as PolicyWorld, WitDecision, WitRejection};
+use super::contract::Exports;
 use super::engine::{CompiledPolicy, EngineShared};
 use super::error::PolicyError;
-use super::request::{
-    Feedback, MessagesView, Outcome, RouteDecision, RouteRequest, TargetInfo, TargetSignals,
-    truncate_at_char,
-};
+use super::request::{MessagesView, RouteRequest};
 use super::store_data::{StoreData, TenantContext};
+use super::target::{TargetInfo, TargetSignals};
+use super::{Feedback, Outcome, RouteDecision};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::{Store, Trap};
 
-/// Longest reason and rejection message passed on.
-const MAX_REASON: usize = 256;
-const MAX_MESSAGE: usize = 1024;
-
 /// One live instance: its store and the typed handles of its exports.
 struct PolicyInstance {
     store: Store<StoreData>,
-    exports: PolicyWorld,
+    exports: Exports,
 }
 
 /// A policy version activated for one tenant with one config and target list.
@@ -167,20 +162,21 @@ impl PolicyBinding {
             .push(MessagesView(request.messages.clone()))
             .map_err(|e| PolicyError::Instantiate(e.to_string()))?;
         let borrowed = wasmtime::component::Resource::<MessagesView>::new_borrow(messages.rep());
-        let answer = instance.exports.signalbox_policy_router().call_route(
+        let answer = instance.exports.route(
             &mut instance.store,
-            &request.record,
+            request,
             borrowed,
             signals,
+            self.targets.len(),
         );
         match answer {
-            Ok(answer) => {
+            Ok(checked) => {
                 // The handle must not outlive the call; a failure here means the
                 // instance's table is inconsistent, so it is not reused.
                 if instance.store.data_mut().table.delete(messages).is_ok() {
                     self.check_in(instance);
                 }
-                self.validate(answer)
+                checked
             }
             Err(error) => Err(classify(error, instance, deadline)),
         }
@@ -191,10 +187,7 @@ impl PolicyBinding {
         let mut instance = self.check_out()?;
         let deadline = self.engine().config.deadline;
         let _running = self.engine().arm(&mut instance.store, deadline);
-        let result = instance
-            .exports
-            .signalbox_policy_router()
-            .call_on_outcome(&mut instance.store, outcome);
+        let result = instance.exports.on_outcome(&mut instance.store, outcome);
         self.finish_notification(instance, result, deadline)
     }
 
@@ -203,10 +196,7 @@ impl PolicyBinding {
         let mut instance = self.check_out()?;
         let deadline = self.engine().config.deadline;
         let _running = self.engine().arm(&mut instance.store, deadline);
-        let result = instance
-            .exports
-            .signalbox_policy_router()
-            .call_on_feedback(&mut instance.store, feedback);
+        let result = instance.exports.on_feedback(&mut instance.store, feedback);
         self.finish_notification(instance, result, deadline)
     }
 
@@ -222,51 +212,6 @@ impl PolicyBinding {
                 Ok(())
             }
             Err(error) => Err(classify(error, instance, deadline)),
-        }
-    }
-
-    fn validate(
-        &self,
-        answer: Result<WitDecision, WitRejection>,
-    ) -> Result<RouteDecision, PolicyError> {
-        match answer {
-            Ok(WitDecision {
-                targets,
-                mut reason,
-            }) => {
-                if targets.is_empty() {
-                    return Err(PolicyError::InvalidDecision(
-                        "the decision lists no targets".into(),
-                    ));
-                }
-                let n = self.targets.len();
-                for (pos, &t) in targets.iter().enumerate() {
-                    if t as usize >= n {
-                        return Err(PolicyError::InvalidDecision(format!(
-                            "target index {t} does not exist ({n} targets)"
-                        )));
-                    }
-                    if targets[..pos].contains(&t) {
-                        return Err(PolicyError::InvalidDecision(format!(
-                            "target index {t} is listed twice"
-                        )));
-                    }
-                }
-                truncate_at_char(&mut reason, MAX_REASON);
-                Ok(RouteDecision::Route { targets, reason })
-            }
-            Err(WitRejection {
-                status,
-                mut message,
-            }) => {
-                if !(400..=599).contains(&status) {
-                    return Err(PolicyError::InvalidDecision(format!(
-                        "rejection status {status} is not 4xx or 5xx"
-                    )));
-                }
-                truncate_at_char(&mut message, MAX_MESSAGE);
-                Ok(RouteDecision::Reject { status, message })
-            }
         }
     }
 
@@ -307,11 +252,9 @@ impl PolicyBinding {
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         let mut instance = PolicyInstance { store, exports };
-        let activated = instance.exports.signalbox_policy_router().call_activate(
-            &mut instance.store,
-            &self.config,
-            &self.targets,
-        );
+        let activated = instance
+            .exports
+            .activate(&mut instance.store, &self.config, &self.targets);
         match activated {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(PolicyError::BadConfig(message)),

@@ -1,7 +1,6 @@
 //! The policy engine: one wasmtime `Engine` for the process, compiling and caching
 //! policy components and keeping the clock that enforces call deadlines.
 
-use super::bindings::{Policy as PolicyWorld, PolicyPre};
 use super::cache::ArtifactCache;
 use super::contract;
 use super::error::{EngineError, LoadError};
@@ -12,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 /// How the engine runs policies.
@@ -110,8 +109,7 @@ impl PolicyEngine {
         let engine = Engine::new(&wasm).map_err(|e| EngineError::Config(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
-        PolicyWorld::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+        contract::add_to_linker(&mut linker).map_err(|e| EngineError::Config(e.to_string()))?;
 
         let cache =
             match &config.cache_dir {
@@ -189,7 +187,7 @@ impl PolicyEngine {
             .exports(&shared.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        contract::check_exports(exports.iter().map(String::as_str))?;
+        let version = contract::check_exports(exports.iter().map(String::as_str))?;
         let imports: Vec<String> = ty
             .imports(&shared.engine)
             .map(|(name, _)| name.to_owned())
@@ -198,9 +196,7 @@ impl PolicyEngine {
         let mut linker = shared.linker.clone();
         wasi::define(&mut linker, &shared.engine, &component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(PolicyPre::new)
+        let pre = contract::Pre::new(&linker, &component, version)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
         tracing::debug!(version = %&sha256[..12], ?source, "policy loaded");
@@ -208,9 +204,7 @@ impl PolicyEngine {
             inner: Arc::new(CompiledInner {
                 engine: self.clone(),
                 sha256: sha256.into(),
-                contract_version: stamped
-                    .built_for
-                    .unwrap_or_else(|| contract::CONTRACT_VERSION.to_owned()),
+                contract_version: version,
                 observes_outcomes: stamped.observes_outcomes,
                 size: bytes.len(),
                 source,
@@ -232,13 +226,13 @@ pub struct CompiledPolicy {
 pub(crate) struct CompiledInner {
     pub engine: PolicyEngine,
     pub sha256: Arc<str>,
-    pub contract_version: String,
+    pub contract_version: contract::Version,
     pub observes_outcomes: bool,
     pub size: usize,
     pub source: CompileSource,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
-    pub pre: PolicyPre<StoreData>,
+    pub pre: contract::Pre,
 }
 
 impl CompiledPolicy {
@@ -248,8 +242,8 @@ impl CompiledPolicy {
     }
 
     /// The contract version the component was built for.
-    pub fn contract_version(&self) -> &str {
-        &self.inner.contract_version
+    pub fn contract_version(&self) -> &'static str {
+        self.inner.contract_version.as_str()
     }
 
     /// Whether the policy wants `on-outcome` after every request (its SDK's

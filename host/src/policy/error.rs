@@ -32,8 +32,8 @@ pub enum LoadError {
     ContractMismatch {
         /// The version the component was built for.
         built_for: String,
-        /// The version this host implements.
-        host_speaks: &'static str,
+        /// The versions this host runs, newest first.
+        host_speaks: String,
     },
     /// A component, but not a Signalbox policy.
     #[error(

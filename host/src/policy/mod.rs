@@ -5,29 +5,35 @@
 //! [`CompiledPolicy`] (a version); [`CompiledPolicy::bind`] activates it for a tenant
 //! with a config and targets, giving a [`PolicyBinding`]; [`PolicyBinding::route`]
 //! asks it for a [`RouteDecision`] per request, under a deadline and a memory cap.
+//!
+//! The types here (request, targets, signals, decision, outcome) are the host's own;
+//! the bindings generated from each supported contract version stay inside
+//! `contract/`, which converts to and from them.
 
 mod binding;
-mod bindings;
 mod cache;
 mod contract;
+mod decision;
 mod engine;
 mod error;
 mod guest_log;
+mod outcome;
 mod request;
 mod sample;
 mod state;
 mod store_data;
+mod target;
 mod wasi;
 
 pub use binding::{BindingStats, PolicyBinding};
-pub use contract::{CONTRACT_VERSION, ROUTER_EXPORT, VERSION_SECTION};
+pub use contract::Version as ContractVersion;
+pub use decision::RouteDecision;
 pub use engine::{CompileSource, CompiledPolicy, EngineConfig, PolicyEngine, sha256_hex};
 pub use error::{EngineError, LoadError, PolicyError};
 pub use guest_log::LogLimiter;
-pub use request::{
-    ChatMessage, Endpoint, Feedback, MessagesView, Outcome, RequestFields, Role, RouteDecision,
-    RouteRequest, TargetInfo, TargetSignals,
-};
+pub use outcome::{Ending, Feedback, Outcome};
+pub use request::{ChatMessage, Endpoint, MessagesView, RequestFields, Role, RouteRequest};
 pub use sample::{sample_request, sample_signals, sample_targets};
 pub use state::{SnapshotError, StateError, StateLimits, StateStore};
 pub use store_data::TenantContext;
+pub use target::{TargetInfo, TargetSignals};

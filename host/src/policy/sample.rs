@@ -1,9 +1,8 @@
 //! A realistic sample of targets and a request, for smoke calls (`policy check`) and
 //! benchmarks (`policy bench`, criterion).
 
-use super::request::{
-    ChatMessage, Endpoint, RequestFields, Role, RouteRequest, TargetInfo, TargetSignals,
-};
+use super::request::{ChatMessage, Endpoint, RequestFields, Role, RouteRequest};
+use super::target::{TargetInfo, TargetSignals};
 
 fn target(
     id: &str,

@@ -1,10 +1,9 @@
 //! What each policy instance's store holds, and the host side of the contract's
 //! imports (`host` and the `messages` resource).
 
-use super::bindings::signalbox::policy::{host, types};
 use super::guest_log::{self, LogLimiter, Source};
-use super::request::MessagesView;
-use super::state::{StateError, StateStore};
+use super::request::{MessagesView, Role};
+use super::state::StateStore;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -204,24 +203,17 @@ pub(crate) fn monotonic_ns() -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl host::Host for StoreData {
-    fn log(&mut self, level: types::LogLevel, message: String) {
-        let level = match level {
-            types::LogLevel::Trace => tracing::Level::TRACE,
-            types::LogLevel::Debug => tracing::Level::DEBUG,
-            types::LogLevel::Info => tracing::Level::INFO,
-            types::LogLevel::Warn => tracing::Level::WARN,
-            types::LogLevel::Error => tracing::Level::ERROR,
-        };
-        self.emit(Source::Log(level), &message);
+// The host's side of the contract's imports, shared by every contract version (the
+// per-version trait impls in `contract/` call these).
+impl StoreData {
+    /// A line the guest logged through the contract.
+    pub fn guest_log(&self, level: tracing::Level, message: &str) {
+        self.emit(Source::Log(level), message);
     }
 
-    fn now_ns(&mut self) -> u64 {
-        monotonic_ns()
-    }
-
-    fn random_u64(&mut self) -> u64 {
-        // splitmix64 over a per-instance seed.
+    /// The next number of the instance's generator (splitmix64 over a per-instance
+    /// seed).
+    pub fn next_random(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.rng;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -229,56 +221,28 @@ impl host::Host for StoreData {
         z ^ (z >> 31)
     }
 
-    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.tenant.state.get(&key)
-    }
-
-    fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::StateError> {
-        let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.tenant.state.set(&key, value).map_err(|e| match e {
-            StateError::KeyTooLarge(n) => types::StateError::KeyTooLarge(limit(n)),
-            StateError::ValueTooLarge(n) => types::StateError::ValueTooLarge(limit(n)),
-            StateError::QuotaExceeded => types::StateError::QuotaExceeded,
-        })
-    }
-
-    fn state_delete(&mut self, key: String) {
-        self.tenant.state.delete(&key)
-    }
-}
-
-impl types::Host for StoreData {}
-
-impl types::HostMessages for StoreData {
-    fn role(&mut self, this: Resource<MessagesView>, index: u32) -> Option<types::Role> {
-        let view = self.table.get(&this).ok()?;
+    pub fn message_role(&self, view: &Resource<MessagesView>, index: u32) -> Option<Role> {
+        let view = self.table.get(view).ok()?;
         view.0.get(index as usize).map(|m| m.role)
     }
 
-    fn text_len(&mut self, this: Resource<MessagesView>, index: u32) -> Option<u32> {
-        let view = self.table.get(&this).ok()?;
+    pub fn message_text_len(&self, view: &Resource<MessagesView>, index: u32) -> Option<u32> {
+        let view = self.table.get(view).ok()?;
         let len = view.0.get(index as usize)?.text.len();
         Some(u32::try_from(len).unwrap_or(u32::MAX))
     }
 
-    fn text(&mut self, this: Resource<MessagesView>, index: u32) -> Option<String> {
-        let view = self.table.get(&this).ok()?;
+    pub fn message_text(&self, view: &Resource<MessagesView>, index: u32) -> Option<String> {
+        let view = self.table.get(view).ok()?;
         view.0.get(index as usize).map(|m| m.text.to_string())
     }
 
-    fn last_user_text(&mut self, this: Resource<MessagesView>) -> Option<String> {
-        let view = self.table.get(&this).ok()?;
+    pub fn last_user_text(&self, view: &Resource<MessagesView>) -> Option<String> {
+        let view = self.table.get(view).ok()?;
         view.0
             .iter()
             .rev()
-            .find(|m| m.role == types::Role::User)
+            .find(|m| m.role == Role::User)
             .map(|m| m.text.to_string())
-    }
-
-    fn drop(&mut self, this: Resource<MessagesView>) -> wasmtime::Result<()> {
-        // The host owns the handle and deletes it after the call; a guest drop of a
-        // borrow never reaches here, and an own handle is never given out.
-        let _ = self.table.delete(this);
-        Ok(())
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn define(
             "wasi:random/insecure-seed" => {
                 instance.func_wrap("insecure-seed", |mut store, (): ()| {
                     let data = store.data_mut();
-                    Ok(((next_random(data), next_random(data)),))
+                    Ok(((data.next_random(), data.next_random()),))
                 })?;
             }
             _ => {}
@@ -211,7 +211,7 @@ fn random(
     u64_fn: &str,
 ) -> Result<()> {
     instance.func_wrap(u64_fn, |mut store, (): ()| {
-        Ok((next_random(store.data_mut()),))
+        Ok((store.data_mut().next_random(),))
     })?;
     instance.func_wrap(bytes_fn, |mut store, (len,): (u64,)| {
         // A policy has no business asking for megabytes of randomness.
@@ -219,13 +219,9 @@ fn random(
         let data = store.data_mut();
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
-            out.extend_from_slice(&next_random(data).to_le_bytes());
+            out.extend_from_slice(&data.next_random().to_le_bytes());
         }
         out.truncate(len);
         Ok((out,))
     })
-}
-
-fn next_random(data: &mut StoreData) -> u64 {
-    <StoreData as super::bindings::signalbox::policy::host::Host>::random_u64(data)
 }

@@ -4,10 +4,12 @@
 //! total timeout) ends the stream with an SSE error event and no `[DONE]`.
 //!
 //! Dropping the relay (the client went away) drops the upstream body, which closes
-//! the upstream connection at once: nobody pays for tokens nobody reads.
+//! the upstream connection at once: nobody pays for tokens nobody reads; the request
+//! then ends as abandoned (see [`Routed`]'s drop).
 
-use super::completion::Completion;
+use super::end::Routed;
 use super::scanner::StreamScanner;
+use crate::policy::Ending;
 use crate::provider::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -20,8 +22,10 @@ pub(crate) struct Relay {
     upstream: UpstreamBody,
     deadline: Pin<Box<tokio::time::Sleep>>,
     scanner: StreamScanner,
-    /// `None` once the stream has ended and been accounted.
-    completion: Option<Completion>,
+    /// The upstream's status, passed on to the client.
+    status: u16,
+    /// `None` once the stream has ended and the request with it.
+    routed: Option<Routed>,
 }
 
 impl Relay {
@@ -30,23 +34,29 @@ impl Relay {
         upstream: UpstreamBody,
         scanner: StreamScanner,
         total_deadline: tokio::time::Instant,
-        completion: Completion,
+        status: u16,
+        routed: Routed,
     ) -> Self {
         Relay {
             held: Some(held),
             upstream,
             deadline: Box::pin(tokio::time::sleep_until(total_deadline)),
             scanner,
-            completion: Some(completion),
+            status,
+            routed: Some(routed),
         }
     }
 
-    /// Ends the stream with an error event, accounting the attempt as failed.
+    /// Ends the stream with an error event: the request ends interrupted.
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let Some(completion) = self.completion.take() else {
+        let Some(mut routed) = self.routed.take() else {
             return Poll::Ready(None);
         };
-        completion.failed_midstream(message);
+        let target = routed
+            .answering_target()
+            .map_or("?", |t| t.config.id.as_str());
+        tracing::warn!(request_id = %routed.request_id, target, why = message, "upstream failed mid-stream");
+        routed.end(Ending::Interrupted, 502, None);
         let event = serde_json::json!({
             "error": {"message": format!("The upstream failed mid-stream: {message}"), "type": "upstream_error", "param": null, "code": "stream_interrupted"}
         });
@@ -68,7 +78,7 @@ impl Body for Relay {
         if let Some(held) = this.held.take() {
             return Poll::Ready(Some(Ok(Frame::data(held))));
         }
-        if this.completion.is_none() {
+        if this.routed.is_none() {
             return Poll::Ready(None);
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
@@ -85,8 +95,12 @@ impl Body for Relay {
             },
             Some(Err(e)) => this.fail(&e.to_string()),
             None if this.scanner.done => {
-                if let Some(completion) = this.completion.take() {
-                    completion.succeeded(&this.scanner);
+                if let Some(mut routed) = this.routed.take() {
+                    let usage = this
+                        .scanner
+                        .usage
+                        .or(Some((routed.input_estimate, this.scanner.chunks)));
+                    routed.end(Ending::Completed, this.status, usage);
                 }
                 Poll::Ready(None)
             }
@@ -95,7 +109,7 @@ impl Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.completion.is_none()
+        self.held.is_none() && self.routed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -13,7 +13,8 @@
 //! the request does not fit. **Reward** of a request, in `[0, 1]`:
 //! `score − cost_weight × cost_usd`, clamped, where `score` is the client's feedback
 //! score, or — until feedback arrives, or when none ever does — 1 for a 2xx answer and
-//! 0 otherwise. **Choice**: `thompson` draws from each arm's Beta posterior
+//! 0 otherwise; every arm whose attempt failed on the way (a fallback, or a request
+//! no arm answered) counts a pull with reward 0. **Choice**: `thompson` draws from each arm's Beta posterior
 //! (`prior.alpha + rewards`, `prior.beta + pulls − rewards`) with the host's
 //! randomness; `ucb` takes the highest UCB1 index (untried arms first). Available
 //! arms come first by that value, then unhealthy or rate-limited ones. With
@@ -175,9 +176,6 @@ impl Policy for Bandit {
     }
 
     fn on_outcome(&self, outcome: &Outcome) {
-        if !self.is_arm(outcome.target) {
-            return;
-        }
         let slot = pending::key(&outcome.request_id, self.settings.pending_slots);
         let pending = slot
             .as_deref()
@@ -189,7 +187,21 @@ impl Policy for Bandit {
             );
             return;
         };
-        let key = &self.arm_keys[class][outcome.target as usize];
+        // Every arm that failed on the way is a pull that earned nothing; a request no
+        // arm answered (every attempt failed) is only that.
+        for &failed in &outcome.failed_targets {
+            if self.is_arm(failed) {
+                ArmStats::add(&self.arm_keys[class][failed as usize], 1.0, 0.0);
+            }
+        }
+        let Some(target) = outcome.target.filter(|&t| self.is_arm(t)) else {
+            // No answer to score: feedback cannot follow, so the slot is freed.
+            if let (Some(slot), Some(_)) = (&slot, &pending) {
+                state::delete(slot);
+            }
+            return;
+        };
+        let key = &self.arm_keys[class][target as usize];
         let penalty = self.settings.cost_weight * outcome.cost_usd;
 
         if let (Some(score), Some(slot)) = (pending.as_ref().and_then(|p| p.early_score), &slot) {

@@ -14,14 +14,31 @@ fn targets() -> Vec<Target> {
 fn outcome(id: &str, target: u32, status: u16, cost: f64) -> Outcome {
     Outcome {
         request_id: id.into(),
-        target,
+        ending: Ending::Completed,
+        target: Some(target),
+        failed_targets: Vec::new(),
         status,
         latency_ms: 100,
         ttft_ms: None,
         input_tokens: 20,
         output_tokens: 10,
         cost_usd: cost,
-        fallback_depth: 0,
+    }
+}
+
+/// A request no target answered: every attempt (in `tried` order) failed.
+fn total_failure(id: &str, tried: &[u32]) -> Outcome {
+    Outcome {
+        request_id: id.into(),
+        ending: Ending::Failed,
+        target: None,
+        failed_targets: tried.to_vec(),
+        status: 503,
+        latency_ms: 100,
+        ttft_ms: None,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: 0.0,
     }
 }
 
@@ -348,4 +365,38 @@ fn the_example_config_activates_and_classes_by_tag() {
     let slot = pending::key("e1", 1024).unwrap();
     let record: Pending = serde_json::from_slice(&state_value(&slot).unwrap()).unwrap();
     assert_eq!((record.id.as_str(), record.class.as_str()), ("e1", "code"));
+}
+
+#[test]
+fn a_total_failure_is_a_zero_reward_pull_of_every_arm_tried() {
+    reset();
+    let h = Harness::<Bandit>::new(r#"{"algorithm": "ucb"}"#, targets()).unwrap();
+    h.outcome(&total_failure("req-1", &[1, 0]));
+    assert_eq!(stats("all", "value"), (1.0, 0.0));
+    assert_eq!(stats("all", "premium"), (1.0, 0.0));
+    assert_eq!(stats("all", "budget"), (0.0, 0.0));
+}
+
+#[test]
+fn a_fallback_counts_the_failed_arm_and_rewards_the_one_that_answered() {
+    reset();
+    let h = Harness::<Bandit>::new(r#"{"algorithm": "ucb"}"#, targets()).unwrap();
+    let mut answered = outcome("req-2", 2, 200, 0.0);
+    answered.failed_targets = vec![0];
+    h.outcome(&answered);
+    assert_eq!(stats("all", "premium"), (1.0, 0.0));
+    assert_eq!(stats("all", "budget"), (1.0, 1.0));
+}
+
+#[test]
+fn a_rejection_counts_nothing() {
+    reset();
+    let h = Harness::<Bandit>::new(r#"{"algorithm": "ucb"}"#, targets()).unwrap();
+    let mut rejected = total_failure("req-3", &[]);
+    rejected.ending = Ending::Rejected;
+    rejected.status = 400;
+    h.outcome(&rejected);
+    for arm in ["premium", "value", "budget"] {
+        assert_eq!(stats("all", arm), (0.0, 0.0));
+    }
 }

@@ -1,4 +1,5 @@
-//! A cheap token estimate.
+//! The cheap token estimate the gateway reports as `input-tokens` and the SDK offers
+//! to policies: both must count the same way.
 
 /// Estimates how many tokens `text` costs, without a tokenizer.
 ///
@@ -8,8 +9,8 @@
 /// 20 % of a real tokenizer for prose and code. Empty text is 0 tokens.
 ///
 /// ```
-/// assert_eq!(signalbox_sdk::estimate_tokens(""), 0);
-/// assert_eq!(signalbox_sdk::estimate_tokens("Hello, world"), 3);
+/// assert_eq!(signalbox_contract::estimate_tokens(""), 0);
+/// assert_eq!(signalbox_contract::estimate_tokens("Hello, world"), 3);
 /// ```
 pub fn estimate_tokens(text: &str) -> u32 {
     let mut ascii: u64 = 0;
@@ -29,7 +30,7 @@ mod tests {
     use super::estimate_tokens;
 
     #[test]
-    fn counts_ascii_by_four_and_other_by_char() {
+    fn counts_ascii_by_four_and_other_characters_by_one() {
         assert_eq!(estimate_tokens("abcd"), 1);
         assert_eq!(estimate_tokens("abcde"), 2);
         assert_eq!(estimate_tokens("日本語"), 3);

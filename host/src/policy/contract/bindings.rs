@@ -1,0 +1,179 @@
+//! The part of every contract version's bindings that is the same from one version
+//! to the next: the generated code, the host's imports, and the conversion of the
+//! records that have not changed. Each version module invokes [`contract_bindings!`]
+//! with its frozen WIT and adds what differs.
+
+/// Generates the bindings of one contract version and the host side of its imports.
+macro_rules! contract_bindings {
+    ($wit:literal) => {
+        wasmtime::component::bindgen!({
+            path: $wit,
+            world: "policy",
+            with: {
+                "signalbox:policy/types.messages": crate::policy::request::MessagesView,
+            },
+        });
+
+        use self::signalbox::policy::{host, types};
+        use crate::policy::request::{MessagesView, Role, RouteRequest};
+        use crate::policy::store_data::StoreData;
+        use crate::policy::target::{TargetInfo, TargetSignals};
+        use wasmtime::component::Resource;
+
+        impl host::Host for StoreData {
+            fn log(&mut self, level: types::LogLevel, message: String) {
+                let level = match level {
+                    types::LogLevel::Trace => tracing::Level::TRACE,
+                    types::LogLevel::Debug => tracing::Level::DEBUG,
+                    types::LogLevel::Info => tracing::Level::INFO,
+                    types::LogLevel::Warn => tracing::Level::WARN,
+                    types::LogLevel::Error => tracing::Level::ERROR,
+                };
+                self.guest_log(level, &message);
+            }
+
+            fn now_ns(&mut self) -> u64 {
+                crate::policy::store_data::monotonic_ns()
+            }
+
+            fn random_u64(&mut self) -> u64 {
+                self.next_random()
+            }
+
+            fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+                self.tenant.state.get(&key)
+            }
+
+            fn state_set(
+                &mut self,
+                key: String,
+                value: Vec<u8>,
+            ) -> Result<(), types::StateError> {
+                use crate::policy::state::StateError;
+                let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                self.tenant.state.set(&key, value).map_err(|e| match e {
+                    StateError::KeyTooLarge(n) => types::StateError::KeyTooLarge(limit(n)),
+                    StateError::ValueTooLarge(n) => types::StateError::ValueTooLarge(limit(n)),
+                    StateError::QuotaExceeded => types::StateError::QuotaExceeded,
+                })
+            }
+
+            fn state_delete(&mut self, key: String) {
+                self.tenant.state.delete(&key)
+            }
+        }
+
+        impl types::Host for StoreData {}
+
+        impl types::HostMessages for StoreData {
+            fn role(&mut self, this: Resource<MessagesView>, index: u32) -> Option<types::Role> {
+                self.message_role(&this, index).map(role)
+            }
+
+            fn text_len(&mut self, this: Resource<MessagesView>, index: u32) -> Option<u32> {
+                self.message_text_len(&this, index)
+            }
+
+            fn text(&mut self, this: Resource<MessagesView>, index: u32) -> Option<String> {
+                self.message_text(&this, index)
+            }
+
+            fn last_user_text(&mut self, this: Resource<MessagesView>) -> Option<String> {
+                StoreData::last_user_text(self, &this)
+            }
+
+            fn drop(&mut self, this: Resource<MessagesView>) -> wasmtime::Result<()> {
+                // The host owns the handle and deletes it after the call; a guest drop
+                // of a borrow never reaches here, and an own handle is never given out.
+                let _ = self.table.delete(this);
+                Ok(())
+            }
+        }
+
+        fn role(role: Role) -> types::Role {
+            match role {
+                Role::System => types::Role::System,
+                Role::User => types::Role::User,
+                Role::Assistant => types::Role::Assistant,
+                Role::Tool => types::Role::Tool,
+                Role::Other => types::Role::Other,
+            }
+        }
+
+        /// The activation record of each target.
+        pub(super) fn targets(targets: &[TargetInfo]) -> Vec<types::Target> {
+            targets
+                .iter()
+                .map(|t| types::Target {
+                    id: t.id.clone(),
+                    provider: t.provider.clone(),
+                    model: t.model.clone(),
+                    input_price: t.input_price,
+                    output_price: t.output_price,
+                    context_window: t.context_window,
+                    tags: t.tags.clone(),
+                })
+                .collect()
+        }
+
+        /// The per-call signal records.
+        pub(super) fn signals(signals: &[TargetSignals]) -> Vec<types::Signals> {
+            signals
+                .iter()
+                .map(|s| types::Signals {
+                    healthy: s.healthy,
+                    in_flight: s.in_flight,
+                    capacity: s.capacity,
+                    latency_ms: s.latency_ms,
+                    ttft_ms: s.ttft_ms,
+                    error_rate: s.error_rate,
+                    rate_limited_ms: s.rate_limited_ms,
+                })
+                .collect()
+        }
+
+        /// The request record (message text stays behind the `messages` resource).
+        pub(super) fn request(request: &RouteRequest) -> types::Request {
+            let f = request.fields();
+            types::Request {
+                id: f.id.clone(),
+                endpoint: match f.endpoint {
+                    crate::policy::Endpoint::Chat => types::Endpoint::Chat,
+                    crate::policy::Endpoint::Embedding => types::Endpoint::Embedding,
+                },
+                model: f.model.clone(),
+                input_tokens: f.input_tokens,
+                max_output_tokens: f.max_output_tokens,
+                stream: f.stream,
+                has_tools: f.has_tools,
+                message_count: request.message_count(),
+                metadata: f.metadata.clone(),
+            }
+        }
+
+        /// A feedback record.
+        pub(super) fn feedback(f: &crate::policy::Feedback) -> types::Feedback {
+            types::Feedback {
+                request_id: f.request_id.clone(),
+                target: f.target,
+                score: f.score,
+            }
+        }
+
+        /// A route answer, checked by the contract's rules against `target_count`.
+        pub(super) fn decision(
+            answer: Result<
+                exports::signalbox::policy::router::Decision,
+                exports::signalbox::policy::router::Rejection,
+            >,
+            target_count: usize,
+        ) -> Result<crate::policy::RouteDecision, signalbox_contract::DecisionError> {
+            match answer {
+                Ok(d) => crate::policy::RouteDecision::route(d.targets, d.reason, target_count),
+                Err(r) => crate::policy::RouteDecision::reject(r.status, r.message),
+            }
+        }
+    };
+}
+
+pub(super) use contract_bindings;

@@ -1,0 +1,294 @@
+//! Which contract a component was built for, checked before and after compiling, and
+//! the one place the host meets the generated bindings: every supported contract
+//! version has a module here that converts the host's own types to its records.
+//! Nothing outside this module sees a generated type.
+
+mod bindings;
+mod v0_1;
+mod v0_2;
+
+use super::error::{LoadError, PolicyError};
+use super::request::{MessagesView, RouteRequest};
+use super::store_data::StoreData;
+use super::target::{TargetInfo, TargetSignals};
+use super::{Feedback, Outcome, RouteDecision};
+use signalbox_contract::{HOOKS_SECTION, ROUTER_PREFIX, VERSION_SECTION};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::wasmparser::{Parser, Payload};
+use wasmtime::{AsContextMut, Store};
+
+/// A contract version this host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// 0.1.0, the first published contract.
+    V0_1,
+    /// 0.2.0, the newest.
+    V0_2,
+}
+
+impl Version {
+    fn parse(version: &str) -> Option<Version> {
+        match version {
+            "0.1.0" => Some(Version::V0_1),
+            "0.2.0" => Some(Version::V0_2),
+            _ => None,
+        }
+    }
+
+    /// The version as written in the WIT package, e.g. `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V0_1 => "0.1.0",
+            Version::V0_2 => "0.2.0",
+        }
+    }
+}
+
+fn mismatch(built_for: &str) -> LoadError {
+    LoadError::ContractMismatch {
+        built_for: built_for.to_owned(),
+        host_speaks: signalbox_contract::host_speaks(),
+    }
+}
+
+/// Links the host's imports of every supported version.
+pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    v0_1::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
+    v0_2::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
+    Ok(())
+}
+
+/// A component checked against its version's world, ready to instantiate.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    V0_1(v0_1::PolicyPre<StoreData>),
+    V0_2(v0_2::PolicyPre<StoreData>),
+}
+
+impl Pre {
+    pub fn new(
+        linker: &Linker<StoreData>,
+        component: &Component,
+        version: Version,
+    ) -> wasmtime::Result<Pre> {
+        let pre = linker.instantiate_pre(component)?;
+        Ok(match version {
+            Version::V0_1 => Pre::V0_1(v0_1::PolicyPre::new(pre)?),
+            Version::V0_2 => Pre::V0_2(v0_2::PolicyPre::new(pre)?),
+        })
+    }
+
+    pub fn instantiate(&self, store: &mut Store<StoreData>) -> wasmtime::Result<Exports> {
+        Ok(match self {
+            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?),
+            Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// The typed exports of one live instance.
+pub(crate) enum Exports {
+    V0_1(v0_1::Policy),
+    V0_2(v0_2::Policy),
+}
+
+/// What a failed call returns: the engine's error (a trap, the deadline) to classify.
+type Call<T> = wasmtime::Result<T>;
+
+impl Exports {
+    pub fn activate(
+        &self,
+        store: impl AsContextMut<Data = StoreData>,
+        config: &str,
+        targets: &[TargetInfo],
+    ) -> Call<Result<(), String>> {
+        match self {
+            Exports::V0_1(p) => {
+                p.signalbox_policy_router()
+                    .call_activate(store, config, &v0_1::targets(targets))
+            }
+            Exports::V0_2(p) => {
+                p.signalbox_policy_router()
+                    .call_activate(store, config, &v0_2::targets(targets))
+            }
+        }
+    }
+
+    /// Asks for a decision, checked against `target_count` by the contract's rules.
+    pub fn route(
+        &self,
+        store: impl AsContextMut<Data = StoreData>,
+        request: &RouteRequest,
+        messages: Resource<MessagesView>,
+        signals: &[TargetSignals],
+        target_count: usize,
+    ) -> Call<Result<RouteDecision, PolicyError>> {
+        let invalid =
+            |e: signalbox_contract::DecisionError| PolicyError::InvalidDecision(e.to_string());
+        Ok(match self {
+            Exports::V0_1(p) => {
+                let answer = p.signalbox_policy_router().call_route(
+                    store,
+                    &v0_1::request(request),
+                    messages,
+                    &v0_1::signals(signals),
+                )?;
+                v0_1::decision(answer, target_count).map_err(invalid)
+            }
+            Exports::V0_2(p) => {
+                let answer = p.signalbox_policy_router().call_route(
+                    store,
+                    &v0_2::request(request),
+                    messages,
+                    &v0_2::signals(signals),
+                )?;
+                v0_2::decision(answer, target_count).map_err(invalid)
+            }
+        })
+    }
+
+    /// Reports an outcome, in the form the component's version can express (a 0.1.0
+    /// component hears nothing of a request no target was tried for).
+    pub fn on_outcome(
+        &self,
+        store: impl AsContextMut<Data = StoreData>,
+        outcome: &Outcome,
+    ) -> Call<()> {
+        match self {
+            Exports::V0_1(p) => match v0_1::outcome(outcome) {
+                Some(o) => p.signalbox_policy_router().call_on_outcome(store, &o),
+                None => Ok(()),
+            },
+            Exports::V0_2(p) => p
+                .signalbox_policy_router()
+                .call_on_outcome(store, &v0_2::outcome(outcome)),
+        }
+    }
+
+    pub fn on_feedback(
+        &self,
+        store: impl AsContextMut<Data = StoreData>,
+        feedback: &Feedback,
+    ) -> Call<()> {
+        match self {
+            Exports::V0_1(p) => p
+                .signalbox_policy_router()
+                .call_on_feedback(store, &v0_1::feedback(feedback)),
+            Exports::V0_2(p) => p
+                .signalbox_policy_router()
+                .call_on_feedback(store, &v0_2::feedback(feedback)),
+        }
+    }
+}
+
+/// What a component's custom sections say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The contract version it was built for, if it says.
+    pub built_for: Option<String>,
+    /// Whether it wants `on-outcome` calls. Components without the hooks section
+    /// (built without the SDK, or by an older one) get them.
+    pub observes_outcomes: bool,
+}
+
+/// Checks the header and the SDK's stamps, without compiling.
+pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
+    let header = bytes.get(..8).ok_or(LoadError::NotWasm)?;
+    if &header[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    let version = u16::from_le_bytes([header[4], header[5]]);
+    let layer = u16::from_le_bytes([header[6], header[7]]);
+    match (layer, version) {
+        (0, 1) => return Err(LoadError::CoreModule),
+        (1, _) => {}
+        _ => return Err(LoadError::UnknownEncoding { version, layer }),
+    }
+
+    // The stamp sits in the policy's core module, nested inside the component;
+    // `parse_all` walks nested modules too.
+    let mut built_for = None;
+    let mut observes_outcomes = true;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::CustomSection(section)) if section.name() == VERSION_SECTION => {
+                let text = String::from_utf8_lossy(section.data());
+                built_for = Some(text.trim_matches('\0').trim().to_owned());
+            }
+            Ok(Payload::CustomSection(section)) if section.name() == HOOKS_SECTION => {
+                observes_outcomes = section.data().first() != Some(&0);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(LoadError::Invalid(e.to_string())),
+        }
+    }
+    if let Some(v) = &built_for
+        && !signalbox_contract::is_supported(v)
+    {
+        return Err(mismatch(v));
+    }
+    Ok(Stamp {
+        built_for,
+        observes_outcomes,
+    })
+}
+
+/// Checks a compiled component's exports: it must export the router at a version
+/// this host runs, which is the version it is run as.
+pub(crate) fn check_exports<'a>(
+    exports: impl Iterator<Item = &'a str>,
+) -> Result<Version, LoadError> {
+    let exports: Vec<&str> = exports.collect();
+    if let Some(found) = exports.iter().find_map(|e| e.strip_prefix(ROUTER_PREFIX)) {
+        return Version::parse(found).ok_or_else(|| mismatch(found));
+    }
+    Err(LoadError::NotAPolicy {
+        exports: if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signalbox_contract::CONTRACT_VERSION;
+
+    #[test]
+    fn headers_are_told_apart() {
+        assert!(matches!(inspect(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(inspect(b"\0asm"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            inspect(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(matches!(
+            inspect(b"\0asm\x0d\0\x07\0"),
+            Err(LoadError::UnknownEncoding { layer: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn exports_name_the_version_found() {
+        let export = |v: &str| format!("{ROUTER_PREFIX}{v}");
+        for version in signalbox_contract::SUPPORTED_VERSIONS {
+            let found = check_exports([export(version).as_str()].into_iter()).unwrap();
+            assert_eq!(found.as_str(), *version);
+        }
+        assert_eq!(
+            check_exports([export(CONTRACT_VERSION).as_str()].into_iter()).unwrap(),
+            Version::V0_2
+        );
+        let err = check_exports([export("0.3.0").as_str()].into_iter()).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "built for signalbox:policy@0.3.0, host speaks signalbox:policy@0.2.0 (and 0.1.0)"
+            ),
+            "{err}"
+        );
+        let err = check_exports(["greet"].into_iter()).unwrap_err();
+        assert!(matches!(err, LoadError::NotAPolicy { .. }), "{err}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Trying the plan's targets in order. Falls back only while nothing has reached the
+//! client; gives up after `max_attempts` tries with a 503 listing each attempt.
+
+use super::attempt::{self, Outcome};
+use super::decide::Verdict;
+use super::end::{Answer, Routed};
+use super::headers::{explained, strip};
+use super::relay::Relay;
+use crate::openai::{ApiError, ResponseBody, full};
+use crate::policy::Ending;
+use crate::provider::Attempt;
+use crate::signals::Admission;
+use http_body_util::BodyExt;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Answers the request as its plan says, ending it exactly once whichever way.
+pub(super) async fn dispatch(
+    mut routed: Routed,
+    attempt: Attempt<'_>,
+) -> http::Response<ResponseBody> {
+    let (targets, reason) = match &routed.plan.verdict {
+        Verdict::Route {
+            targets, reason, ..
+        } => (targets.clone(), reason.clone()),
+        Verdict::Reject(error) => {
+            let response = error.clone().into_response();
+            let status = response.status().as_u16();
+            let label = routed.plan.deployment.label.clone();
+            routed.end(Ending::Rejected, status, None);
+            return explained(response, &label, None, 0);
+        }
+    };
+    let gateway = routed.gateway.clone();
+    let tenant = routed.tenant.clone();
+    let label = routed.plan.deployment.label.clone();
+    let mut tried = 0u32;
+    for &position in &targets {
+        if tried as usize >= gateway.config.server.max_attempts {
+            routed.failures.push("attempt limit reached".to_owned());
+            break;
+        }
+        let Some(&global) = tenant.targets.get(position as usize) else {
+            continue;
+        };
+        let Some(target) = gateway.targets.get(global) else {
+            continue;
+        };
+        if let Admission::Denied(why) = gateway.signals.admit(global) {
+            routed
+                .failures
+                .push(format!("{}: skipped, {why}", target.config.id));
+            gateway
+                .metrics
+                .fallback(&tenant.name(), &target.name, "circuit_open");
+            continue;
+        }
+        tried += 1;
+        let in_flight = gateway.signals.start(global);
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "attempt",
+            target = %target.config.id,
+            // Integers as i64: the OpenTelemetry layer would export a u32 as text.
+            n = i64::from(tried),
+            status = tracing::field::Empty,
+            failure = tracing::field::Empty,
+            why = tracing::field::Empty,
+            otel.kind = "client",
+        );
+        let outcome = attempt::run(target, attempt).instrument(span.clone()).await;
+        match &outcome {
+            Outcome::Retry { cause, why, .. } => {
+                span.record("failure", *cause);
+                span.record("why", why.as_str());
+            }
+            Outcome::Complete { parts, .. }
+            | Outcome::ClientError { parts, .. }
+            | Outcome::Streaming { parts, .. } => {
+                span.record("status", i64::from(parts.status.as_u16()));
+            }
+        }
+        drop(span);
+        let answer = |ttft| Answer {
+            target: global,
+            position,
+            started,
+            ttft,
+            _in_flight: in_flight,
+        };
+        let explain =
+            |response| explained(response, &label, Some((&target.config.id, &reason)), tried);
+        match outcome {
+            Outcome::Retry { cause, why, result } => {
+                gateway.signals.record(global, result);
+                gateway
+                    .metrics
+                    .fallback(&tenant.name(), &target.name, cause);
+                tracing::info!(request_id = %routed.request_id, target = %target.config.id, why, "attempt failed; trying the next target");
+                routed.failed.push(position);
+                routed.failures.push(format!("{}: {why}", target.config.id));
+            }
+            Outcome::Complete { parts, body, usage } => {
+                let status = parts.status.as_u16();
+                routed.answer = Some(answer(None));
+                routed.end(Ending::Completed, status, usage);
+                return explain(http::Response::from_parts(strip(parts), full(body)));
+            }
+            Outcome::ClientError { parts, body } => {
+                let status = parts.status.as_u16();
+                routed.answer = Some(answer(None));
+                routed.end(Ending::Refused, status, None);
+                return explain(http::Response::from_parts(strip(parts), full(body)));
+            }
+            Outcome::Streaming {
+                parts,
+                held,
+                rest,
+                scanner,
+                ttft,
+                total_deadline,
+            } => {
+                let status = parts.status.as_u16();
+                routed.answer = Some(answer(Some(ttft)));
+                let body = Relay::new(held, rest, scanner, total_deadline, status, routed).boxed();
+                let mut parts = strip(parts);
+                parts.headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                return explain(http::Response::from_parts(parts, body));
+            }
+        }
+    }
+    if targets.is_empty() {
+        routed
+            .failures
+            .push("the policy named no target".to_owned());
+    }
+    let response = ApiError::no_route(&routed.failures).into_response();
+    routed.end(Ending::Failed, response.status().as_u16(), None);
+    explained(response, &label, None, tried)
+}

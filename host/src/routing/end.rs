@@ -1,0 +1,391 @@
+//! Where every routed request ends, whichever way it ends: answered, refused by the
+//! upstream, rejected by the policy, failed on every target, broken mid-stream, or
+//! abandoned by the client. [`Routed`] carries what is known about the request from
+//! its decision on; [`Routed::end`] builds the one description of its end and feeds
+//! every recorder from it — target signals, quota settlement, metrics, the usage
+//! ledger, the decision log, the feedback window, per-version traffic, the shadow's
+//! cost, and the policy's `on-outcome`. A new recorder is one more line in `record`.
+//!
+//! Dropping a `Routed` that has not ended (the client went away while an upstream
+//! was still being asked, or mid-stream) ends it as abandoned, so no request escapes.
+
+use super::decide::Plan;
+use crate::decision_log::OutcomeEntry;
+use crate::deploy::micro_usd;
+use crate::feedback::Decided;
+use crate::gateway::{Gateway, Target, Tenant};
+use crate::ledger::UsageRow;
+use crate::policy::{Ending, Outcome};
+use crate::quota::Reservation;
+use crate::signals::{AttemptResult, InFlight};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Status reported when the client went away mid-response (nginx's convention;
+/// never sent to anyone).
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+/// The `target` label of requests no target answered.
+static NO_TARGET: std::sync::LazyLock<crate::metrics::Name> =
+    std::sync::LazyLock::new(|| crate::metrics::Name::from("none"));
+
+/// The attempt whose answer is reaching (or reached) the client.
+pub(crate) struct Answer {
+    /// Global target index.
+    pub target: usize,
+    /// Index in the policy's target list.
+    pub position: u32,
+    /// When the attempt started: the target's own latency counts from here.
+    pub started: Instant,
+    /// Time to first token, for streams.
+    pub ttft: Option<Duration>,
+    /// The attempt's slot in the target's in-flight count, held until the end.
+    pub _in_flight: InFlight,
+}
+
+/// A request from its decision to its end.
+pub(crate) struct Routed {
+    pub gateway: Arc<Gateway>,
+    pub tenant: Arc<Tenant>,
+    pub plan: Plan,
+    pub request_id: String,
+    /// The caller's API key id (for the ledger; never the key).
+    pub key_id: Arc<str>,
+    /// The host's input-token estimate, used when the upstream reports no usage.
+    pub input_estimate: u32,
+    /// Settled with the real usage and cost when a target answered; dropped (its
+    /// tokens given back) otherwise.
+    pub reservation: Option<Reservation>,
+    /// Positions of the targets whose attempt failed, in order.
+    pub failed: Vec<u32>,
+    /// Why each target was skipped or failed, for the 503 message and the log.
+    pub failures: Vec<String>,
+    /// The attempt answering now, once one is.
+    pub answer: Option<Answer>,
+    ended: bool,
+}
+
+impl Routed {
+    pub fn new(
+        gateway: &Arc<Gateway>,
+        tenant: &Arc<Tenant>,
+        plan: Plan,
+        (request_id, key_id): (&str, &Arc<str>),
+        input_estimate: u32,
+        reservation: Reservation,
+    ) -> Self {
+        Routed {
+            gateway: gateway.clone(),
+            tenant: tenant.clone(),
+            plan,
+            request_id: request_id.to_owned(),
+            key_id: key_id.clone(),
+            input_estimate,
+            reservation: Some(reservation),
+            failed: Vec::new(),
+            failures: Vec::new(),
+            answer: None,
+            ended: false,
+        }
+    }
+
+    /// The answering target's configuration, if one is answering.
+    pub fn answering_target(&self) -> Option<&Target> {
+        self.answer
+            .as_ref()
+            .and_then(|a| self.gateway.targets.get(a.target))
+    }
+
+    /// Ends the request: `usage` is what the upstream reported (input, output tokens);
+    /// `None` for the estimate. Only the first call counts.
+    pub fn end(&mut self, ending: Ending, status: u16, usage: Option<(u32, u32)>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let answer = self.answer.take();
+        let end = End {
+            ending,
+            status,
+            latency: self.plan.decided_at.elapsed(),
+            tokens: match (&answer, usage) {
+                (_, Some(usage)) => usage,
+                (Some(_), None) => (self.input_estimate, 0),
+                (None, None) => (0, 0),
+            },
+            answer,
+        };
+        self.record(end);
+    }
+
+    /// Feeds every recorder from one description of the end.
+    fn record(&mut self, end: End) {
+        let gateway = self.gateway.clone();
+        let target = end
+            .answer
+            .as_ref()
+            .and_then(|a| gateway.targets.get(a.target));
+        let (input, output) = end.tokens;
+        let cost = target.map_or(0.0, |t| t.cost_usd(input, output));
+
+        if let Some(answer) = &end.answer {
+            gateway
+                .signals
+                .record(answer.target, end.target_result(answer));
+        }
+        self.log_line(&end, target, cost);
+        self.settle(&end, cost);
+        self.metrics(&end, target, cost);
+        if let Some(ledger) = &gateway.ledger {
+            ledger.record(self.usage_row(&end, target, cost));
+        }
+        if let Some(mut record) = self.plan.log.take()
+            && let Some(log) = &gateway.decision_log
+        {
+            record.outcome = Some(self.outcome_entry(&end, target, cost));
+            log.write(record);
+        }
+        if let Some(answer) = &end.answer {
+            gateway.decisions.record(
+                &self.request_id,
+                Decided {
+                    tenant: self.tenant.id.clone(),
+                    deployment: Arc::downgrade(&self.plan.deployment),
+                    target: answer.position,
+                },
+            );
+        }
+        self.plan.deployment.traffic.record(
+            end.status,
+            u64::try_from(end.latency.as_micros()).unwrap_or(u64::MAX),
+            cost,
+        );
+        self.shadow_cost(&end, cost);
+        self.report_outcome(&end, cost);
+    }
+
+    fn log_line(&self, end: &End, target: Option<&Target>, cost: f64) {
+        tracing::info!(
+            request_id = %self.request_id,
+            target = target.map_or("-", |t| t.config.id.as_str()),
+            ending = ?end.ending,
+            status = end.status,
+            input_tokens = end.tokens.0,
+            output_tokens = end.tokens.1,
+            cost_usd = cost,
+            latency_ms = end.latency.as_millis() as u64,
+            fallback_depth = self.failed.len(),
+            "request ended"
+        );
+    }
+
+    fn settle(&mut self, end: &End, cost: f64) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        // Only an answer that reached the client costs quota; a refusal or a failure
+        // gives the reserved tokens back (by dropping the reservation).
+        if end.answer.is_some() && end.ending != Ending::Refused {
+            reservation.settle(u64::from(end.tokens.0) + u64::from(end.tokens.1), cost);
+        }
+    }
+
+    fn metrics(&self, end: &End, target: Option<&Target>, cost: f64) {
+        let metrics = &self.gateway.metrics;
+        let tenant = self.tenant.name();
+        metrics.request(&tenant, target.map_or(&*NO_TARGET, |t| &t.name), end.status);
+        if let (Some(target), Some(answer)) = (target, &end.answer)
+            && end.ending != Ending::Refused
+        {
+            metrics.served(crate::metrics::Served {
+                tenant: &tenant,
+                target: &target.name,
+                latency: answer.started.elapsed(),
+                ttft: answer.ttft,
+                input: end.tokens.0,
+                output: end.tokens.1,
+                cost_usd: cost,
+            });
+        }
+    }
+
+    fn usage_row(&self, end: &End, target: Option<&Target>, cost: f64) -> UsageRow {
+        UsageRow {
+            ts_ms: crate::ledger::now_ms(),
+            tenant: self.tenant.id.to_string(),
+            key_id: self.key_id.to_string(),
+            target: target.map(|t| t.config.id.clone()).unwrap_or_default(),
+            model: target.map(|t| t.config.model.clone()).unwrap_or_default(),
+            input_tokens: end.tokens.0,
+            output_tokens: end.tokens.1,
+            cost_usd: cost,
+            latency_ms: u32::try_from(end.latency.as_millis()).unwrap_or(u32::MAX),
+            status: end.status,
+            policy: self.plan.deployment.label.clone(),
+            fallback_depth: self.fallback_depth(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    fn outcome_entry(&self, end: &End, target: Option<&Target>, cost: f64) -> OutcomeEntry {
+        OutcomeEntry {
+            ending: end.ending,
+            status: end.status,
+            target: target.map(|t| t.config.id.clone()),
+            fallback_depth: self.fallback_depth(),
+            failures: self.failures.clone(),
+            latency_ms: end.latency.as_millis() as u64,
+            ttft_ms: end
+                .answer
+                .as_ref()
+                .and_then(|a| a.ttft)
+                .map(|d| d.as_millis() as u64),
+            input_tokens: end.tokens.0,
+            output_tokens: end.tokens.1,
+            cost_usd: cost,
+        }
+    }
+
+    /// With a shadow running, the same tokens priced on the shadow's first choice.
+    fn shadow_cost(&self, end: &End, cost: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if end.answer.is_none() {
+            return;
+        }
+        let Some(choice) = self.plan.shadow_choice else {
+            return;
+        };
+        if let Some(candidate) = self.plan.routing.shadow()
+            && let Some(target) = self.gateway.targets.get(choice)
+        {
+            let shadow_cost = target.cost_usd(end.tokens.0, end.tokens.1);
+            let stats = &candidate.shadow;
+            stats
+                .active_cost_micro_usd
+                .fetch_add(micro_usd(cost), Relaxed);
+            stats
+                .shadow_cost_micro_usd
+                .fetch_add(micro_usd(shadow_cost), Relaxed);
+        }
+    }
+
+    /// `on-outcome`, off the request path, for a policy that decided and wants it.
+    fn report_outcome(&mut self, end: &End, cost: f64) {
+        let binding = &self.plan.deployment.binding;
+        // Policies that learn nothing from outcomes say so (`OBSERVES_OUTCOMES` in the
+        // SDK): no call, no task.
+        if !self.plan.by_policy() || !binding.policy().observes_outcomes() {
+            return;
+        }
+        let binding = binding.clone();
+        let outcome = Outcome {
+            request_id: std::mem::take(&mut self.request_id),
+            ending: end.ending,
+            target: end.answer.as_ref().map(|a| a.position),
+            failed_targets: std::mem::take(&mut self.failed),
+            status: end.status,
+            latency_ms: u32::try_from(end.latency.as_millis()).unwrap_or(u32::MAX),
+            ttft_ms: end
+                .answer
+                .as_ref()
+                .and_then(|a| a.ttft)
+                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            input_tokens: end.tokens.0,
+            output_tokens: end.tokens.1,
+            cost_usd: cost,
+        };
+        // A policy call is microseconds, but it is not the client's to wait for. (No
+        // runtime means the process is shutting down: the outcome is dropped.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = binding.on_outcome(&outcome) {
+                    tracing::debug!(error = %e, "policy on-outcome failed");
+                }
+            });
+        }
+    }
+
+    fn fallback_depth(&self) -> u32 {
+        u32::try_from(self.failed.len()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away.
+        self.end(Ending::Abandoned, CLIENT_CLOSED, None);
+    }
+}
+
+/// How a request ended: built once, read by every recorder.
+struct End {
+    ending: Ending,
+    /// The status returned to the client.
+    status: u16,
+    /// From the decision to the end.
+    latency: Duration,
+    /// Input and output tokens counted (the upstream's, or the estimate).
+    tokens: (u32, u32),
+    answer: Option<Answer>,
+}
+
+impl End {
+    /// What the end says about the answering target's health.
+    fn target_result(&self, answer: &Answer) -> AttemptResult {
+        match self.ending {
+            Ending::Completed => AttemptResult::Success {
+                latency: answer.started.elapsed(),
+                ttft: answer.ttft,
+            },
+            Ending::Interrupted => AttemptResult::Failure,
+            // The client's doing, not the target's.
+            Ending::Refused | Ending::Abandoned | Ending::Rejected | Ending::Failed => {
+                AttemptResult::Neutral
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(ending: Ending) -> (End, Answer) {
+        let board = Arc::new(crate::signals::SignalBoard::new(
+            &[0],
+            crate::signals::BreakerConfig::default(),
+        ));
+        let answer = || Answer {
+            target: 0,
+            position: 0,
+            started: Instant::now(),
+            ttft: Some(Duration::from_millis(5)),
+            _in_flight: board.start(0),
+        };
+        let end = End {
+            ending,
+            status: 200,
+            latency: Duration::ZERO,
+            tokens: (0, 0),
+            answer: Some(answer()),
+        };
+        (end, answer())
+    }
+
+    #[test]
+    fn only_the_target_s_own_failures_count_against_it() {
+        let (completed, answer) = end(Ending::Completed);
+        assert!(matches!(
+            completed.target_result(&answer),
+            AttemptResult::Success { ttft: Some(_), .. }
+        ));
+        let (interrupted, answer) = end(Ending::Interrupted);
+        assert!(matches!(
+            interrupted.target_result(&answer),
+            AttemptResult::Failure
+        ));
+        for ending in [Ending::Refused, Ending::Abandoned] {
+            let (e, answer) = end(ending);
+            assert!(matches!(e.target_result(&answer), AttemptResult::Neutral));
+        }
+    }
+}

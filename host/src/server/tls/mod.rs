@@ -43,9 +43,6 @@ pub enum TlsError {
         /// The watcher's error.
         source: notify::Error,
     },
-    /// The thread that reloads the files cannot be started.
-    #[error("cannot start the certificate reloader: {0}")]
-    ReloadThread(#[source] std::io::Error),
 }
 
 /// Why one client's handshake did not complete. Expected now and then (scanners,

@@ -36,15 +36,23 @@ pub fn run(
         let telemetry = crate::telemetry::init(logging, Some(&config.telemetry))?;
         let grace = Duration::from_secs(config.server.shutdown_grace_secs);
         let listen = config.server.listen.clone();
-        // Before the gateway: the watch on the certificate files starts with it, and the
-        // files were already checked when the config was read.
+        // Before the gateway: a bad certificate stops start-up before anything else
+        // starts. The error names the config key; the context names the file.
         let tls = config
             .server
             .tls
             .as_ref()
             .map(TlsAcceptor::start)
             .transpose()
-            .with_context(|| format!("{}: server.tls", config.source))?;
+            .with_context(|| config.source.clone())?;
+        let admin_tls = config
+            .admin
+            .listen
+            .as_ref()
+            .and(config.admin.tls.as_ref())
+            .map(TlsAcceptor::start)
+            .transpose()
+            .with_context(|| config.source.clone())?;
         let gateway = Arc::new(Gateway::build(config)?);
         release_startup_memory();
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -65,10 +73,6 @@ pub fn run(
                 let admin_listener = tokio::net::TcpListener::bind(admin_listen)
                     .await
                     .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
-                let admin_tls = match &gateway.config.admin.tls {
-                    Some(section) => Some(crate::server::tls::TlsAcceptor::start(section)?),
-                    None => None,
-                };
                 let scheme = if admin_tls.is_some() { "https" } else { "http" };
                 println!(
                     "signalbox admin API on {scheme}://{}",

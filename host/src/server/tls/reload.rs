@@ -170,6 +170,7 @@ mod tests {
         let section = TlsSection {
             cert_file: dir.path().join("cert.pem"),
             key_file: dir.path().join("key.pem"),
+            config_key: "server.tls",
         };
         std::fs::write(&section.cert_file, "one").unwrap();
         std::fs::write(&section.key_file, "one").unwrap();

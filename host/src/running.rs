@@ -64,21 +64,22 @@ pub struct Running {
 /// watched from now on), every tenant's policy, the admin API, the policy directory
 /// watch and the state snapshots. Must run inside a tokio runtime.
 pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Running> {
-    // Before the gateway: the watch on the certificate files starts with it.
+    // Before the gateway: a bad certificate stops start-up before anything else
+    // starts, and the watch on the certificate files starts with it. The error names
+    // the config key; the context names the file.
     let tls = config
         .server
         .tls
         .as_ref()
         .map(TlsAcceptor::start)
         .transpose()
-        .with_context(|| format!("{}: server.tls", config.source))?;
-    let admin_tls = config
-        .admin
-        .tls
-        .as_ref()
-        .map(TlsAcceptor::start)
-        .transpose()
-        .with_context(|| format!("{}: admin.tls", config.source))?;
+        .with_context(|| config.source.clone())?;
+    let admin_tls = match (&listeners.admin, &config.admin.tls) {
+        (Some(_), Some(section)) => Some(
+            TlsAcceptor::start(section).with_context(|| config.source.clone())?,
+        ),
+        _ => None,
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let gateway = Arc::new(Gateway::build(config)?);
 

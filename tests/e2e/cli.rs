@@ -151,7 +151,7 @@ fn serve_refuses_a_bad_config_naming_the_file_and_key() {
     let t = output_text(&out);
     assert!(!out.status.success());
     assert!(
-        t.contains("bad.toml: targets[0].provider: no provider named `nope`"),
+        t.contains("bad.toml:7:12: targets[0].provider: no provider named `nope`"),
         "{t}"
     );
 }

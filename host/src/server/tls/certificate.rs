@@ -215,6 +215,7 @@ mod tests {
             TlsSection {
                 cert_file: self.write("cert.pem", cert),
                 key_file: self.write("key.pem", key),
+                config_key: "server.tls",
             }
         }
     }
@@ -247,6 +248,7 @@ mod tests {
         let section = TlsSection {
             cert_file: files.write("cert.pem", &cert),
             key_file: files.dir.path().join("absent.pem"),
+            config_key: "server.tls",
         };
         let e = load(&section, &provider()).unwrap_err();
         assert_eq!(e.file(), PemFile::Key);

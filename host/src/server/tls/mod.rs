@@ -1,9 +1,11 @@
 //! TLS for a listener: a rustls server configuration offering HTTP/2 and HTTP/1.1 by
 //! ALPN, serving a certificate read from PEM files and reloaded when they change.
 //!
-//! Built from a [`TlsSection`], so any listener with such a section (the API listener
-//! now, an admin listener later) gets the same behaviour. A reload only affects
-//! handshakes that start after it; established connections keep going.
+//! Built from a [`TlsSection`] of the config, so any listener with such a section (the
+//! API listener, the admin listener) gets the same behaviour. The config only names
+//! the files; they are first read here, in [`TlsAcceptor::start`], whose errors name
+//! the config key that pointed at the bad file. A reload only affects handshakes that
+//! start after it; established connections keep going.
 
 mod certificate;
 mod reload;
@@ -29,9 +31,15 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The certificate or key files cannot be served.
-    #[error(transparent)]
-    Certificate(#[from] CertificateError),
+    /// The certificate or key files cannot be served. Shown after the config key of
+    /// the file to fix, e.g. `server.tls.key_file: cannot read …`.
+    #[error("{section}.{}: {error}", .error.file().config_key())]
+    Certificate {
+        /// Where the section naming the files is in the config, e.g. `server.tls`.
+        section: &'static str,
+        /// What is wrong with them.
+        error: CertificateError,
+    },
     /// rustls refused the configuration.
     #[error("cannot configure TLS: {0}")]
     Setup(#[source] rustls::Error),
@@ -43,9 +51,6 @@ pub enum TlsError {
         /// The watcher's error.
         source: notify::Error,
     },
-    /// The thread that reloads the files cannot be started.
-    #[error("cannot start the certificate reloader: {0}")]
-    ReloadThread(#[source] std::io::Error),
 }
 
 /// Why one client's handshake did not complete. Expected now and then (scanners,
@@ -72,9 +77,12 @@ impl TlsAcceptor {
     pub fn start(section: &TlsSection) -> Result<TlsAcceptor, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamp = FilesStamp::of(section);
-        let certificate = Arc::new(SwappableCertificate::new(certificate::load(
-            section, &provider,
-        )?));
+        let loaded =
+            certificate::load(section, &provider).map_err(|error| TlsError::Certificate {
+                section: section.config_key,
+                error,
+            })?;
+        let certificate = Arc::new(SwappableCertificate::new(loaded));
         let mut config = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Setup)?
@@ -107,10 +115,4 @@ impl TlsAcceptor {
             }
         }
     }
-}
-
-/// Reads and checks the files of `section` without serving them, so a bad certificate
-/// is a configuration error at start-up.
-pub fn check(section: &TlsSection) -> Result<(), CertificateError> {
-    certificate::load(section, &rustls::crypto::ring::default_provider()).map(drop)
 }

@@ -86,6 +86,11 @@ pub struct TlsSection {
     pub cert_file: PathBuf,
     /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
     pub key_file: PathBuf,
+    /// Where this section sits in the config (`server.tls`, `admin.tls`), so that a
+    /// problem found when the files are read names the key that points at them. Set
+    /// when the config is read; not a key of the file.
+    #[serde(skip)]
+    pub config_key: &'static str,
 }
 
 /// `[engine]`: the policy engine.

@@ -134,7 +134,7 @@ impl Drop for TestGateway {
         }
         // As `serve` does at exit: policies' learned state and every usage row
         // reach the disk.
-        signalbox::deploy::save_states(&self.gateway);
+        signalbox::deploy::save_states(&*self.gateway);
         if let Some(ledger) = &self.gateway.ledger {
             ledger.flush(Duration::from_secs(10));
         }

@@ -107,7 +107,7 @@ pub fn run(
         snapshots.abort();
         // Learned state written since the last periodic snapshot is not lost, and
         // every usage row recorded reaches the ledger.
-        crate::deploy::save_states(&kept);
+        crate::deploy::save_states(&*kept);
         if let Some(ledger) = &kept.ledger
             && !ledger.flush(Duration::from_secs(10))
         {

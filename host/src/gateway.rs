@@ -209,7 +209,8 @@ impl Gateway {
                 }
                 None => "{}".to_owned(),
             };
-            let state = crate::deploy::restore_state(&deployer.store, &id);
+            let state = crate::deploy::restore_state(&deployer.store, &id)
+                .with_context(|| format!("tenant `{}`: restoring its policy state", t.id))?;
             let policy = TenantPolicy::start(
                 &deployer,
                 TenantContext::with_state(id.clone(), state),
@@ -334,5 +335,26 @@ fn target_info(t: &crate::config::TargetSection) -> TargetInfo {
         output_price: t.output_price,
         context_window: t.context_window,
         tags: t.tags.iter().map(|s| s.to_ascii_lowercase()).collect(),
+    }
+}
+
+impl crate::deploy::LiveTenants for Gateway {
+    fn deployer(&self) -> &Deployer {
+        &self.deployer
+    }
+
+    fn policies(&self) -> Box<dyn Iterator<Item = &TenantPolicy> + '_> {
+        Box::new(self.tenants.values().map(|t| &t.policy))
+    }
+
+    fn policy(&self, tenant: &str) -> Option<&TenantPolicy> {
+        self.tenants.get(tenant).map(|t| &t.policy)
+    }
+
+    fn signals(&self, tenant: &str) -> Vec<crate::policy::TargetSignals> {
+        self.tenants
+            .get(tenant)
+            .map(|t| self.signals.snapshot(&t.targets))
+            .unwrap_or_default()
     }
 }

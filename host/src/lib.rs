@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod decision_log;

@@ -31,10 +31,18 @@ pub fn format(seq: u64) -> String {
 pub fn sequence(id: &str) -> Option<u64> {
     let rest = id.strip_prefix("req-")?;
     let (head, seq) = rest.split_at_checked(PREFIX_DIGITS)?;
-    if u32::from_str_radix(head, 16).ok()? != prefix() || seq.len() < 8 || seq.starts_with('+') {
+    let mut head_bytes = [0u8; 4];
+    hex::decode_to_slice(head, &mut head_bytes).ok()?;
+    if u32::from_be_bytes(head_bytes) != prefix() || !(8..=16).contains(&seq.len()) {
         return None;
     }
-    u64::from_str_radix(seq, 16).ok()
+    // `{:08x}` writes an odd number of digits for some sequences; hex decodes whole
+    // bytes, so the digits are right-aligned in a zero-filled buffer first.
+    let mut digits = [b'0'; 16];
+    digits[16 - seq.len()..].copy_from_slice(seq.as_bytes());
+    let mut bytes = [0u8; 8];
+    hex::decode_to_slice(digits, &mut bytes).ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 #[cfg(test)]
@@ -48,6 +56,8 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(sequence(&format(0)), Some(0));
         assert_eq!(sequence(&format(u64::MAX)), Some(u64::MAX));
+        // Nine digits: an odd count.
+        assert_eq!(sequence(&format(0x1_2345_6789)), Some(0x1_2345_6789));
         assert!(sequence(&b).unwrap() > sequence(&a).unwrap());
     }
 
@@ -65,7 +75,12 @@ mod tests {
             assert_eq!(sequence(id), None, "{id:?}");
         }
         let id = format(7);
+        // `u64::from_str_radix` accepts a leading `+`; the hex crate does not.
         assert_eq!(sequence(&id.replace("00000007", "+0000007")), None);
+        assert_eq!(sequence(&format!("{id}+")), None);
+        let signed_prefix = format!("req-+{}", &id["req-".len() + 1..]);
+        assert_eq!(sequence(&signed_prefix), None);
+        assert_eq!(sequence(&format!("{id}00000000000")), None, "too long");
         assert_eq!(sequence(&id[..id.len() - 1]), None);
     }
 }

@@ -169,7 +169,7 @@ impl Running {
         if let Some(snapshots) = self.snapshots.take() {
             snapshots.abort();
         }
-        crate::deploy::save_states(&self.gateway);
+        crate::deploy::save_states(&*self.gateway);
         if let Some(ledger) = &self.gateway.ledger
             && !ledger.flush(Duration::from_secs(10))
         {

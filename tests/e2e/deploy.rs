@@ -464,6 +464,49 @@ async fn a_version_that_keeps_trapping_is_quarantined_and_rolled_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_answers_are_errors_but_only_traps_and_deadlines_quarantine() {
+    let up = upstream().await;
+    // quarantine_after = 3
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let (before, _) = served(&gw, None, &[]).await;
+    let version = deploy(&gw, &bytes(&hostile_policy()), "hostile", json!({})).await;
+    let hostile = label("hostile", &version);
+    let bogus = [("x-signalbox-act", "bogus")];
+    let trap = [("x-signalbox-act", "panic")];
+    // Ten invalid answers in a row: each served by the safe route, none quarantines.
+    for _ in 0..10 {
+        assert_eq!(
+            served(&gw, None, &bogus).await,
+            (hostile.clone(), "cheap".into())
+        );
+    }
+    // Two traps, an invalid answer (which neither extends nor ends the streak), and
+    // a third trap: quarantined.
+    for act in [&trap, &trap, &bogus, &trap] {
+        assert_eq!(served(&gw, None, act).await.0, hostile);
+    }
+    // Plain requests until the rollback lands, so the counts below are exact.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served(&gw, None, &[]).await.0 != before {
+        assert!(Instant::now() < deadline, "never quarantined");
+    }
+    let listed = report(&gw, "acme").await;
+    let entry = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == version)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["quarantined"], true, "{entry}");
+    assert_eq!(entry["traps"], 3, "{entry}");
+    assert_eq!(
+        entry["errors"], 14,
+        "every failed call is an error: {entry}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_brings_back_the_active_binding_from_the_cache() {
     let up = upstream().await;
     let state = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@ mod contract;
 mod decision_log;
 mod decisions;
 mod deploy;
+mod deploy_recovery;
 mod endings;
 mod explain;
 mod feedback;

@@ -1,5 +1,6 @@
 //! The admin API's paths. Every tenant path checks the token's scope first; the
 //! lifecycle operations (which compile and run policies) run on the blocking pool.
+//! An unknown path is a 404, a known one with the wrong method a 405 with `Allow`.
 //!
 //! - `GET  /admin/tenants/{t}/policies` — versions, active binding, candidate, counters
 //! - `POST /admin/tenants/{t}/policies?name=N&config=JSON` — upload (body: the wasm)
@@ -16,47 +17,103 @@ use super::auth::Scope;
 use crate::deploy::{CandidateMode, DeployError, Source};
 use crate::gateway::Tenant;
 use crate::openai::{ApiError, ResponseBody, json};
+use crate::server::RouteTable;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// Largest policy upload accepted.
 pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
+
+/// What serves a path of the admin API.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Endpoint {
+    Health,
+    Metrics,
+    Usage,
+    /// An operation on the tenant named in the path.
+    Tenant(TenantOp),
+}
+
+/// The lifecycle operations on one tenant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TenantOp {
+    Report,
+    Upload,
+    Activate,
+    Rollback,
+    ShowCandidate,
+    StartCandidate,
+    Promote,
+    Discard,
+}
+
+/// The admin API's paths, each once, with the methods it allows.
+static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
+    use Endpoint::Tenant;
+    use Method as M;
+    RouteTable::new(&[
+        ("/healthz", &[(M::GET, Endpoint::Health)]),
+        ("/metrics", &[(M::GET, Endpoint::Metrics)]),
+        ("/admin/usage", &[(M::GET, Endpoint::Usage)]),
+        (
+            "/admin/tenants/{tenant}/policies",
+            &[
+                (M::GET, Tenant(TenantOp::Report)),
+                (M::POST, Tenant(TenantOp::Upload)),
+            ],
+        ),
+        (
+            "/admin/tenants/{tenant}/activate",
+            &[(M::POST, Tenant(TenantOp::Activate))],
+        ),
+        (
+            "/admin/tenants/{tenant}/rollback",
+            &[(M::POST, Tenant(TenantOp::Rollback))],
+        ),
+        (
+            "/admin/tenants/{tenant}/candidate",
+            &[
+                (M::GET, Tenant(TenantOp::ShowCandidate)),
+                (M::POST, Tenant(TenantOp::StartCandidate)),
+            ],
+        ),
+        (
+            "/admin/tenants/{tenant}/candidate/promote",
+            &[(M::POST, Tenant(TenantOp::Promote))],
+        ),
+        (
+            "/admin/tenants/{tenant}/candidate/discard",
+            &[(M::POST, Tenant(TenantOp::Discard))],
+        ),
+    ])
+});
 
 pub(super) async fn handle(
     admin: &Arc<Admin>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = request.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["healthz"] => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        ["metrics"] if request.method() == Method::GET => {
-            metrics(admin, &request).unwrap_or_else(ApiError::into_response)
-        }
-        ["admin", "usage"] if request.method() == Method::GET => {
-            let admin = admin.clone();
-            usage(&admin, &request)
-                .await
-                .unwrap_or_else(ApiError::into_response)
-        }
-        ["admin", "tenants", tenant, rest @ ..] => {
-            let tenant = (*tenant).to_owned();
-            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
-            tenant_request(admin, request, &tenant, &rest)
-                .await
-                .unwrap_or_else(ApiError::into_response)
-        }
-        _ => ApiError::unknown_route(request.method().as_str(), &path).into_response(),
-    }
+    let (endpoint, tenant) = match ROUTES.resolve(request.method(), &path) {
+        Ok((endpoint, params)) => (endpoint, params.get("tenant").map(str::to_owned)),
+        Err(unrouted) => return unrouted.into_response(request.method(), &path),
+    };
+    let result = match (endpoint, tenant) {
+        (Endpoint::Health, _) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (Endpoint::Metrics, _) => metrics(admin, &request),
+        (Endpoint::Usage, _) => usage(admin, &request).await,
+        (Endpoint::Tenant(op), Some(tenant)) => tenant_request(admin, request, &tenant, op).await,
+        (Endpoint::Tenant(_), None) => Err(ApiError::internal("a tenant path without a tenant")),
+    };
+    result.unwrap_or_else(ApiError::into_response)
 }
 
 async fn tenant_request(
     admin: &Arc<Admin>,
     request: Request<Incoming>,
     tenant_id: &str,
-    rest: &[String],
+    op: TenantOp,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let scope = token_scope(admin, &request)?;
     if !scope.allows(tenant_id) {
@@ -80,39 +137,23 @@ async fn tenant_request(
         })?;
     debug_assert!(scope == Scope::Operator || scope.allows(&tenant.id));
 
-    let method = request.method().clone();
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let allowed = match rest.as_slice() {
-        ["policies"] => &[Method::GET, Method::POST][..],
-        ["candidate"] => &[Method::GET, Method::POST][..],
-        ["activate"] | ["rollback"] | ["candidate", "promote"] | ["candidate", "discard"] => {
-            &[Method::POST][..]
-        }
-        _ => {
-            return Err(ApiError::unknown_route(
-                method.as_str(),
-                request.uri().path(),
-            ));
-        }
-    };
-    if !allowed.contains(&method) {
-        return Err(ApiError::method_not_allowed(
-            method.as_str(),
-            request.uri().path(),
-        ));
-    }
-
     let gateway = admin.gateway.clone();
-    match (method, rest.as_slice()) {
-        (Method::GET, ["policies"]) => Ok(json(
+    match op {
+        TenantOp::Report => Ok(json(
             StatusCode::OK,
-            &tenant.policy.report(&gateway.deployer),
+            &tenant
+                .policy
+                .report(&gateway.deployer)
+                .map_err(deploy_error)?,
         )),
-        (Method::GET, ["candidate"]) => {
-            let report = tenant.policy.report(&gateway.deployer);
+        TenantOp::ShowCandidate => {
+            let report = tenant
+                .policy
+                .report(&gateway.deployer)
+                .map_err(deploy_error)?;
             Ok(json(StatusCode::OK, &report["candidate"]))
         }
-        (Method::POST, ["policies"]) => {
+        TenantOp::Upload => {
             let query = request.uri().query().unwrap_or("").to_owned();
             let (name, config) = upload_params(&query);
             let (parts, body) = request.into_parts();
@@ -132,7 +173,7 @@ async fn tenant_request(
                 &serde_json::to_value(meta).unwrap_or_default(),
             ))
         }
-        (Method::POST, ["activate"]) => {
+        TenantOp::Activate => {
             let body: VersionRequest = read_json(request).await?;
             let d = blocking(&tenant, move |t| {
                 let signals = gateway.signals.snapshot(&t.targets);
@@ -145,14 +186,14 @@ async fn tenant_request(
                 &serde_json::json!({"active": {"version": d.version(), "label": d.label}}),
             ))
         }
-        (Method::POST, ["rollback"]) => {
+        TenantOp::Rollback => {
             let d = blocking(&tenant, move |t| t.policy.rollback(&gateway.deployer)).await?;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"active": {"version": d.version(), "label": d.label}}),
             ))
         }
-        (Method::POST, ["candidate"]) => {
+        TenantOp::StartCandidate => {
             let body: CandidateRequest = read_json(request).await?;
             let mode = match (body.mode.as_str(), body.percent) {
                 ("shadow", _) => CandidateMode::Shadow,
@@ -183,21 +224,20 @@ async fn tenant_request(
                 &serde_json::json!({"candidate": {"version": d.version(), "label": d.label}}),
             ))
         }
-        (Method::POST, ["candidate", "promote"]) => {
+        TenantOp::Promote => {
             let d = blocking(&tenant, move |t| t.policy.promote(&gateway.deployer)).await?;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"active": {"version": d.version(), "label": d.label}}),
             ))
         }
-        (Method::POST, ["candidate", "discard"]) => {
+        TenantOp::Discard => {
             blocking(&tenant, move |t| t.policy.discard(&gateway.deployer)).await?;
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"candidate": null}),
             ))
         }
-        _ => Err(ApiError::internal("unrouted admin path")),
     }
 }
 
@@ -389,5 +429,74 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
         },
         code: Some(code),
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoint, or the refusal's status and `Allow` header.
+    fn resolved(method: Method, path: &str) -> Result<Endpoint, (u16, Option<String>)> {
+        ROUTES
+            .resolve(&method, path)
+            .map(|(e, _)| e)
+            .map_err(|unrouted| {
+                let response = unrouted.into_response(&method, path);
+                let allow = response.headers().get(http::header::ALLOW);
+                (
+                    response.status().as_u16(),
+                    allow.map(|v| v.to_str().unwrap().to_owned()),
+                )
+            })
+    }
+
+    fn wrong_method(allow: &str) -> Result<Endpoint, (u16, Option<String>)> {
+        Err((405, Some(allow.to_owned())))
+    }
+
+    #[test]
+    fn each_tenant_path_names_its_tenant_and_allows_its_methods() {
+        use TenantOp::*;
+        for (suffix, get, post) in [
+            ("policies", Some(Report), Some(Upload)),
+            ("candidate", Some(ShowCandidate), Some(StartCandidate)),
+            ("activate", None, Some(Activate)),
+            ("rollback", None, Some(Rollback)),
+            ("candidate/promote", None, Some(Promote)),
+            ("candidate/discard", None, Some(Discard)),
+        ] {
+            let path = format!("/admin/tenants/team-a/{suffix}");
+            let (_, params) = ROUTES.resolve(&Method::POST, &path).unwrap();
+            assert_eq!(params.get("tenant"), Some("team-a"));
+            assert_eq!(
+                resolved(Method::POST, &path),
+                Ok(Endpoint::Tenant(post.unwrap()))
+            );
+            match get {
+                Some(op) => assert_eq!(resolved(Method::GET, &path), Ok(Endpoint::Tenant(op))),
+                None => assert_eq!(resolved(Method::GET, &path), wrong_method("POST")),
+            }
+            assert_eq!(
+                resolved(Method::DELETE, &path),
+                wrong_method(if get.is_some() { "GET, POST" } else { "POST" })
+            );
+        }
+    }
+
+    #[test]
+    fn operator_paths_are_get_only_and_the_rest_is_unknown() {
+        for path in ["/healthz", "/metrics", "/admin/usage"] {
+            assert!(resolved(Method::GET, path).is_ok(), "{path}");
+            assert_eq!(resolved(Method::POST, path), wrong_method("GET"));
+        }
+        for path in [
+            "/admin",
+            "/admin/tenants/acme",
+            "/admin/tenants/acme/bogus",
+            "/admin/tenants/acme/candidate/bogus",
+        ] {
+            assert_eq!(resolved(Method::GET, path), Err((404, None)), "{path}");
+        }
     }
 }

@@ -20,8 +20,8 @@ pub struct Deployment {
     pub version_stats: Arc<VersionStats>,
     /// What the requests it decided went on to do.
     pub traffic: TrafficStats,
-    /// Failed calls in a row (trap or deadline); reset by a good call.
-    consecutive_failures: AtomicU32,
+    /// What counts toward quarantine.
+    failures: FailureStreak,
 }
 
 impl Deployment {
@@ -36,7 +36,7 @@ impl Deployment {
             binding: Arc::new(binding),
             version_stats,
             traffic: TrafficStats::default(),
-            consecutive_failures: AtomicU32::new(0),
+            failures: FailureStreak::default(),
         }
     }
 
@@ -50,8 +50,9 @@ impl Deployment {
         self.binding.config()
     }
 
-    /// Asks the policy, counting the call for its version. Returns the decision and,
-    /// on a trap or deadline, how many such failures happened in a row.
+    /// Asks the policy, counting the call for its version. Returns the decision and
+    /// the version's quarantine streak after it: 0 unless the call trapped or ran
+    /// past its deadline (see [`FailureStreak`]).
     pub fn route(
         &self,
         request: &RouteRequest,
@@ -60,26 +61,55 @@ impl Deployment {
         let stats = &self.version_stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.binding.route(request, signals);
-        let streak = match &result {
+        if let Err(e) = &result {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            match e {
+                PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
+                    stats.traps.fetch_add(1, Ordering::Relaxed);
+                }
+                PolicyError::Deadline(_) => {
+                    stats.deadlines.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        let streak = self.failures.record(&result);
+        (result, streak)
+    }
+}
+
+/// Whether a failed call counts toward quarantine: the README's "calls that trap or
+/// time out" (a memory-cap hit is a trap). Those say the version itself is broken.
+/// An invalid answer is the policy's fault too, but it is counted as an error and
+/// served by the safe route without quarantine, as documented; an instance the host
+/// could not create, or a refused config, says nothing about the version's calls.
+pub fn counts_toward_quarantine(error: &PolicyError) -> bool {
+    match error {
+        PolicyError::Trap(_) | PolicyError::MemoryLimit(_) | PolicyError::Deadline(_) => true,
+        PolicyError::InvalidDecision(_)
+        | PolicyError::BadConfig(_)
+        | PolicyError::Instantiate(_) => false,
+    }
+}
+
+/// A version's calls in a row that [count toward quarantine](counts_toward_quarantine),
+/// with no good answer in between. A good answer ends the streak; any other error
+/// neither extends nor ends it.
+#[derive(Debug, Default)]
+pub struct FailureStreak(AtomicU32);
+
+impl FailureStreak {
+    /// Records one call's result; returns the streak after it, or 0 when this call
+    /// did not extend it (so that only the call reaching the threshold acts).
+    pub fn record<T>(&self, result: &Result<T, PolicyError>) -> u32 {
+        match result {
             Ok(_) => {
-                self.consecutive_failures.store(0, Ordering::Relaxed);
+                self.0.store(0, Ordering::Relaxed);
                 0
             }
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                match e {
-                    PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
-                        stats.traps.fetch_add(1, Ordering::Relaxed);
-                    }
-                    PolicyError::Deadline(_) => {
-                        stats.deadlines.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
-            }
-        };
-        (result, streak)
+            Err(e) if counts_toward_quarantine(e) => self.0.fetch_add(1, Ordering::Relaxed) + 1,
+            Err(_) => 0,
+        }
     }
 }
 
@@ -257,6 +287,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn canary_share_is_close_to_the_configured_one_and_sticky() {
@@ -270,6 +301,56 @@ mod tests {
         }
         assert!(!in_canary("anyone", 0.0));
         assert!(in_canary("anyone", 1.0));
+    }
+
+    #[test]
+    fn only_traps_and_deadlines_extend_the_quarantine_streak() {
+        let streak = FailureStreak::default();
+        let trap: Result<(), _> = Err(PolicyError::Trap("unreachable".into()));
+        let memory: Result<(), _> = Err(PolicyError::MemoryLimit(1 << 20));
+        let deadline: Result<(), _> = Err(PolicyError::Deadline(Duration::from_millis(2)));
+        let invalid: Result<(), _> = Err(PolicyError::InvalidDecision("unknown target 9".into()));
+        let no_instance: Result<(), _> = Err(PolicyError::Instantiate("pool exhausted".into()));
+        assert_eq!(streak.record(&trap), 1);
+        assert_eq!(streak.record(&memory), 2);
+        // Not the version's crash: not counted, and the streak goes on.
+        assert_eq!(streak.record(&invalid), 0);
+        assert_eq!(streak.record(&no_instance), 0);
+        assert_eq!(streak.record(&deadline), 3);
+        // A good answer ends it.
+        assert_eq!(streak.record(&Ok(())), 0);
+        assert_eq!(streak.record(&trap), 1);
+        // However many invalid answers in a row: never a streak.
+        let fresh = FailureStreak::default();
+        for _ in 0..100 {
+            assert_eq!(fresh.record(&invalid), 0);
+        }
+    }
+
+    #[test]
+    fn a_canary_pick_follows_the_share() {
+        assert!(in_canary("u", 1.0));
+        assert!(!in_canary("u", 0.0));
+        // Monotone in the share: a user inside at 10 % stays inside at 50 %.
+        let inside_10: Vec<String> = (0..1_000)
+            .map(|i| format!("user-{i}"))
+            .filter(|u| in_canary(u, 0.1))
+            .collect();
+        assert!(inside_10.iter().all(|u| in_canary(u, 0.5)));
+    }
+
+    #[test]
+    fn traffic_reports_rates_and_means() {
+        let t = TrafficStats::default();
+        assert_eq!(t.report()["error_rate"], 0.0, "no division by zero");
+        t.record(200, 1_000, 0.5);
+        t.record(502, 3_000, 0.0);
+        t.record(404, 2_000, f64::NAN);
+        let r = t.report();
+        assert_eq!(r["requests"], 3);
+        assert_eq!(r["errors"], 1, "only 5xx are errors");
+        assert_eq!(r["mean_latency_ms"], 2.0);
+        assert_eq!(r["cost_usd"], 0.5);
     }
 
     #[test]

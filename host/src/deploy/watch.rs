@@ -2,8 +2,9 @@
 //! and `<dir>/<tenant>/config.json`. A change is validated and activated like an
 //! upload; an invalid file is reported and the running binding stays.
 
-use crate::gateway::Gateway;
-use notify::{RecursiveMode, Watcher};
+use super::LiveTenants;
+use notify::RecursiveMode;
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer_opt};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,52 +16,56 @@ pub const POLICY_FILE: &str = "policy.wasm";
 /// The config beside it (optional: `{}` when absent).
 pub const CONFIG_FILE: &str = "config.json";
 
-/// Quiet time after the last change before a tenant's folder is read: a deploy that
-/// writes the policy and then the config is applied once, complete.
+/// Quiet time after a change before a tenant's folder is read, so a deploy that
+/// writes the policy and then the config is applied once, complete. The debouncer
+/// delivers changes in batches at most twice this long after they happen, however
+/// long a burst of writes lasts.
 const SETTLE: Duration = Duration::from_millis(150);
 
 /// Keeps the watch running; dropping it stops it.
 pub struct DirWatcher {
-    _watcher: notify::RecommendedWatcher,
+    _debouncer: Debouncer<notify::RecommendedWatcher>,
 }
 
 /// Applies what `dir` holds now, then watches it for changes.
-pub fn spawn(gateway: Arc<Gateway>, dir: &Path) -> notify::Result<DirWatcher> {
+pub fn spawn<T: LiveTenants + 'static>(tenants: Arc<T>, dir: &Path) -> notify::Result<DirWatcher> {
     std::fs::create_dir_all(dir).map_err(notify::Error::io)?;
     let dir = dir.canonicalize().map_err(notify::Error::io)?;
-    let (tx, rx) = mpsc::channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = tx.send(path);
-            }
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::Recursive)?;
-    for tenant in gateway.tenants.keys() {
-        apply(&gateway, &dir, tenant, true);
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let config = notify_debouncer_mini::Config::default()
+        .with_timeout(SETTLE)
+        .with_batch_mode(true);
+    let mut debouncer = new_debouncer_opt::<_, notify::RecommendedWatcher>(config, tx)?;
+    debouncer.watcher().watch(&dir, RecursiveMode::Recursive)?;
+    let known: Vec<String> = tenants.policies().map(|p| p.tenant.to_string()).collect();
+    for tenant in known {
+        apply(&*tenants, &dir, &tenant, true);
     }
     std::thread::Builder::new()
         .name("signalbox-policy-dir".into())
-        .spawn(move || run(&gateway, &dir, &rx))
+        .spawn(move || run(&*tenants, &dir, &rx))
         .map_err(notify::Error::io)?;
-    Ok(DirWatcher { _watcher: watcher })
+    Ok(DirWatcher {
+        _debouncer: debouncer,
+    })
 }
 
-fn run(gateway: &Gateway, dir: &Path, rx: &mpsc::Receiver<PathBuf>) {
-    // Ends when the watcher (the sender's owner) is dropped.
-    while let Ok(first) = rx.recv() {
-        let mut touched = BTreeSet::new();
-        touched.extend(tenant_of(dir, &first));
-        loop {
-            match rx.recv_timeout(SETTLE) {
-                Ok(path) => touched.extend(tenant_of(dir, &path)),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+fn run(tenants: &dyn LiveTenants, dir: &Path, rx: &mpsc::Receiver<DebounceEventResult>) {
+    // Ends when the debouncer (which owns the sender) is dropped.
+    while let Ok(batch) = rx.recv() {
+        let events = match batch {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(folder = %dir.display(), error = %e, "policy folder watch error");
+                continue;
             }
-        }
+        };
+        let touched: BTreeSet<String> = events
+            .iter()
+            .filter_map(|event| tenant_of(dir, &event.path))
+            .collect();
         for tenant in touched {
-            apply(gateway, dir, &tenant, false);
+            apply(tenants, dir, &tenant, false);
         }
     }
 }
@@ -73,14 +78,14 @@ fn tenant_of(dir: &Path, path: &Path) -> Option<String> {
 }
 
 /// Validates and activates the tenant's folder, unless it is what already runs.
-fn apply(gateway: &Gateway, dir: &Path, tenant: &str, at_start: bool) {
-    let Some(t) = gateway.tenants.get(tenant) else {
+fn apply(tenants: &dyn LiveTenants, dir: &Path, tenant: &str, at_start: bool) {
+    let Some(policy) = tenants.policy(tenant) else {
         if !at_start {
             tracing::warn!(folder = %dir.join(tenant).display(), "policy folder for an unknown tenant; ignored");
         }
         return;
     };
-    let folder = dir.join(tenant);
+    let folder: PathBuf = dir.join(tenant);
     let Ok(bytes) = std::fs::read(folder.join(POLICY_FILE)) else {
         return; // nothing deployed here (yet)
     };
@@ -92,25 +97,21 @@ fn apply(gateway: &Gateway, dir: &Path, tenant: &str, at_start: bool) {
             return;
         }
     };
-    let current = t.policy.current();
+    let current = policy.current();
     let version = crate::policy::sha256_hex(&bytes);
     if current.active.version() == version && same_json(current.active.config(), &config) {
         return;
     }
-    let deployer = &gateway.deployer;
-    let signals = gateway.signals.snapshot(&t.targets);
+    let deployer = tenants.deployer();
+    let signals = tenants.signals(tenant);
     let source = super::Source {
         name: "policy",
         bytes: &bytes,
         config: &config,
     };
-    let result = t
-        .policy
+    let result = policy
         .upload(deployer, source, &signals)
-        .and_then(|meta| {
-            t.policy
-                .activate(deployer, &meta.version, &config, &signals)
-        });
+        .and_then(|meta| policy.activate(deployer, &meta.version, &config, &signals));
     match result {
         Ok(d) => {
             tracing::info!(tenant, policy = %d.label, folder = %folder.display(), "policy folder activated")
@@ -124,4 +125,36 @@ fn apply(gateway: &Gateway, dir: &Path, tenant: &str, at_start: bool) {
 fn same_json(a: &str, b: &str) -> bool {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
     a == b || (parse(a).is_some() && parse(a) == parse(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_belong_to_the_tenant_folder_they_are_in() {
+        let dir = Path::new("/policies");
+        assert_eq!(
+            tenant_of(dir, Path::new("/policies/acme/policy.wasm")),
+            Some("acme".to_owned())
+        );
+        assert_eq!(
+            tenant_of(dir, Path::new("/policies/acme")),
+            Some("acme".to_owned())
+        );
+        assert_eq!(tenant_of(dir, Path::new("/policies")), None);
+        assert_eq!(
+            tenant_of(dir, Path::new("/elsewhere/acme/policy.wasm")),
+            None
+        );
+    }
+
+    #[test]
+    fn configs_compare_as_json() {
+        assert!(same_json("{}", "{}"));
+        assert!(same_json(r#"{"a": 1, "b": 2}"#, r#"{"b":2,"a":1}"#));
+        assert!(!same_json(r#"{"a": 1}"#, r#"{"a": 2}"#));
+        assert!(!same_json("not json", "also not json"));
+        assert!(same_json("same text", "same text"));
+    }
 }

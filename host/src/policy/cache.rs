@@ -2,7 +2,8 @@
 //!
 //! Entries are keyed by the component's sha256 and by the engine's compatibility
 //! hash (wasmtime version, target, settings), so a host upgrade or a settings change
-//! never loads an incompatible artifact. Writes are atomic (temp file + rename).
+//! never loads an incompatible artifact. Writes are atomic and durable
+//! ([`crate::atomic_file`]): a crash never leaves half an artifact under a valid name.
 //!
 //! The directory must be as trusted as the binary itself: a compiled artifact is
 //! native code, and loading one skips validation.
@@ -61,11 +62,7 @@ impl ArtifactCache {
         let result = component
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|bytes| {
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, &path)
-            });
+            .and_then(|bytes| crate::atomic_file::write(&path, &bytes));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled policy");
         }

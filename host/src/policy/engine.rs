@@ -284,13 +284,7 @@ impl std::fmt::Debug for CompiledPolicy {
 
 /// A component's version id: its SHA-256 in lower-case hex.
 pub fn sha256_hex(component: &[u8]) -> String {
-    use std::fmt::Write;
-    Sha256::digest(component)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(Sha256::digest(component))
 }
 
 /// The clock behind policy deadlines: it advances the engine's epoch every `tick`

@@ -259,8 +259,10 @@ fn shadow(
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &candidate.shadow;
     let (decision, streak) = candidate.deployment.route(request, signals);
-    if streak > 0 {
+    if decision.is_err() {
         stats.failures.fetch_add(1, Relaxed);
+    }
+    if streak > 0 {
         watch_failures(gateway, tenant, &candidate.deployment, streak);
     }
     let (Ok(active), Ok(shadow)) = (active, &decision) else {

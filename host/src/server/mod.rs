@@ -5,7 +5,7 @@
 mod routes;
 pub mod tls;
 
-pub(crate) use routes::read_body;
+pub(crate) use routes::{RouteTable, read_body};
 
 use crate::gateway::Gateway;
 use crate::openai::ResponseBody;

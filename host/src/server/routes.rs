@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tracing::Instrument;
 
 /// The request id header, on every response.
@@ -56,51 +56,152 @@ pub(super) async fn handle(
     response
 }
 
+/// What serves a path of the API.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Endpoint {
+    Health,
+    Ready,
+    /// A call that needs the caller's API key.
+    Api(Call),
+}
+
+/// The authenticated calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Call {
+    Models,
+    Chat,
+    Embeddings,
+    Feedback,
+}
+
+/// The API's paths, each once, with the methods it allows.
+static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
+    RouteTable::new(&[
+        ("/healthz", &[(Method::GET, Endpoint::Health)]),
+        ("/readyz", &[(Method::GET, Endpoint::Ready)]),
+        ("/v1/models", &[(Method::GET, Endpoint::Api(Call::Models))]),
+        (
+            "/v1/chat/completions",
+            &[(Method::POST, Endpoint::Api(Call::Chat))],
+        ),
+        (
+            "/v1/embeddings",
+            &[(Method::POST, Endpoint::Api(Call::Embeddings))],
+        ),
+        (
+            "/v1/feedback",
+            &[(Method::POST, Endpoint::Api(Call::Feedback))],
+        ),
+    ])
+});
+
 async fn route(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
     request_id: &str,
 ) -> Response<ResponseBody> {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let allowed = match path.as_str() {
-        "/healthz" | "/readyz" | "/v1/models" => Method::GET,
-        "/v1/chat/completions" | "/v1/embeddings" | "/v1/feedback" => Method::POST,
-        _ => return ApiError::unknown_route(method.as_str(), &path).into_response(),
+    let endpoint = match ROUTES.resolve(request.method(), request.uri().path()) {
+        Ok((endpoint, _)) => endpoint,
+        Err(unrouted) => return unrouted.into_response(request.method(), request.uri().path()),
     };
-    if method != allowed {
-        let mut response = ApiError::method_not_allowed(method.as_str(), &path).into_response();
-        if let Ok(v) = http::HeaderValue::from_str(allowed.as_str()) {
-            response.headers_mut().insert(http::header::ALLOW, v);
-        }
-        return response;
-    }
-    match path.as_str() {
-        "/healthz" => openai::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+    match endpoint {
+        Endpoint::Health => openai::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         // Tenants' policies are activated before the listener opens.
-        "/readyz" => openai::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
-        _ => api(gateway, request, &path, request_id)
+        Endpoint::Ready => openai::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Endpoint::Api(call) => api(gateway, request, call, request_id)
             .await
             .unwrap_or_else(ApiError::into_response),
+    }
+}
+
+/// A router's table, stated once: each path with the methods it allows and what
+/// serves each. A path it does not know is a 404; a known path asked with another
+/// method is a 405 that lists the allowed ones in `Allow`.
+pub(crate) struct RouteTable<T> {
+    router: matchit::Router<Vec<(Method, T)>>,
+}
+
+impl<T: Copy> RouteTable<T> {
+    /// The table of `routes`: matchit patterns (`/a/{param}/b`) and their methods.
+    /// The patterns are literals of this crate, checked by its tests; one that
+    /// matchit refuses is logged and left out.
+    pub(crate) fn new(routes: &[(&str, &[(Method, T)])]) -> Self {
+        let mut router = matchit::Router::new();
+        for (pattern, methods) in routes {
+            if let Err(e) = router.insert(*pattern, methods.to_vec()) {
+                tracing::error!(pattern, error = %e, "route left out of its table");
+            }
+        }
+        RouteTable { router }
+    }
+
+    /// What serves `method` on `path`, with the path's parameters.
+    pub(crate) fn resolve<'t, 'p>(
+        &'t self,
+        method: &Method,
+        path: &'p str,
+    ) -> Result<(T, matchit::Params<'t, 'p>), Unrouted> {
+        let found = self.router.at(path).map_err(|_| Unrouted::UnknownPath)?;
+        match found.value.iter().find(|(m, _)| m == method) {
+            Some(&(_, target)) => Ok((target, found.params)),
+            None => {
+                let allow: Vec<&str> = found.value.iter().map(|(m, _)| m.as_str()).collect();
+                Err(Unrouted::WrongMethod {
+                    allow: allow.join(", "),
+                })
+            }
+        }
+    }
+}
+
+/// Why a request matched no route.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unrouted {
+    /// No route has this path: 404.
+    UnknownPath,
+    /// The path exists with other methods: 405, listing them in `Allow`.
+    WrongMethod {
+        /// The `Allow` header's value.
+        allow: String,
+    },
+}
+
+impl Unrouted {
+    /// The error response for `method` on `path`.
+    pub(crate) fn into_response(self, method: &Method, path: &str) -> Response<ResponseBody> {
+        match self {
+            Unrouted::UnknownPath => ApiError::unknown_route(method.as_str(), path).into_response(),
+            Unrouted::WrongMethod { allow } => {
+                let mut response =
+                    ApiError::method_not_allowed(method.as_str(), path).into_response();
+                if let Ok(v) = http::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(http::header::ALLOW, v);
+                }
+                response
+            }
+        }
     }
 }
 
 async fn api(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
-    path: &str,
+    call: Call,
     request_id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (tenant, caller) = authenticate(gateway, &request, request_id)?;
     tracing::Span::current().record("tenant", &*tenant.id);
-    if path == "/v1/models" {
-        return Ok(models(gateway, &tenant));
-    }
-    let (parts, body) = request.into_parts();
-    let body = read_body(body, &parts.headers, gateway.config.server.max_body_bytes).await?;
-    Ok(match path {
-        "/v1/feedback" => feedback(gateway, &tenant, &body)?,
-        "/v1/chat/completions" => {
+    let limit = gateway.config.server.max_body_bytes;
+    Ok(match call {
+        Call::Models => models(gateway, &tenant),
+        Call::Feedback => {
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
+            feedback(gateway, &tenant, &body)?
+        }
+        Call::Chat => {
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
             let chat = openai::parse_chat(body, &parts.headers)?;
             let estimate =
                 u64::from(chat.input_tokens) + u64::from(chat.max_output_tokens.unwrap_or(0));
@@ -115,7 +216,9 @@ async fn api(
             )
             .await
         }
-        _ => {
+        Call::Embeddings => {
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
             let embeddings = openai::parse_embeddings(body, &parts.headers)?;
             let estimate = u64::from(embeddings.input_tokens);
             let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
@@ -267,4 +370,83 @@ fn models(gateway: &Gateway, tenant: &Tenant) -> Response<ResponseBody> {
         StatusCode::OK,
         &serde_json::json!({"object": "list", "data": data}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(method: Method, path: &str) -> Result<Endpoint, Unrouted> {
+        ROUTES.resolve(&method, path).map(|(e, _)| e)
+    }
+
+    #[test]
+    fn every_path_resolves_with_its_method_only() {
+        for (path, method, endpoint) in [
+            ("/healthz", Method::GET, Endpoint::Health),
+            ("/readyz", Method::GET, Endpoint::Ready),
+            ("/v1/models", Method::GET, Endpoint::Api(Call::Models)),
+            (
+                "/v1/chat/completions",
+                Method::POST,
+                Endpoint::Api(Call::Chat),
+            ),
+            (
+                "/v1/embeddings",
+                Method::POST,
+                Endpoint::Api(Call::Embeddings),
+            ),
+            ("/v1/feedback", Method::POST, Endpoint::Api(Call::Feedback)),
+        ] {
+            assert_eq!(resolved(method.clone(), path), Ok(endpoint));
+            let other = if method == Method::GET {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            assert_eq!(
+                resolved(other.clone(), path),
+                Err(Unrouted::WrongMethod {
+                    allow: method.to_string()
+                }),
+                "{other} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404_whatever_the_method() {
+        for path in [
+            "/",
+            "/v1",
+            "/v1/chat/completions/x",
+            "/v1/nothing",
+            "/healthz/",
+        ] {
+            assert_eq!(
+                resolved(Method::GET, path),
+                Err(Unrouted::UnknownPath),
+                "{path}"
+            );
+            assert_eq!(
+                resolved(Method::POST, path),
+                Err(Unrouted::UnknownPath),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_method_is_a_405_listing_every_allowed_one() {
+        let table = RouteTable::new(&[("/t/{id}/x", &[(Method::GET, 1), (Method::POST, 2)])]);
+        let (value, params) = table.resolve(&Method::POST, "/t/a%20b/x").unwrap();
+        assert_eq!((value, params.get("id")), (2, Some("a%20b")));
+        let unrouted = table.resolve(&Method::DELETE, "/t/a/x").unwrap_err();
+        let response = unrouted.into_response(&Method::DELETE, "/t/a/x");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[http::header::ALLOW], "GET, POST");
+        let response = Unrouted::UnknownPath.into_response(&Method::GET, "/nowhere");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.headers().get(http::header::ALLOW).is_none());
+    }
 }

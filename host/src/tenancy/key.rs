@@ -48,24 +48,16 @@ pub fn hash_key(key: &str) -> KeyHash {
 
 /// Parses `sha256:<64 hex digits>`.
 pub fn parse_key_hash(text: &str) -> Option<KeyHash> {
-    let hex = text.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
-        return None;
-    }
+    let digits = text.strip_prefix("sha256:")?;
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    // Exactly 64 hex digits: the length is checked, and a sign is not a digit.
+    hex::decode_to_slice(digits, &mut out).ok()?;
     Some(out)
 }
 
 /// Formats a hash as the config stores it.
 pub fn format_key_hash(hash: &KeyHash) -> String {
-    use std::fmt::Write;
-    hash.iter().fold(String::from("sha256:"), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    format!("sha256:{}", hex::encode(hash))
 }
 
 /// The id of a key listed without one (in `key_hashes`): the first 8 hex digits of its
@@ -97,6 +89,19 @@ mod tests {
         assert_eq!(parse_key_hash(&format_key_hash(&h)), Some(h));
         assert_eq!(parse_key_hash("sha256:zz"), None);
         assert_eq!(parse_key_hash("md5:00"), None);
+        let text = format_key_hash(&h);
+        assert_eq!(parse_key_hash(&text[..text.len() - 2]), None, "too short");
+        assert_eq!(parse_key_hash(&format!("{text}00")), None, "too long");
+    }
+
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        // `u8::from_str_radix("+f", 16)` is Ok(15): a hand-written parser built on it
+        // accepted a second spelling of some hashes.
+        let text = format!("sha256:+f{}", "0".repeat(62));
+        assert_eq!(parse_key_hash(&text), None);
+        let text = format!("sha256:-f{}", "0".repeat(62));
+        assert_eq!(parse_key_hash(&text), None);
     }
 
     #[test]

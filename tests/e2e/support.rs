@@ -1,4 +1,4 @@
-//! Shared set-up: the policy components the build script compiled, an engine, a
+//! Shared set-up: the policy components built from `policies/`, an engine, a
 //! realistic target list and request builder.
 
 use signalbox::policy::*;
@@ -6,8 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Path of a policy component built from `policies/` (crate name with underscores).
+///
+/// The host's build script builds only the default policy; the others come from the
+/// `build-policies` step of `tests/run`, into the directory the build script names. A
+/// missing one fails the test with the command that builds it, rather than with a
+/// confusing load error.
 pub fn wasm(name: &str) -> PathBuf {
-    PathBuf::from(env!("SIGNALBOX_POLICY_WASM_DIR")).join(format!("{name}.wasm"))
+    let path = PathBuf::from(env!("SIGNALBOX_POLICY_WASM_DIR")).join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "policy component {} is missing: build the policy components with \
+         `cargo build-policies` from the workspace root (as tests/run does)",
+        path.display()
+    );
+    path
 }
 
 pub fn default_policy() -> PathBuf {

@@ -5,12 +5,12 @@
 //! [`dataset`] reads the rows, [`prices`] the models' prices, [`run`] asks the policy
 //! (through the same engine the gateway uses) and scores its choices, [`metrics`]
 //! computes RouteLLM's curve metrics with bootstrap intervals, and [`plot`] draws the
-//! cost–quality curve as SVG.
+//! cost–quality curve as SVG. The first three are pure data and statistics and live in
+//! the `signalbox-replay` crate, which the trainer uses without the gateway; they are
+//! re-exported here so the rest of the host names them as before.
 
-pub mod dataset;
-pub mod metrics;
+pub use signalbox_replay::{dataset, metrics, prices};
 pub mod plot;
-pub mod prices;
 pub mod run;
 
 pub use dataset::{Dataset, DatasetError, Row, Split};

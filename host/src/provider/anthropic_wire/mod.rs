@@ -1,0 +1,63 @@
+//! Translation between the OpenAI Chat Completions wire format (what clients
+//! speak) and Anthropic's Messages API (what the upstream speaks): requests,
+//! non-streaming responses, error bodies and SSE streams.
+//!
+//! Bodies stay `serde_json::Value` because the gateway keeps them that way for
+//! every upstream; only the fields that matter are read, so unexpected extra
+//! fields in either direction are tolerated rather than rejected.
+//!
+//! OpenAI request fields with no Anthropic equivalent are dropped: `n`,
+//! `presence_penalty`, `frequency_penalty`, `logit_bias`, `logprobs`,
+//! `top_logprobs`, `response_format`, `seed`, `service_tier`, `store`,
+//! `stream_options` (the caller passes `include_usage` to
+//! [`StreamTranslator::new`] instead), `modalities`, `audio`, `prediction`,
+//! `reasoning_effort`, `web_search_options`, the legacy `functions` /
+//! `function_call`, message `name`s, and anything else not listed in
+//! [`to_messages_request`].
+//!
+//! `request` translates requests (with `tools` for tool definitions and the tool
+//! choice), `response` non-streaming responses and error bodies, `stream` SSE streams.
+
+mod request;
+mod response;
+mod stream;
+mod tools;
+
+pub use request::to_messages_request;
+pub use response::{error_message, from_messages_response};
+pub use stream::StreamTranslator;
+
+use thiserror::Error;
+
+use super::sse::SseError;
+
+/// Why a body or stream could not be translated.
+///
+/// Messages never quote request or response content, only say which part was
+/// wrong, so they are safe to log and to return to clients.
+#[derive(Debug, Error)]
+pub enum TranslateError {
+    /// The client's request cannot be expressed as an Anthropic request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The upstream sent something that is not a well-formed Anthropic response.
+    #[error("invalid upstream response: {0}")]
+    InvalidResponse(String),
+    /// The upstream reported an error inside the stream (an `error` event).
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// The upstream stream ended before `message_stop`.
+    #[error("upstream stream ended before message_stop")]
+    Truncated,
+    /// The upstream stream is not usable SSE.
+    #[error("invalid upstream stream: {0}")]
+    Sse(#[from] SseError),
+}
+
+pub(super) fn bad_request(message: impl Into<String>) -> TranslateError {
+    TranslateError::InvalidRequest(message.into())
+}
+
+pub(super) fn bad_response(message: impl Into<String>) -> TranslateError {
+    TranslateError::InvalidResponse(message.into())
+}

@@ -85,20 +85,9 @@ pub fn is_validation(id: &str) -> bool {
     stable_hash(id.as_bytes()) % 100 < VALIDATION_PERCENT
 }
 
-/// The SDK's frozen `stable_hash` (FNV-1a with a murmur3 finaliser), so the host and
-/// policies split rows alike.
-pub fn stable_hash(key: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
+/// The contract's frozen hash, which policies use too, so the host and policies split
+/// rows alike.
+pub use signalbox_contract::stable_hash;
 
 /// Why a dataset cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +296,7 @@ mod tests {
 
     #[test]
     fn splits_partition_rows_stably() {
-        // Same values as the SDK's frozen `stable_hash`.
+        // The contract crate's frozen values.
         assert_eq!(stable_hash(b""), 0xefd0_1f60_ba99_2926);
         assert_eq!(stable_hash(b"user-42"), 0xa395_32c7_ab05_1e8d);
         let ids: Vec<String> = (0..10_000).map(|i| format!("row-{i}")).collect();

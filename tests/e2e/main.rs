@@ -16,6 +16,7 @@ mod cli;
 mod config_examples;
 mod containment;
 mod contract;
+mod contract_upgrade;
 mod decision_log;
 mod decisions;
 mod deploy;

@@ -126,7 +126,7 @@ pub struct OutcomeEntry {
     /// Those targets' ids, with why each failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
-    /// From the decision to the end, ms.
+    /// From admission (just before the decision) to the end, ms.
     pub latency_ms: u64,
     /// Time to first token of a stream, ms.
     pub ttft_ms: Option<u64>,

@@ -75,9 +75,9 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         .transpose()
         .with_context(|| config.source.clone())?;
     let admin_tls = match (&listeners.admin, &config.admin.tls) {
-        (Some(_), Some(section)) => Some(
-            TlsAcceptor::start(section).with_context(|| config.source.clone())?,
-        ),
+        (Some(_), Some(section)) => {
+            Some(TlsAcceptor::start(section).with_context(|| config.source.clone())?)
+        }
         _ => None,
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);

@@ -256,3 +256,49 @@ fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
     }
     panic!("the decision log never held {n} lines");
 }
+
+#[tokio::test]
+async fn a_quota_refusal_ends_in_the_same_place_without_troubling_the_policy() {
+    let good = FakeUpstream::start(Wire::OpenAi).await;
+    good.set_default(Upstream::ok());
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("usage.db");
+    let toml = config(
+        &[("good", "openai", &format!("{}/v1", good.url()))],
+        &[("good", "good", "m")],
+        &format!(
+            "policy = '{}'\n\n[tenants.limits]\nrequests_per_minute = 1\n\n[ledger]\npath = '{}'\n",
+            wasm("signalbox_fixture_outcome_counter").display(),
+            ledger.display()
+        ),
+    );
+    let gw = TestGateway::start(&toml).await;
+    assert_eq!(send_routed(&gw, "0", false).await.status, 200);
+    let refused = send_routed(&gw, "0", false).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.error_code(), "rate_limit_requests");
+
+    // The policy was never asked, so it hears only the first request's outcome.
+    wait_for_outcomes(&gw, 1).await;
+    let metrics = gw.gateway.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("signalbox_requests_total{")
+                && l.contains("target=\"none\"")
+                && l.contains("status=\"4xx\"")),
+        "{metrics}"
+    );
+    drop(gw);
+    assert_eq!(
+        rusqlite_rows(&ledger),
+        vec![(String::new(), 429), ("good".to_owned(), 200)]
+    );
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let policy: String = conn
+        .query_row("SELECT policy FROM usage WHERE status = 429", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(policy, "", "a refusal before the policy names no policy");
+}

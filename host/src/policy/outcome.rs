@@ -33,7 +33,7 @@ pub struct Outcome {
     pub failed_targets: Vec<u32>,
     /// The status returned to the client.
     pub status: u16,
-    /// From the decision to the end of the response, ms.
+    /// From admission (just before the decision) to the end of the response, ms.
     pub latency_ms: u32,
     /// Time to first token of a streamed answer, ms.
     pub ttft_ms: Option<u32>,

@@ -32,8 +32,6 @@ pub(crate) struct Plan {
     /// The shadow candidate's first choice (global target index), if one ran.
     pub shadow_choice: Option<usize>,
     pub verdict: Verdict,
-    /// When the decision was made: the request's latency counts from here.
-    pub decided_at: Instant,
     /// The decision-log record so far (when the log is on).
     pub log: Option<DecisionRecord>,
 }
@@ -120,7 +118,6 @@ pub(crate) fn decide(gateway: &Arc<Gateway>, tenant: &Arc<Tenant>, request: &Rou
         deployment,
         shadow_choice,
         verdict,
-        decided_at: Instant::now(),
         log,
     }
 }

@@ -19,21 +19,28 @@ pub(super) async fn dispatch(
     mut routed: Routed,
     attempt: Attempt<'_>,
 ) -> http::Response<ResponseBody> {
-    let (targets, reason) = match &routed.plan.verdict {
+    let (label, verdict) = match &routed.plan {
+        Some(plan) => (plan.deployment.label.clone(), &plan.verdict),
+        // `route` decides before it dispatches; this is never reached.
+        None => {
+            let response =
+                ApiError::internal("The request reached dispatch undecided.").into_response();
+            routed.end(Ending::Failed, response.status().as_u16(), None);
+            return response;
+        }
+    };
+    let (targets, reason) = match verdict {
         Verdict::Route {
             targets, reason, ..
         } => (targets.clone(), reason.clone()),
         Verdict::Reject(error) => {
             let response = error.clone().into_response();
-            let status = response.status().as_u16();
-            let label = routed.plan.deployment.label.clone();
-            routed.end(Ending::Rejected, status, None);
+            routed.end(Ending::Rejected, response.status().as_u16(), None);
             return explained(response, &label, None, 0);
         }
     };
     let gateway = routed.gateway.clone();
     let tenant = routed.tenant.clone();
-    let label = routed.plan.deployment.label.clone();
     let mut tried = 0u32;
     for &position in &targets {
         if tried as usize >= gateway.config.server.max_attempts {

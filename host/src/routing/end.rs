@@ -1,6 +1,6 @@
-//! Where every routed request ends, whichever way it ends: answered, refused by the
-//! upstream, rejected by the policy, failed on every target, broken mid-stream, or
-//! abandoned by the client. [`Routed`] carries what is known about the request from
+//! Where every request ends, whichever way it ends: refused by a quota, rejected by
+//! the policy, answered, refused by the upstream, failed on every target, broken
+//! mid-stream, or abandoned by the client. [`Routed`] carries what is known about the request from
 //! its decision on; [`Routed::end`] builds the one description of its end and feeds
 //! every recorder from it — target signals, quota settlement, metrics, the usage
 //! ledger, the decision log, the feedback window, per-version traffic, the shadow's
@@ -43,11 +43,14 @@ pub(crate) struct Answer {
     pub _in_flight: InFlight,
 }
 
-/// A request from its decision to its end.
+/// A request from its admission to its end.
 pub(crate) struct Routed {
     pub gateway: Arc<Gateway>,
     pub tenant: Arc<Tenant>,
-    pub plan: Plan,
+    /// The decision, once made (`None` when a quota refused the request first).
+    pub plan: Option<Plan>,
+    /// When the gateway took the request on: its latency counts from here.
+    started: Instant,
     pub request_id: String,
     /// The caller's API key id (for the ledger; never the key).
     pub key_id: Arc<str>,
@@ -69,19 +72,18 @@ impl Routed {
     pub fn new(
         gateway: &Arc<Gateway>,
         tenant: &Arc<Tenant>,
-        plan: Plan,
         (request_id, key_id): (&str, &Arc<str>),
         input_estimate: u32,
-        reservation: Reservation,
     ) -> Self {
         Routed {
             gateway: gateway.clone(),
             tenant: tenant.clone(),
-            plan,
+            plan: None,
+            started: Instant::now(),
             request_id: request_id.to_owned(),
             key_id: key_id.clone(),
             input_estimate,
-            reservation: Some(reservation),
+            reservation: None,
             failed: Vec::new(),
             failures: Vec::new(),
             answer: None,
@@ -106,7 +108,7 @@ impl Routed {
         let end = End {
             ending,
             status,
-            latency: self.plan.decided_at.elapsed(),
+            latency: self.started.elapsed(),
             tokens: match (&answer, usage) {
                 (_, Some(usage)) => usage,
                 (Some(_), None) => (self.input_estimate, 0),
@@ -138,10 +140,21 @@ impl Routed {
         if let Some(ledger) = &gateway.ledger {
             ledger.record(self.usage_row(&end, target, cost));
         }
-        if let Some(mut record) = self.plan.log.take()
+        // The rest concerns the decision; a request a quota refused had none.
+        let fallback_depth = self.fallback_depth();
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        if let Some(mut record) = plan.log.take()
             && let Some(log) = &gateway.decision_log
         {
-            record.outcome = Some(self.outcome_entry(&end, target, cost));
+            record.outcome = Some(outcome_entry(
+                &end,
+                target,
+                cost,
+                fallback_depth,
+                &self.failures,
+            ));
             log.write(record);
         }
         if let Some(answer) = &end.answer {
@@ -149,12 +162,12 @@ impl Routed {
                 &self.request_id,
                 Decided {
                     tenant: self.tenant.id.clone(),
-                    deployment: Arc::downgrade(&self.plan.deployment),
+                    deployment: Arc::downgrade(&plan.deployment),
                     target: answer.position,
                 },
             );
         }
-        self.plan.deployment.traffic.record(
+        plan.deployment.traffic.record(
             end.status,
             u64::try_from(end.latency.as_micros()).unwrap_or(u64::MAX),
             cost,
@@ -220,28 +233,13 @@ impl Routed {
             cost_usd: cost,
             latency_ms: u32::try_from(end.latency.as_millis()).unwrap_or(u32::MAX),
             status: end.status,
-            policy: self.plan.deployment.label.clone(),
+            policy: self
+                .plan
+                .as_ref()
+                .map(|p| p.deployment.label.clone())
+                .unwrap_or_default(),
             fallback_depth: self.fallback_depth(),
             request_id: self.request_id.clone(),
-        }
-    }
-
-    fn outcome_entry(&self, end: &End, target: Option<&Target>, cost: f64) -> OutcomeEntry {
-        OutcomeEntry {
-            ending: end.ending,
-            status: end.status,
-            target: target.map(|t| t.config.id.clone()),
-            fallback_depth: self.fallback_depth(),
-            failures: self.failures.clone(),
-            latency_ms: end.latency.as_millis() as u64,
-            ttft_ms: end
-                .answer
-                .as_ref()
-                .and_then(|a| a.ttft)
-                .map(|d| d.as_millis() as u64),
-            input_tokens: end.tokens.0,
-            output_tokens: end.tokens.1,
-            cost_usd: cost,
         }
     }
 
@@ -251,10 +249,13 @@ impl Routed {
         if end.answer.is_none() {
             return;
         }
-        let Some(choice) = self.plan.shadow_choice else {
+        let Some(plan) = &self.plan else {
             return;
         };
-        if let Some(candidate) = self.plan.routing.shadow()
+        let Some(choice) = plan.shadow_choice else {
+            return;
+        };
+        if let Some(candidate) = plan.routing.shadow()
             && let Some(target) = self.gateway.targets.get(choice)
         {
             let shadow_cost = target.cost_usd(end.tokens.0, end.tokens.1);
@@ -270,10 +271,13 @@ impl Routed {
 
     /// `on-outcome`, off the request path, for a policy that decided and wants it.
     fn report_outcome(&mut self, end: &End, cost: f64) {
-        let binding = &self.plan.deployment.binding;
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let binding = &plan.deployment.binding;
         // Policies that learn nothing from outcomes say so (`OBSERVES_OUTCOMES` in the
         // SDK): no call, no task.
-        if !self.plan.by_policy() || !binding.policy().observes_outcomes() {
+        if !plan.by_policy() || !binding.policy().observes_outcomes() {
             return;
         }
         let binding = binding.clone();
@@ -306,6 +310,31 @@ impl Routed {
 
     fn fallback_depth(&self) -> u32 {
         u32::try_from(self.failed.len()).unwrap_or(u32::MAX)
+    }
+}
+
+fn outcome_entry(
+    end: &End,
+    target: Option<&Target>,
+    cost: f64,
+    fallback_depth: u32,
+    failures: &[String],
+) -> OutcomeEntry {
+    OutcomeEntry {
+        ending: end.ending,
+        status: end.status,
+        target: target.map(|t| t.config.id.clone()),
+        fallback_depth,
+        failures: failures.to_vec(),
+        latency_ms: end.latency.as_millis() as u64,
+        ttft_ms: end
+            .answer
+            .as_ref()
+            .and_then(|a| a.ttft)
+            .map(|d| d.as_millis() as u64),
+        input_tokens: end.tokens.0,
+        output_tokens: end.tokens.1,
+        cost_usd: cost,
     }
 }
 

@@ -2,9 +2,10 @@
 //! safe route), then try the chosen targets in order until one answers, and end the
 //! request in one place whichever way it ends.
 //!
-//! [`decide`] makes the plan, [`dispatch`] carries it out one [`attempt`] at a time
+//! [`admit`] checks the quotas, [`decide`] makes the plan, [`dispatch`] carries it out one [`attempt`] at a time
 //! (streams go on in a [`relay`]), and [`end`] records how the request ended.
 
+mod admit;
 mod attempt;
 mod decide;
 mod dispatch;
@@ -19,21 +20,21 @@ pub use headers::{HEADER_ATTEMPTS, HEADER_POLICY, HEADER_REASON, HEADER_TARGET};
 
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseBody};
-use crate::policy::RouteRequest;
+use crate::policy::{self, RouteRequest};
 use crate::provider::{Attempt, AttemptKind};
-use crate::quota::Reservation;
+use crate::tenancy::Caller;
 use end::Routed;
 use std::sync::Arc;
 
-/// Serves `POST /v1/chat/completions`, settling `reservation` with the usage of the
-/// answer (or giving its tokens back when no upstream answers).
+/// Serves `POST /v1/chat/completions`: admits it against the quotas, asks the policy,
+/// dispatches, and settles the quota reservation with the usage of the answer (or
+/// gives its tokens back when no upstream answers).
 pub async fn chat(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
+    caller: &Caller,
     request: ChatRequest,
     request_id: &str,
-    key_id: &Arc<str>,
-    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -41,27 +42,25 @@ pub async fn chat(
         stream: request.stream,
         include_usage: request.include_usage,
     };
+    let estimate =
+        u64::from(request.input_tokens) + u64::from(request.max_output_tokens.unwrap_or(0));
     let view = request.route_request(request_id);
-    route(
+    let routed = Routed::new(
         gateway,
         tenant,
-        &view,
-        attempt,
-        (request_id, key_id),
+        (request_id, &caller.key_id),
         request.input_tokens,
-        reservation,
-    )
-    .await
+    );
+    route(routed, caller, &view, attempt, estimate).await
 }
 
-/// Serves `POST /v1/embeddings`, settling `reservation` like [`chat`].
+/// Serves `POST /v1/embeddings`, like [`chat`].
 pub async fn embeddings(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
+    caller: &Caller,
     request: EmbeddingsRequest,
     request_id: &str,
-    key_id: &Arc<str>,
-    reservation: Reservation,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
         body: &request.body,
@@ -70,29 +69,39 @@ pub async fn embeddings(
         include_usage: false,
     };
     let view = request.route_request(request_id);
-    route(
+    let routed = Routed::new(
         gateway,
         tenant,
+        (request_id, &caller.key_id),
+        request.input_tokens,
+    );
+    route(
+        routed,
+        caller,
         &view,
         attempt,
-        (request_id, key_id),
-        request.input_tokens,
-        reservation,
+        u64::from(request.input_tokens),
     )
     .await
 }
 
-/// Decides, then dispatches.
+/// Admits, decides, then dispatches; a request the quotas refuse ends at once.
 async fn route(
-    gateway: &Arc<Gateway>,
-    tenant: &Arc<Tenant>,
+    mut routed: Routed,
+    caller: &Caller,
     view: &RouteRequest,
     attempt: Attempt<'_>,
-    ids: (&str, &Arc<str>),
-    input_estimate: u32,
-    reservation: Reservation,
+    estimate: u64,
 ) -> http::Response<ResponseBody> {
-    let plan = decide::decide(gateway, tenant, view);
-    let routed = Routed::new(gateway, tenant, plan, ids, input_estimate, reservation);
+    let (gateway, tenant) = (routed.gateway.clone(), routed.tenant.clone());
+    match admit::admit(&gateway, &tenant, caller, estimate, view.id()) {
+        Ok(reservation) => routed.reservation = Some(reservation),
+        Err(error) => {
+            let response = error.into_response();
+            routed.end(policy::Ending::Rejected, response.status().as_u16(), None);
+            return response;
+        }
+    }
+    routed.plan = Some(decide::decide(&gateway, &tenant, view));
     dispatch::dispatch(routed, attempt).await
 }

@@ -1,10 +1,10 @@
 //! Which handler serves which path, and the steps every API request shares:
-//! authenticate, bound and read the body, parse it once, admit it against quotas.
+//! authenticate, bound and read the body, parse it once, and hand it to routing (which
+//! admits it against quotas).
 
 use crate::feedback::FeedbackRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{self, ApiError, ResponseBody};
-use crate::quota::{self, QuotaError, Reservation};
 use crate::routing;
 use crate::tenancy::{AuthError, Caller};
 use bytes::Bytes;
@@ -203,34 +203,13 @@ async fn api(
             let (parts, body) = request.into_parts();
             let body = read_body(body, &parts.headers, limit).await?;
             let chat = openai::parse_chat(body, &parts.headers)?;
-            let estimate =
-                u64::from(chat.input_tokens) + u64::from(chat.max_output_tokens.unwrap_or(0));
-            let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
-            routing::chat(
-                gateway,
-                &tenant,
-                chat,
-                request_id,
-                &caller.key_id,
-                reservation,
-            )
-            .await
+            routing::chat(gateway, &tenant, caller, chat, request_id).await
         }
         Call::Embeddings => {
             let (parts, body) = request.into_parts();
             let body = read_body(body, &parts.headers, limit).await?;
             let embeddings = openai::parse_embeddings(body, &parts.headers)?;
-            let estimate = u64::from(embeddings.input_tokens);
-            let reservation = admit(gateway, &tenant, caller, estimate, request_id)?;
-            routing::embeddings(
-                gateway,
-                &tenant,
-                embeddings,
-                request_id,
-                &caller.key_id,
-                reservation,
-            )
-            .await
+            routing::embeddings(gateway, &tenant, caller, embeddings, request_id).await
         }
     })
 }
@@ -261,35 +240,6 @@ fn authenticate<'g>(
         .cloned()
         .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
     Ok((tenant, caller))
-}
-
-/// Admits a request estimated at `tokens` against the tenant's and the key's quotas.
-fn admit(
-    gateway: &Gateway,
-    tenant: &Tenant,
-    caller: &Caller,
-    tokens: u64,
-    request_id: &str,
-) -> Result<Reservation, ApiError> {
-    let Some(key_quota) = tenant.key_quotas.get(caller.key_index) else {
-        return Err(ApiError::internal("The API key's quota is missing."));
-    };
-    quota::admit(&tenant.quota, key_quota, tokens).map_err(|refused| {
-        gateway.metrics.rejection(&tenant.name(), refused.code());
-        tracing::info!(
-            request_id,
-            tenant = %caller.tenant,
-            key = %caller.key_id,
-            code = refused.code(),
-            "request refused by a quota"
-        );
-        let message = refused.to_string();
-        match (&refused, refused.retry_after_secs()) {
-            (QuotaError::Budget { .. }, Some(secs)) => ApiError::budget_exceeded(message, secs),
-            (_, Some(secs)) => ApiError::rate_limited(refused.code(), message, secs),
-            (_, None) => ApiError::over_limit(refused.code(), message),
-        }
-    })
 }
 
 /// Reads the body, refusing more than `limit` bytes (early, from `Content-Length`,

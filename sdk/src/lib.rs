@@ -56,6 +56,7 @@
 mod decision;
 mod hash;
 mod host;
+mod outcome;
 mod policy;
 mod serving;
 mod snapshot;
@@ -84,13 +85,12 @@ pub mod bindings {
 pub use decision::Decision;
 pub use hash::weighted_pick;
 pub use host::{Level, StateError, log, now_ns, random_f64, random_u64, state};
+pub use outcome::{Ending, Feedback, Outcome};
 pub use policy::{NoConfig, Policy, parse_config};
 pub use serving::serving_map;
 pub use signalbox_contract::{estimate_tokens, stable_hash, unit_interval};
 pub use snapshot::{Candidate, Candidates, Snapshot};
-pub use types::{
-    Ending, Endpoint, Feedback, Outcome, Request, RequestBuilder, Role, Signals, Target,
-};
+pub use types::{Endpoint, Request, RequestBuilder, Role, Signals, Target};
 
 /// The contract (`signalbox:policy` WIT package) version this SDK implements: the
 /// newest, from the contract crate the gateway shares.

@@ -116,11 +116,50 @@ macro_rules! contract_bindings {
                 .collect()
         }
 
-        /// The per-call signal records.
-        pub(super) fn signals(signals: &[TargetSignals]) -> Vec<types::Signals> {
-            signals
-                .iter()
-                .map(|s| types::Signals {
+        /// Per-instance buffers for the per-call records: a decision converts the
+        /// request and the signals into them, reusing their allocations, so the
+        /// conversion allocates nothing once an instance has served a call.
+        #[derive(Default)]
+        pub(crate) struct Scratch {
+            request: Option<types::Request>,
+            signals: Vec<types::Signals>,
+        }
+
+        impl Scratch {
+            /// The request record (message text stays behind the `messages` resource)
+            /// and one signals record per target.
+            pub(super) fn fill(
+                &mut self,
+                request: &RouteRequest,
+                signals: &[TargetSignals],
+            ) -> (&types::Request, &[types::Signals]) {
+                let f = request.fields();
+                let endpoint = match f.endpoint {
+                    crate::policy::Endpoint::Chat => types::Endpoint::Chat,
+                    crate::policy::Endpoint::Embedding => types::Endpoint::Embedding,
+                };
+                let record = self.request.get_or_insert_with(|| types::Request {
+                    id: String::new(),
+                    endpoint,
+                    model: String::new(),
+                    input_tokens: 0,
+                    max_output_tokens: None,
+                    stream: false,
+                    has_tools: false,
+                    message_count: 0,
+                    metadata: Vec::new(),
+                });
+                record.id.clone_from(&f.id);
+                record.endpoint = endpoint;
+                record.model.clone_from(&f.model);
+                record.input_tokens = f.input_tokens;
+                record.max_output_tokens = f.max_output_tokens;
+                record.stream = f.stream;
+                record.has_tools = f.has_tools;
+                record.message_count = request.message_count();
+                record.metadata.clone_from(&f.metadata);
+                self.signals.clear();
+                self.signals.extend(signals.iter().map(|s| types::Signals {
                     healthy: s.healthy,
                     in_flight: s.in_flight,
                     capacity: s.capacity,
@@ -128,26 +167,8 @@ macro_rules! contract_bindings {
                     ttft_ms: s.ttft_ms,
                     error_rate: s.error_rate,
                     rate_limited_ms: s.rate_limited_ms,
-                })
-                .collect()
-        }
-
-        /// The request record (message text stays behind the `messages` resource).
-        pub(super) fn request(request: &RouteRequest) -> types::Request {
-            let f = request.fields();
-            types::Request {
-                id: f.id.clone(),
-                endpoint: match f.endpoint {
-                    crate::policy::Endpoint::Chat => types::Endpoint::Chat,
-                    crate::policy::Endpoint::Embedding => types::Endpoint::Embedding,
-                },
-                model: f.model.clone(),
-                input_tokens: f.input_tokens,
-                max_output_tokens: f.max_output_tokens,
-                stream: f.stream,
-                has_tools: f.has_tools,
-                message_count: request.message_count(),
-                metadata: f.metadata.clone(),
+                }));
+                (record, &self.signals)
             }
         }
 

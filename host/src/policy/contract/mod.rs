@@ -80,16 +80,16 @@ impl Pre {
 
     pub fn instantiate(&self, store: &mut Store<StoreData>) -> wasmtime::Result<Exports> {
         Ok(match self {
-            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?),
-            Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?),
+            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, Default::default()),
+            Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?, Default::default()),
         })
     }
 }
 
-/// The typed exports of one live instance.
+/// The typed exports of one live instance, with its buffers for per-call records.
 pub(crate) enum Exports {
-    V0_1(v0_1::Policy),
-    V0_2(v0_2::Policy),
+    V0_1(v0_1::Policy, v0_1::Scratch),
+    V0_2(v0_2::Policy, v0_2::Scratch),
 }
 
 /// What a failed call returns: the engine's error (a trap, the deadline) to classify.
@@ -103,11 +103,11 @@ impl Exports {
         targets: &[TargetInfo],
     ) -> Call<Result<(), String>> {
         match self {
-            Exports::V0_1(p) => {
+            Exports::V0_1(p, _) => {
                 p.signalbox_policy_router()
                     .call_activate(store, config, &v0_1::targets(targets))
             }
-            Exports::V0_2(p) => {
+            Exports::V0_2(p, _) => {
                 p.signalbox_policy_router()
                     .call_activate(store, config, &v0_2::targets(targets))
             }
@@ -116,7 +116,7 @@ impl Exports {
 
     /// Asks for a decision, checked against `target_count` by the contract's rules.
     pub fn route(
-        &self,
+        &mut self,
         store: impl AsContextMut<Data = StoreData>,
         request: &RouteRequest,
         messages: Resource<MessagesView>,
@@ -126,22 +126,18 @@ impl Exports {
         let invalid =
             |e: signalbox_contract::DecisionError| PolicyError::InvalidDecision(e.to_string());
         Ok(match self {
-            Exports::V0_1(p) => {
-                let answer = p.signalbox_policy_router().call_route(
-                    store,
-                    &v0_1::request(request),
-                    messages,
-                    &v0_1::signals(signals),
-                )?;
+            Exports::V0_1(p, scratch) => {
+                let (request, signals) = scratch.fill(request, signals);
+                let answer = p
+                    .signalbox_policy_router()
+                    .call_route(store, request, messages, signals)?;
                 v0_1::decision(answer, target_count).map_err(invalid)
             }
-            Exports::V0_2(p) => {
-                let answer = p.signalbox_policy_router().call_route(
-                    store,
-                    &v0_2::request(request),
-                    messages,
-                    &v0_2::signals(signals),
-                )?;
+            Exports::V0_2(p, scratch) => {
+                let (request, signals) = scratch.fill(request, signals);
+                let answer = p
+                    .signalbox_policy_router()
+                    .call_route(store, request, messages, signals)?;
                 v0_2::decision(answer, target_count).map_err(invalid)
             }
         })
@@ -155,11 +151,11 @@ impl Exports {
         outcome: &Outcome,
     ) -> Call<()> {
         match self {
-            Exports::V0_1(p) => match v0_1::outcome(outcome) {
+            Exports::V0_1(p, _) => match v0_1::outcome(outcome) {
                 Some(o) => p.signalbox_policy_router().call_on_outcome(store, &o),
                 None => Ok(()),
             },
-            Exports::V0_2(p) => p
+            Exports::V0_2(p, _) => p
                 .signalbox_policy_router()
                 .call_on_outcome(store, &v0_2::outcome(outcome)),
         }
@@ -171,10 +167,10 @@ impl Exports {
         feedback: &Feedback,
     ) -> Call<()> {
         match self {
-            Exports::V0_1(p) => p
+            Exports::V0_1(p, _) => p
                 .signalbox_policy_router()
                 .call_on_feedback(store, &v0_1::feedback(feedback)),
-            Exports::V0_2(p) => p
+            Exports::V0_2(p, _) => p
                 .signalbox_policy_router()
                 .call_on_feedback(store, &v0_2::feedback(feedback)),
         }

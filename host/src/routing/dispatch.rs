@@ -19,8 +19,8 @@ pub(super) async fn dispatch(
     mut routed: Routed,
     attempt: Attempt<'_>,
 ) -> http::Response<ResponseBody> {
-    let (label, verdict) = match &routed.plan {
-        Some(plan) => (plan.deployment.label.clone(), &plan.verdict),
+    let (label, verdict) = match routed.plan.as_mut() {
+        Some(plan) => (plan.deployment.label.clone(), &mut plan.verdict),
         // `route` decides before it dispatches; this is never reached.
         None => {
             let response =
@@ -29,10 +29,12 @@ pub(super) async fn dispatch(
             return response;
         }
     };
+    // The plan's targets and reason move out (the end needs neither), rather than
+    // being copied per request.
     let (targets, reason) = match verdict {
         Verdict::Route {
             targets, reason, ..
-        } => (targets.clone(), reason.clone()),
+        } => (std::mem::take(targets), std::mem::take(reason)),
         Verdict::Reject(error) => {
             let response = error.clone().into_response();
             routed.end(Ending::Rejected, response.status().as_u16(), None);

@@ -6,14 +6,18 @@
 //! never request ids, user ids or keys. Label values are shared strings, so
 //! recording a sample allocates nothing.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
+use crate::policy::CallCounters;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A label value shared by reference count (tenant ids, target ids, policy labels).
@@ -77,6 +81,44 @@ struct PolicyFailureLabels {
     kind: &'static str,
 }
 
+/// The route-call counters of the policy versions deployed, read when scraped: the
+/// counts live in one place, the policy's [`CallCounters`].
+#[derive(Debug, Default)]
+struct PolicyCalls(Mutex<Vec<(PolicyLabels, Arc<CallCounters>)>>);
+
+impl Collector for PolicyCalls {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tracked = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let counter = ConstCounter::new(0u64).metric_type();
+        let mut calls = encoder.encode_descriptor(
+            "policy_calls",
+            "Policy route calls, by tenant and policy version",
+            None,
+            counter,
+        )?;
+        for (labels, counters) in &tracked {
+            ConstCounter::new(counters.calls()).encode(calls.encode_family(labels)?)?;
+        }
+        let mut failures = encoder.encode_descriptor(
+            "policy_failures",
+            "Policy calls that failed, by kind (trap, deadline, memory_limit, invalid_decision, bad_config, instantiate)",
+            None,
+            counter,
+        )?;
+        for (labels, counters) in &tracked {
+            for (kind, n) in counters.failures() {
+                let labels = PolicyFailureLabels {
+                    tenant: labels.tenant.clone(),
+                    policy: labels.policy.clone(),
+                    kind,
+                };
+                ConstCounter::new(n).encode(failures.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantTargetLabels {
     tenant: Name,
@@ -111,7 +153,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
     policy_seconds: Hist,
-    policy_failures: Family<PolicyFailureLabels, Counter>,
+    policy_calls: Arc<PolicyCalls>,
     quarantines: Family<PolicyLabels, Counter>,
     upstream_seconds: TargetHist,
     ttft_seconds: TargetHist,
@@ -147,7 +189,7 @@ impl Metrics {
             decisions: Family::default(),
             fallbacks: Family::default(),
             policy_seconds: Family::new_with_constructor(policy_buckets),
-            policy_failures: Family::default(),
+            policy_calls: Arc::default(),
             quarantines: Family::default(),
             upstream_seconds: Family::new_with_constructor(upstream_buckets),
             ttft_seconds: Family::new_with_constructor(upstream_buckets),
@@ -179,11 +221,7 @@ impl Metrics {
             Unit::Seconds,
             m.policy_seconds.clone(),
         );
-        registry.register(
-            "policy_failures",
-            "Policy calls that failed (trap, deadline, memory_limit, invalid_decision…)",
-            m.policy_failures.clone(),
-        );
+        registry.register_collector(Box::new(m.policy_calls.clone()));
         registry.register(
             "policy_quarantines",
             "Policy versions quarantined after repeated failures",
@@ -241,14 +279,9 @@ impl Metrics {
     }
 
     /// A policy decided, in `elapsed`; `first` is its first choice (none when it
-    /// rejected) or `Err(kind)` when it failed.
-    pub fn decision(
-        &self,
-        tenant: &Name,
-        policy: &Name,
-        elapsed: Duration,
-        first: Result<Option<&Name>, &'static str>,
-    ) {
+    /// rejected or failed: failures are counted by the policy's own counters, see
+    /// [`Metrics::track_policy`]).
+    pub fn decision(&self, tenant: &Name, policy: &Name, elapsed: Duration, first: Option<&Name>) {
         let labels = PolicyLabels {
             tenant: tenant.clone(),
             policy: policy.clone(),
@@ -256,25 +289,33 @@ impl Metrics {
         self.policy_seconds
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
-        match first {
-            Ok(Some(target)) => self
-                .decisions
+        if let Some(target) = first {
+            self.decisions
                 .get_or_create(&DecisionLabels {
                     tenant: labels.tenant,
                     policy: labels.policy,
                     target: target.clone(),
                 })
-                .inc(),
-            Ok(None) => 0,
-            Err(kind) => self
-                .policy_failures
-                .get_or_create(&PolicyFailureLabels {
-                    tenant: labels.tenant,
-                    policy: labels.policy,
-                    kind,
-                })
-                .inc(),
-        };
+                .inc();
+        }
+    }
+
+    /// Exports a policy version's route-call counters for `tenant` under the label
+    /// `policy`, read at each scrape (a version is tracked once, under the label of its
+    /// first deployment for the tenant).
+    pub fn track_policy(&self, tenant: &Name, policy: &Name, calls: Arc<CallCounters>) {
+        let mut tracked = self
+            .policy_calls
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !tracked.iter().any(|(_, c)| Arc::ptr_eq(c, &calls)) {
+            let labels = PolicyLabels {
+                tenant: tenant.clone(),
+                policy: policy.clone(),
+            };
+            tracked.push((labels, calls));
+        }
     }
 
     /// A target given up on for `cause`.

@@ -179,6 +179,19 @@ async fn counters_match_a_known_mix_of_traffic() {
         )),
         6.0
     );
+    // Calls and failures are read from the policy's own counters at scrape time.
+    assert_eq!(
+        get(&format!(
+            r#"signalbox_policy_calls_total{{tenant="acme",policy="{default}"}}"#
+        )),
+        6.0
+    );
+    assert_eq!(
+        get(&format!(
+            r#"signalbox_policy_failures_total{{tenant="acme",policy="{default}",kind="trap"}}"#
+        )),
+        0.0
+    );
     assert_eq!(
         get(r#"signalbox_upstream_latency_seconds_count{target="a"}"#),
         3.0

@@ -33,6 +33,7 @@ pub fn run(
         let listeners = crate::running::Listeners::bind(&config).await?;
         let running = crate::running::start(config, listeners).await?;
         release_startup_memory();
+        let shutdown = crate::server::shutdown_signal().context("cannot listen for signals")?;
         let addr = running.addr;
         let scheme = if running.tls { "https" } else { "http" };
         // Tests and scripts read this line to learn the port when listening on :0.
@@ -47,7 +48,7 @@ pub fn run(
             let scheme = if running.admin_tls { "https" } else { "http" };
             println!("signalbox admin API on {scheme}://{admin}");
         }
-        crate::server::shutdown_signal().await;
+        shutdown.await;
         running.stop().await?;
         // Last: the spans of the requests drained above are sent too.
         telemetry.shutdown().await;

@@ -1,7 +1,9 @@
 //! A policy version deployed for a tenant, and the routing state a request reads:
 //! the active deployment and, optionally, a candidate in shadow or canary.
 
-use crate::policy::{PolicyBinding, PolicyError, RouteDecision, RouteRequest, TargetSignals};
+use crate::policy::{
+    CallCounters, PolicyBinding, PolicyError, RouteDecision, RouteRequest, TargetSignals,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -33,7 +35,7 @@ impl Deployment {
             metric: crate::metrics::Name::from(label.as_str()),
             label,
             name: name.to_owned(),
-            binding: Arc::new(binding),
+            binding: Arc::new(binding.count_in(version_stats.calls.clone())),
             version_stats,
             traffic: TrafficStats::default(),
             failures: FailureStreak::default(),
@@ -50,7 +52,7 @@ impl Deployment {
         self.binding.config()
     }
 
-    /// Asks the policy, counting the call for its version. Returns the decision and
+    /// Asks the policy (the binding counts the call for its version). Returns the decision and
     /// the version's quarantine streak after it: 0 unless the call trapped or ran
     /// past its deadline (see [`FailureStreak`]).
     pub fn route(
@@ -58,21 +60,7 @@ impl Deployment {
         request: &RouteRequest,
         signals: &[TargetSignals],
     ) -> (Result<RouteDecision, PolicyError>, u32) {
-        let stats = &self.version_stats;
-        stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.binding.route(request, signals);
-        if let Err(e) = &result {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            match e {
-                PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
-                    stats.traps.fetch_add(1, Ordering::Relaxed);
-                }
-                PolicyError::Deadline(_) => {
-                    stats.deadlines.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-        }
         let streak = self.failures.record(&result);
         (result, streak)
     }
@@ -113,17 +101,11 @@ impl FailureStreak {
     }
 }
 
-/// Counters of one policy version (since the process started).
+/// Counters of one policy version for one tenant (since the process started).
 #[derive(Debug, Default)]
 pub struct VersionStats {
-    /// Route calls.
-    pub calls: AtomicU64,
-    /// Calls that failed in any way.
-    pub errors: AtomicU64,
-    /// Calls that trapped (panics, memory cap).
-    pub traps: AtomicU64,
-    /// Calls stopped at the deadline.
-    pub deadlines: AtomicU64,
+    /// Its route calls, shared by every binding of it.
+    pub calls: Arc<CallCounters>,
     /// Times it was quarantined.
     pub quarantines: AtomicU64,
 }

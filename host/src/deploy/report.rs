@@ -8,7 +8,7 @@ use super::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// The whole report of one tenant.
 pub(super) fn tenant_report(
@@ -42,9 +42,7 @@ fn version_reports(
         .iter()
         .map(|m| {
             let stats = stats.get(&m.version);
-            let count = |f: fn(&VersionStats) -> &AtomicU64| {
-                stats.map_or(0, |s| f(s).load(Ordering::Relaxed))
-            };
+            let count = |f: fn(&VersionStats) -> u64| stats.map_or(0, |s| f(s));
             json!({
                 "version": m.version,
                 "name": m.name,
@@ -53,11 +51,11 @@ fn version_reports(
                 "active": m.version == active,
                 "candidate": Some(m.version.as_str()) == candidate,
                 "quarantined": bindings.is_quarantined(&m.version),
-                "calls": count(|s| &s.calls),
-                "errors": count(|s| &s.errors),
-                "traps": count(|s| &s.traps),
-                "deadlines": count(|s| &s.deadlines),
-                "quarantines": count(|s| &s.quarantines),
+                "calls": count(|s| s.calls.calls()),
+                "errors": count(|s| s.calls.errors()),
+                "traps": count(|s| s.calls.traps()),
+                "deadlines": count(|s| s.calls.deadlines()),
+                "quarantines": count(|s| s.quarantines.load(Ordering::Relaxed)),
             })
         })
         .collect()
@@ -109,9 +107,14 @@ mod tests {
         let mut bindings = TenantBindings::default();
         bindings.quarantine(&c.version);
         let called = Arc::new(VersionStats::default());
-        called.calls.store(7, Ordering::Relaxed);
-        called.traps.store(2, Ordering::Relaxed);
-        called.errors.store(2, Ordering::Relaxed);
+        for _ in 0..5 {
+            called.calls.record(&Ok(()));
+        }
+        for _ in 0..2 {
+            called
+                .calls
+                .record::<()>(&Err(crate::policy::PolicyError::Trap("t".into())));
+        }
         let stats = HashMap::from([(c.version.clone(), called)]);
 
         let reports = version_reports(

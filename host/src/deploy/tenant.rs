@@ -426,8 +426,17 @@ fn build(
             .bind(context.clone(), &spec.config, targets.to_vec())
             .map_err(DeployError::Activation)?,
     };
+    let fresh = !admin.stats.contains_key(&spec.version);
     let stats = admin.stats.entry(spec.version.clone()).or_default().clone();
-    Ok(Arc::new(Deployment::new(binding, &spec.name, stats)))
+    let deployment = Arc::new(Deployment::new(binding, &spec.name, stats));
+    if fresh {
+        deployer.metrics.track_policy(
+            &crate::metrics::Name(context.tenant.clone()),
+            &deployment.metric,
+            deployment.version_stats.calls.clone(),
+        );
+    }
+    Ok(deployment)
 }
 
 fn meta_for(policy: &CompiledPolicy, name: &str) -> VersionMeta {

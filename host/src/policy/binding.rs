@@ -1,5 +1,6 @@
 //! A policy version bound to a tenant's config and targets, with its ready instances.
 
+use super::calls::CallCounters;
 use super::contract::Exports;
 use super::engine::{CompiledPolicy, EngineShared};
 use super::error::PolicyError;
@@ -7,8 +8,8 @@ use super::request::{MessagesView, RouteRequest};
 use super::store_data::{StoreData, TenantContext};
 use super::target::{TargetInfo, TargetSignals};
 use super::{Feedback, Outcome, RouteDecision};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Store, Trap};
 
@@ -30,22 +31,11 @@ pub struct PolicyBinding {
     config: String,
     targets: Vec<TargetInfo>,
     idle: Mutex<Vec<PolicyInstance>>,
-    stats: BindingStats,
-}
-
-/// Counters of one binding.
-#[derive(Debug, Default)]
-pub struct BindingStats {
-    /// Calls to `route`.
-    pub calls: AtomicU64,
-    /// Calls that ended in any error.
-    pub errors: AtomicU64,
-    /// Calls that trapped (including memory-limit traps).
-    pub traps: AtomicU64,
-    /// Calls stopped at the deadline.
-    pub deadlines: AtomicU64,
+    /// Where its route calls are counted: its own until [`PolicyBinding::count_in`]
+    /// shares its version's.
+    calls: Arc<CallCounters>,
     /// Instances created (the first, and replacements for discarded ones).
-    pub instances_created: AtomicU64,
+    instances_created: AtomicU64,
 }
 
 impl CompiledPolicy {
@@ -70,7 +60,8 @@ impl CompiledPolicy {
             },
             targets,
             idle: Mutex::new(Vec::new()),
-            stats: BindingStats::default(),
+            calls: Arc::default(),
+            instances_created: AtomicU64::new(0),
         };
         let first = binding.new_instance()?;
         binding.check_in(first);
@@ -103,9 +94,21 @@ impl PolicyBinding {
         &self.config
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &BindingStats {
-        &self.stats
+    /// Counts this binding's route calls in `calls` from now on (a version's bindings
+    /// share one set; calls made before, such as deployment checks, are not moved).
+    pub fn count_in(mut self, calls: Arc<CallCounters>) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// How its route calls went.
+    pub fn calls(&self) -> &CallCounters {
+        &self.calls
+    }
+
+    /// Instances created so far (the first, and replacements for discarded ones).
+    pub fn instances_created(&self) -> u64 {
+        self.instances_created.load(Ordering::Relaxed)
     }
 
     /// Ready instances in the pool now.
@@ -122,20 +125,8 @@ impl PolicyBinding {
         request: &RouteRequest,
         signals: &[TargetSignals],
     ) -> Result<RouteDecision, PolicyError> {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.route_once(request, signals);
-        if let Err(e) = &result {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            match e {
-                PolicyError::Trap(_) | PolicyError::MemoryLimit(_) => {
-                    self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                }
-                PolicyError::Deadline(_) => {
-                    self.stats.deadlines.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-        }
+        self.calls.record(&result);
         result
     }
 
@@ -250,7 +241,7 @@ impl PolicyBinding {
             .pre
             .instantiate(&mut store)
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
-        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        self.instances_created.fetch_add(1, Ordering::Relaxed);
         let mut instance = PolicyInstance { store, exports };
         let activated = instance
             .exports

@@ -12,6 +12,7 @@
 
 mod binding;
 mod cache;
+mod calls;
 mod contract;
 mod decision;
 mod engine;
@@ -25,7 +26,8 @@ mod store_data;
 mod target;
 mod wasi;
 
-pub use binding::{BindingStats, PolicyBinding};
+pub use binding::PolicyBinding;
+pub use calls::{CallCounters, FAILURE_KINDS};
 pub use contract::Version as ContractVersion;
 pub use decision::RouteDecision;
 pub use engine::{CompileSource, CompiledPolicy, EngineConfig, PolicyEngine, sha256_hex};

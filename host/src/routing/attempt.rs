@@ -2,7 +2,7 @@
 //! everything back until real content arrives, so that any failure before it can
 //! still fall back to the next target without the client noticing.
 
-use super::scanner::StreamScanner;
+use super::events::EventStream;
 use crate::gateway::Target;
 use crate::provider::{Attempt, UpstreamBody, UpstreamError};
 use crate::signals::AttemptResult;
@@ -25,12 +25,11 @@ pub(crate) enum Outcome {
         usage: Option<(u32, u32)>,
     },
     /// A stream whose first content has arrived: `held` is everything received so
-    /// far; the rest is still in `rest`.
+    /// far; the rest is still in `stream`.
     Streaming {
         parts: http::response::Parts,
         held: Bytes,
-        rest: UpstreamBody,
-        scanner: StreamScanner,
+        stream: Box<EventStream>,
         ttft: Duration,
         total_deadline: tokio::time::Instant,
     },
@@ -127,12 +126,10 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         };
     }
 
-    let mut rest: UpstreamBody =
-        super::model_name::StreamRewrite::new(body, &target.config.model).boxed();
+    let mut stream = EventStream::new(body, &target.config.model);
     let mut held = BytesMut::new();
-    let mut scanner = StreamScanner::default();
     loop {
-        match timeout_at(first_deadline, rest.frame()).await {
+        match timeout_at(first_deadline, stream.frame()).await {
             Err(_) => {
                 return retry(
                     "timeout",
@@ -148,7 +145,7 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
                 );
             }
             Ok(None) => {
-                if scanner.done && scanner.error.is_none() {
+                if stream.scanner.done && stream.scanner.error.is_none() {
                     break;
                 }
                 return retry(
@@ -160,15 +157,14 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     held.extend_from_slice(data);
-                    scanner.feed(data);
-                    if let Some(error) = &scanner.error {
+                    if let Some(error) = &stream.scanner.error {
                         return retry(
                             "stream_failed",
                             format!("stream reported an error before any content: {error}"),
                             AttemptResult::Failure,
                         );
                     }
-                    if scanner.content || scanner.done {
+                    if stream.scanner.content || stream.scanner.done {
                         break;
                     }
                 }
@@ -178,8 +174,7 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
     Outcome::Streaming {
         parts,
         held: held.freeze(),
-        rest,
-        scanner,
+        stream: Box::new(stream),
         ttft: started.elapsed(),
         total_deadline,
     }

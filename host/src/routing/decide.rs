@@ -72,12 +72,11 @@ pub(crate) fn decide(gateway: &Arc<Gateway>, tenant: &Arc<Tenant>, request: &Rou
         routed
     };
     let first = match &decision {
-        Ok(RouteDecision::Route { targets, .. }) => Ok(targets
+        Ok(RouteDecision::Route { targets, .. }) => targets
             .first()
             .and_then(|&p| gateway.target_of(tenant, p))
-            .map(|t| &t.name)),
-        Ok(RouteDecision::Reject { .. }) => Ok(None),
-        Err(e) => Err(e.kind()),
+            .map(|t| &t.name),
+        Ok(RouteDecision::Reject { .. }) | Err(_) => None,
     };
     gateway
         .metrics

@@ -124,14 +124,13 @@ pub(super) async fn dispatch(
             Outcome::Streaming {
                 parts,
                 held,
-                rest,
-                scanner,
+                stream,
                 ttft,
                 total_deadline,
             } => {
                 let status = parts.status.as_u16();
                 routed.answer = Some(answer(Some(ttft)));
-                let body = Relay::new(held, rest, scanner, total_deadline, status, routed).boxed();
+                let body = Relay::new(held, *stream, total_deadline, status, routed).boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(
                     http::header::CACHE_CONTROL,

@@ -10,6 +10,7 @@ mod attempt;
 mod decide;
 mod dispatch;
 mod end;
+mod events;
 mod headers;
 mod model_name;
 mod relay;

@@ -2,24 +2,19 @@
 //! the served target's configured model name. (Upstreams answer with their own names,
 //! which may be internal: llama.cpp reports its model file's path.)
 //!
-//! Both JSON answers and streams (event by event) are rewritten at the byte level, so
-//! every other byte passes through untouched.
+//! Both JSON answers and streams (event by event, see `events`) are rewritten at the
+//! byte level, so every other byte passes through untouched.
 
-use crate::provider::{UpstreamBody, UpstreamError};
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame};
+use memchr::memmem;
 use serde_json::Value;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 /// Sets `model` in a JSON answer and reads its usage, without parsing the whole body:
 /// the model value is replaced at the byte level (every other byte is kept), and only
 /// the `usage` object is parsed.
 pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32)>) {
     const USAGE: &[u8] = b"\"usage\":";
-    let usage = body
-        .windows(USAGE.len())
-        .position(|w| w == USAGE)
+    let usage = memmem::find(&body, USAGE)
         .and_then(|at| {
             serde_json::Deserializer::from_slice(&body[at + USAGE.len()..])
                 .into_iter::<Usage>()
@@ -46,7 +41,7 @@ impl Usage {
 }
 
 /// `model` as it must appear between the quotes of a JSON string.
-fn escaped(model: &str) -> String {
+pub(super) fn escaped(model: &str) -> String {
     let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
     quoted
         .get(1..quoted.len().saturating_sub(1))
@@ -54,11 +49,12 @@ fn escaped(model: &str) -> String {
         .to_owned()
 }
 
-/// Replaces the value of the first `"model":"…"` in one SSE event. Inside JSON strings
-/// quotes are escaped, so an unescaped `"model":` can only be a key.
-fn rewrite_event(event: &[u8], model: &[u8], out: &mut BytesMut) {
+/// Appends one SSE event to `out` with the value of its first `"model":"…"` replaced by
+/// `model` (escaped). Inside JSON strings quotes are escaped, so an unescaped
+/// `"model":` can only be a key.
+pub(super) fn rewrite_event(event: &[u8], model: &[u8], out: &mut BytesMut) {
     const KEY: &[u8] = b"\"model\":";
-    let Some(key) = event.windows(KEY.len()).position(|w| w == KEY) else {
+    let Some(key) = memmem::find(event, KEY) else {
         out.extend_from_slice(event);
         return;
     };
@@ -85,69 +81,6 @@ fn rewrite_event(event: &[u8], model: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(&event[..=start]);
     out.extend_from_slice(model);
     out.extend_from_slice(&event[end..]);
-}
-
-/// A stream body that rewrites `model` in each complete SSE event. A partial event is
-/// held until its end arrives (upstreams write whole events, so this rarely waits).
-pub(crate) struct StreamRewrite {
-    inner: UpstreamBody,
-    model: Bytes,
-    pending: BytesMut,
-}
-
-impl StreamRewrite {
-    pub fn new(inner: UpstreamBody, model: &str) -> Self {
-        StreamRewrite {
-            inner,
-            // Escaped once here, not per event.
-            model: Bytes::from(escaped(model)),
-            pending: BytesMut::new(),
-        }
-    }
-}
-
-impl Body for StreamRewrite {
-    type Data = Bytes;
-    type Error = UpstreamError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        let this = self.get_mut();
-        loop {
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    this.pending.extend_from_slice(&data);
-                    let mut out = BytesMut::with_capacity(this.pending.len() + this.model.len());
-                    while let Some(end) = event_end(&this.pending) {
-                        let event = this.pending.split_to(end);
-                        rewrite_event(&event, &this.model, &mut out);
-                    }
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
-                    }
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None if this.pending.is_empty() => return Poll::Ready(None),
-                None => {
-                    let rest = this.pending.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(rest))));
-                }
-            }
-        }
-    }
-}
-
-/// The end (exclusive) of the first complete event: after its blank line.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|p| p + 2)
-        .or_else(|| buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4))
 }
 
 #[cfg(test)]

@@ -8,9 +8,8 @@
 //! then ends as abandoned (see [`Routed`]'s drop).
 
 use super::end::Routed;
-use super::scanner::StreamScanner;
+use super::events::EventStream;
 use crate::policy::Ending;
-use crate::provider::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::convert::Infallible;
@@ -19,9 +18,8 @@ use std::task::{Context, Poll, ready};
 
 pub(crate) struct Relay {
     held: Option<Bytes>,
-    upstream: UpstreamBody,
+    upstream: EventStream,
     deadline: Pin<Box<tokio::time::Sleep>>,
-    scanner: StreamScanner,
     /// The upstream's status, passed on to the client.
     status: u16,
     /// `None` once the stream has ended and the request with it.
@@ -31,8 +29,7 @@ pub(crate) struct Relay {
 impl Relay {
     pub fn new(
         held: Bytes,
-        upstream: UpstreamBody,
-        scanner: StreamScanner,
+        upstream: EventStream,
         total_deadline: tokio::time::Instant,
         status: u16,
         routed: Routed,
@@ -41,7 +38,6 @@ impl Relay {
             held: Some(held),
             upstream,
             deadline: Box::pin(tokio::time::sleep_until(total_deadline)),
-            scanner,
             status,
             routed: Some(routed),
         }
@@ -85,21 +81,14 @@ impl Body for Relay {
             return this.fail("the response did not finish before the total timeout");
         }
         match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    this.scanner.feed(&data);
-                    Poll::Ready(Some(Ok(Frame::data(data))))
-                }
-                // Trailers carry nothing a chat client needs.
-                Err(_) => Poll::Ready(Some(Ok(Frame::data(Bytes::new())))),
-            },
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
             Some(Err(e)) => this.fail(&e.to_string()),
-            None if this.scanner.done => {
+            None if this.upstream.scanner.done => {
                 if let Some(mut routed) = this.routed.take() {
-                    let usage = this
-                        .scanner
+                    let scanner = &this.upstream.scanner;
+                    let usage = scanner
                         .usage
-                        .or(Some((routed.input_estimate, this.scanner.chunks)));
+                        .or(Some((routed.input_estimate, scanner.chunks)));
                     routed.end(Ending::Completed, this.status, usage);
                 }
                 Poll::Ready(None)

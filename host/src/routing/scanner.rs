@@ -1,12 +1,13 @@
-//! Watches an OpenAI-format SSE stream go by: has real content arrived yet, did it end
-//! properly, and what usage did it report. The bytes themselves pass through untouched.
+//! Watches an OpenAI-format stream's events go by: has real content arrived yet, did
+//! it end properly, and what usage did it report. It reads each event's `data`; the
+//! bytes themselves pass through untouched.
 
-use crate::provider::sse::SseParser;
+use crate::provider::sse::EventFields;
+use memchr::memmem;
 use serde_json::Value;
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamScanner {
-    parser: SseParser,
     /// A chunk with content, a tool call or a finish reason has been seen.
     pub content: bool,
     /// `data: [DONE]` has been seen.
@@ -20,64 +21,61 @@ pub(crate) struct StreamScanner {
 }
 
 impl StreamScanner {
-    /// Scans more bytes. An SSE stream that breaks the framing rules counts as an error.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        let events = match self.parser.feed(bytes) {
-            Ok(events) => events,
-            Err(e) => {
-                self.error = Some(e.to_string());
-                return;
-            }
+    /// Reads one complete event.
+    pub fn scan(&mut self, event: &EventFields<'_>) {
+        let Some(data) = event.data.as_deref() else {
+            return;
         };
-        for event in events {
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                self.done = true;
-                continue;
-            }
-            // Once content has been seen, only usage and errors matter: skip the JSON
-            // parse for the plain content chunks that make up nearly all of a stream.
-            if self.content && !data.contains("\"usage\"") && !data.contains("\"error\"") {
-                self.chunks = self.chunks.saturating_add(1);
-                continue;
-            }
-            let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
-            if let Some(error) = chunk.get("error") {
-                let message = error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upstream error");
-                self.error = Some(message.to_owned());
-                continue;
-            }
-            if let Some(usage) = usage_of(&chunk) {
-                self.usage = Some(usage);
-            }
-            let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
-                continue;
-            };
-            let delta = choice.get("delta");
-            let has_text = delta
-                .and_then(|d| d.get("content"))
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            self.done = true;
+            return;
+        }
+        // Once content has been seen, only usage and errors matter: skip the JSON
+        // parse for the plain content chunks that make up nearly all of a stream.
+        if self.content
+            && memmem::find(data, b"\"usage\"").is_none()
+            && memmem::find(data, b"\"error\"").is_none()
+        {
+            self.chunks = self.chunks.saturating_add(1);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        if let Some(error) = chunk.get("error") {
+            let message = error
+                .get("message")
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty());
-            let has_call = delta.is_some_and(|d| {
-                d.get("tool_calls").is_some_and(|t| !t.is_null())
-                    || d.get("function_call").is_some_and(|t| !t.is_null())
-                    || d.get("refusal")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty())
-            });
-            if has_text || has_call {
-                self.content = true;
-                self.chunks = self.chunks.saturating_add(1);
-            }
-            // An empty answer is still an answer: a finish reason commits too.
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                self.content = true;
-            }
+                .unwrap_or("upstream error");
+            self.error = Some(message.to_owned());
+            return;
+        }
+        if let Some(usage) = usage_of(&chunk) {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+            return;
+        };
+        let delta = choice.get("delta");
+        let has_text = delta
+            .and_then(|d| d.get("content"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        let has_call = delta.is_some_and(|d| {
+            d.get("tool_calls").is_some_and(|t| !t.is_null())
+                || d.get("function_call").is_some_and(|t| !t.is_null())
+                || d.get("refusal")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+        });
+        if has_text || has_call {
+            self.content = true;
+            self.chunks = self.chunks.saturating_add(1);
+        }
+        // An empty answer is still an answer: a finish reason commits too.
+        if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            self.content = true;
         }
     }
 }
@@ -109,14 +107,30 @@ pub(crate) fn token_counts(
 mod tests {
     use super::*;
 
+    /// Scans every complete event of `bytes`.
+    fn scan_all(scanner: &mut StreamScanner, bytes: &[u8]) {
+        let mut framer = crate::provider::sse::EventFramer::default();
+        framer.push(bytes);
+        while let Some(event) = framer.next_event().unwrap() {
+            scanner.scan(&event.fields());
+        }
+    }
+
     #[test]
     fn role_only_chunks_are_not_content() {
         let mut s = StreamScanner::default();
-        s.feed(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n");
+        scan_all(&mut s, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n");
         assert!(!s.content);
-        s.feed(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n");
+        scan_all(&mut s, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n");
         assert!(s.content && s.done);
         assert_eq!(s.usage, Some((5, 1)));
         assert_eq!(s.chunks, 1);
+    }
+
+    #[test]
+    fn an_error_event_is_read_even_after_content() {
+        let mut s = StreamScanner::default();
+        scan_all(&mut s, b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\"}}\n\n");
+        assert_eq!(s.error.as_deref(), Some("overloaded"));
     }
 }

@@ -5,6 +5,9 @@
 //! `id` and `retry` are treated like any other unknown field: the gateway relays
 //! single responses, so reconnection state is of no use to it.
 
+mod framer;
+
+pub use framer::{EventFields, EventFramer, RawEvent};
 use thiserror::Error;
 
 /// Largest number of bytes a single not-yet-dispatched event may buffer.
@@ -12,10 +15,6 @@ use thiserror::Error;
 /// Upstream data is untrusted; without a bound a stream that never sends a blank
 /// line would grow the buffer until the process runs out of memory.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
-
-const TOO_LARGE: SseError = SseError::EventTooLarge {
-    limit: MAX_EVENT_BYTES,
-};
 
 /// One SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,29 +40,12 @@ pub enum SseError {
 /// Incremental SSE parser: feed arbitrary byte chunks (split anywhere, even in
 /// the middle of a UTF-8 sequence or a line) and get back complete events.
 ///
-/// Bytes are buffered per line and only decoded once the line is complete, so
-/// a multi-byte character split across chunks is decoded correctly. Invalid
-/// UTF-8 is replaced with U+FFFD, as the spec requires.
+/// Events are cut by [`EventFramer`] and decoded only once complete, so a
+/// multi-byte character split across chunks is decoded correctly. Invalid UTF-8
+/// is replaced with U+FFFD, as the spec requires.
 #[derive(Debug, Default)]
 pub struct SseParser {
-    /// Bytes of the current, unterminated line.
-    line: Vec<u8>,
-    /// The previous chunk ended in `\r`; a `\n` starting the next chunk belongs
-    /// to the same `\r\n` terminator and must not produce an extra blank line.
-    skip_lf: bool,
-    /// `event:` value of the event being assembled.
-    event: Option<String>,
-    /// Joined `data:` values of the event being assembled.
-    data: String,
-    /// Whether any `data:` line was seen; `data` alone cannot tell, because
-    /// `data:` with an empty value still makes an event dispatchable.
-    has_data: bool,
-    /// Whether the first line was processed; a byte-order mark is only
-    /// stripped from the very start of the stream.
-    seen_first_line: bool,
-    /// Set once the size limit is exceeded: the stream position is then inside
-    /// a discarded event, so nothing after it can be parsed reliably.
-    failed: bool,
+    framer: EventFramer,
 }
 
 impl SseParser {
@@ -80,104 +62,26 @@ impl SseParser {
     /// returning that error, and events completed earlier in the same chunk are
     /// discarded, since the caller is expected to abandon the stream.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
-        if self.failed {
-            return Err(TOO_LARGE);
-        }
+        self.framer.push(bytes);
         let mut events = Vec::new();
-        let mut rest = bytes;
-        if self.skip_lf && !rest.is_empty() {
-            self.skip_lf = false;
-            if let Some(after) = rest.strip_prefix(b"\n") {
-                rest = after;
+        while let Some(raw) = self.framer.next_event()? {
+            let fields = raw.fields();
+            // An event without a `data` line is not dispatched.
+            if let Some(data) = fields.data {
+                events.push(SseEvent {
+                    event: fields
+                        .event
+                        .map(|e| String::from_utf8_lossy(e).into_owned()),
+                    data: String::from_utf8_lossy(&data).into_owned(),
+                });
             }
-        }
-        while !rest.is_empty() {
-            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                self.line.extend_from_slice(rest);
-                self.check_limit()?;
-                break;
-            };
-            let (content, terminator) = rest.split_at(end);
-            self.line.extend_from_slice(content);
-            self.check_limit()?;
-            self.process_line(&mut events);
-            self.check_limit()?;
-            rest = match terminator {
-                [b'\r', b'\n', after @ ..] => after,
-                [b'\r'] => {
-                    self.skip_lf = true;
-                    &[]
-                }
-                [_, after @ ..] => after,
-                [] => &[],
-            };
         }
         Ok(events)
     }
 
     /// Number of bytes buffered that do not yet form a complete event.
     pub fn pending_bytes(&self) -> usize {
-        self.line.len() + self.data.len() + self.event.as_ref().map_or(0, String::len)
-    }
-
-    fn check_limit(&mut self) -> Result<(), SseError> {
-        if self.pending_bytes() <= MAX_EVENT_BYTES {
-            return Ok(());
-        }
-        self.failed = true;
-        // Release the memory now rather than when the parser is dropped.
-        self.line = Vec::new();
-        self.data = String::new();
-        self.event = None;
-        Err(TOO_LARGE)
-    }
-
-    /// Interprets the complete line in `self.line`, pushing an event to
-    /// `events` if the line was the blank line that ends one.
-    fn process_line(&mut self, events: &mut Vec<SseEvent>) {
-        let raw = std::mem::take(&mut self.line);
-        let decoded = String::from_utf8_lossy(&raw);
-        let mut line: &str = &decoded;
-        if !self.seen_first_line {
-            self.seen_first_line = true;
-            line = line.strip_prefix('\u{FEFF}').unwrap_or(line);
-        }
-
-        if line.is_empty() {
-            self.dispatch(events);
-        } else if !line.starts_with(':') {
-            let (field, value) = match line.split_once(':') {
-                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-                None => (line, ""),
-            };
-            match field {
-                "event" => self.event = (!value.is_empty()).then(|| value.to_owned()),
-                "data" => {
-                    if self.has_data {
-                        self.data.push('\n');
-                    }
-                    self.data.push_str(value);
-                    self.has_data = true;
-                }
-                _ => {}
-            }
-        }
-
-        // Hand the allocation back so steady-state parsing does not reallocate.
-        drop(decoded);
-        let mut raw = raw;
-        raw.clear();
-        self.line = raw;
-    }
-
-    fn dispatch(&mut self, events: &mut Vec<SseEvent>) {
-        let event = self.event.take();
-        if std::mem::take(&mut self.has_data) {
-            events.push(SseEvent {
-                event,
-                data: std::mem::take(&mut self.data),
-            });
-        }
+        self.framer.pending_bytes()
     }
 }
 
@@ -277,7 +181,7 @@ mod tests {
     fn incomplete_event_stays_pending() {
         let mut parser = SseParser::new();
         assert!(parser.feed(b"data: abc\ndata: de").unwrap().is_empty());
-        assert_eq!(parser.pending_bytes(), 3 + 8);
+        assert_eq!(parser.pending_bytes(), 18);
         assert_eq!(parser.feed(b"f\n\n").unwrap(), vec![ev(None, "abc\ndef")]);
         assert_eq!(parser.pending_bytes(), 0);
     }

@@ -155,6 +155,10 @@ impl TargetSection {
     pub fn total_timeout(&self) -> Duration {
         Duration::from_millis(self.total_timeout_ms)
     }
+    /// Longest silence allowed inside a stream once its content has begun.
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_timeout_ms)
+    }
 }
 
 #[cfg(test)]

@@ -199,6 +199,9 @@ pub struct TargetSection {
     /// Whole response, ms.
     #[serde(default = "default_total_ms")]
     pub total_timeout_ms: u64,
+    /// Longest silence inside a stream once its content has begun, ms.
+    #[serde(default = "default_stream_idle_ms")]
+    pub stream_idle_timeout_ms: u64,
     /// Most concurrent requests (0: no limit).
     #[serde(default)]
     pub max_in_flight: u32,
@@ -219,6 +222,9 @@ fn default_first_byte_ms() -> u64 {
 }
 fn default_total_ms() -> u64 {
     600_000
+}
+fn default_stream_idle_ms() -> u64 {
+    60_000
 }
 
 /// `[[tenants]]`: a team sharing the gateway.

@@ -119,6 +119,7 @@ fn validate_targets<'a>(
             ("connect_timeout_ms", t.connect_timeout_ms),
             ("first_byte_timeout_ms", t.first_byte_timeout_ms),
             ("total_timeout_ms", t.total_timeout_ms),
+            ("stream_idle_timeout_ms", t.stream_idle_timeout_ms),
         ] {
             if ms == 0 {
                 return Err(Invalid::new(at(key), "timeouts must be above zero"));

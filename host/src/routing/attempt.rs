@@ -111,6 +111,13 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_stream && !attempt.stream {
+        return retry(
+            "upstream_error",
+            "upstream answered a stream to a request for one JSON answer",
+            AttemptResult::Failure,
+        );
+    }
     if !is_stream {
         return match timeout_at(total_deadline, collect(body)).await {
             Err(_) => retry(
@@ -119,6 +126,14 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
                 AttemptResult::Failure,
             ),
             Ok(Err(e)) => retry("upstream_error", e.to_string(), AttemptResult::Failure),
+            Ok(Ok(body)) if !is_json_object(&body) => retry(
+                "upstream_error",
+                format!(
+                    "upstream answered {} with a body that is not a JSON object",
+                    status.as_u16()
+                ),
+                AttemptResult::Failure,
+            ),
             Ok(Ok(body)) => {
                 let (body, usage) = super::model_name::rewrite_json(body, &target.config.model);
                 Outcome::Complete { parts, body, usage }
@@ -178,6 +193,13 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         ttft: started.elapsed(),
         total_deadline,
     }
+}
+
+/// An answer must be one JSON object: an HTML error page from a proxy, a captive
+/// portal or a wrong base URL is the upstream failing, not a completion.
+fn is_json_object(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 async fn collect(body: UpstreamBody) -> Result<Bytes, UpstreamError> {

@@ -130,7 +130,15 @@ pub(super) async fn dispatch(
             } => {
                 let status = parts.status.as_u16();
                 routed.answer = Some(answer(Some(ttft)));
-                let body = Relay::new(held, *stream, total_deadline, status, routed).boxed();
+                let body = Relay::new(
+                    held,
+                    *stream,
+                    total_deadline,
+                    target.config.stream_idle_timeout(),
+                    status,
+                    routed,
+                )
+                .boxed();
                 let mut parts = strip(parts);
                 parts.headers.insert(
                     http::header::CACHE_CONTROL,

@@ -1,6 +1,8 @@
 //! An upstream's OpenAI-format stream as the client will see it: cut into complete
 //! events once, each event scanned (content, `[DONE]`, usage, errors) and its model
-//! renamed, every other byte passed on as it came.
+//! renamed, every other byte passed on as it came. An event that is not a JSON chunk
+//! fails the stream: before content the attempt falls back, after it the client gets
+//! an error event.
 //!
 //! Everything a frame completes goes out together, so one upstream frame costs one
 //! buffer, one scan per event and one write to the client. An event is held only
@@ -67,6 +69,9 @@ impl Body for EventStream {
                             }
                         };
                         this.scanner.scan(&event.fields());
+                        if let Some(why) = this.scanner.invalid.take() {
+                            return Poll::Ready(Some(Err(UpstreamError::Body(why))));
+                        }
                         model_name::rewrite_event(&event.bytes, &this.model, &mut this.out);
                     }
                     if !this.out.is_empty() {
@@ -142,6 +147,17 @@ mod tests {
         let (out, scanner) = relay(&[b"data: [DONE]"], "m").await;
         assert_eq!(out, [&b"data: [DONE]"[..]]);
         assert!(!scanner.done);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_is_not_json_fails_the_stream() {
+        let body = StreamBody::new(futures_util::stream::iter([Ok::<_, UpstreamError>(
+            Frame::data(Bytes::from_static(b"data: <!doctype html>\n\n")),
+        )]))
+        .boxed();
+        let mut stream = EventStream::new(body, "m");
+        let error = stream.frame().await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("not a JSON chunk"), "{error}");
     }
 
     #[tokio::test]

@@ -6,8 +6,12 @@
 //! byte level, so every other byte passes through untouched.
 
 use bytes::{Bytes, BytesMut};
-use memchr::memmem;
+use memchr::memmem::{self, Finder};
 use serde_json::Value;
+use std::sync::LazyLock;
+
+/// Built once: a searcher's set-up costs as much as searching one stream event.
+static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\":"));
 
 /// Sets `model` in a JSON answer and reads its usage, without parsing the whole body:
 /// the model value is replaced at the byte level (every other byte is kept), and only
@@ -53,12 +57,11 @@ pub(super) fn escaped(model: &str) -> String {
 /// `model` (escaped). Inside JSON strings quotes are escaped, so an unescaped
 /// `"model":` can only be a key.
 pub(super) fn rewrite_event(event: &[u8], model: &[u8], out: &mut BytesMut) {
-    const KEY: &[u8] = b"\"model\":";
-    let Some(key) = memmem::find(event, KEY) else {
+    let Some(key) = MODEL_KEY.find(event) else {
         out.extend_from_slice(event);
         return;
     };
-    let mut start = key + KEY.len();
+    let mut start = key + MODEL_KEY.needle().len();
     while event.get(start).is_some_and(|b| b.is_ascii_whitespace()) {
         start += 1;
     }

@@ -1,7 +1,8 @@
 //! The body of a streamed response: what the upstream sends passes through byte for
 //! byte; when the stream ends, the attempt is accounted. After the first byte has
-//! reached the client nothing can fall back any more, so an upstream failure (or the
-//! total timeout) ends the stream with an SSE error event and no `[DONE]`.
+//! reached the client nothing can fall back any more, so an upstream failure, the
+//! total timeout or a silence longer than the target's `stream_idle_timeout_ms` ends
+//! the stream with an SSE error event and no `[DONE]`.
 //!
 //! Dropping the relay (the client went away) drops the upstream body, which closes
 //! the upstream connection at once: nobody pays for tokens nobody reads; the request
@@ -15,11 +16,23 @@ use http_body::{Body, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+const TOTAL_TIMEOUT: &str = "the response did not finish before the total timeout";
 
 pub(crate) struct Relay {
     held: Option<Bytes>,
     upstream: EventStream,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Wakes the relay while the upstream is silent: due at the total deadline or at
+    /// the end of the allowed silence, whichever is first, and moved forward only when
+    /// it fires early (so a frame costs a clock read, not a timer reset).
+    timer: Pin<Box<Sleep>>,
+    total_deadline: Instant,
+    /// The longest silence allowed.
+    idle: Duration,
+    /// When the last frame arrived.
+    last_frame: Instant,
     /// The upstream's status, passed on to the client.
     status: u16,
     /// `None` once the stream has ended and the request with it.
@@ -30,16 +43,44 @@ impl Relay {
     pub fn new(
         held: Bytes,
         upstream: EventStream,
-        total_deadline: tokio::time::Instant,
+        total_deadline: Instant,
+        idle: Duration,
         status: u16,
         routed: Routed,
     ) -> Self {
+        let now = Instant::now();
         Relay {
             held: Some(held),
             upstream,
-            deadline: Box::pin(tokio::time::sleep_until(total_deadline)),
+            timer: Box::pin(tokio::time::sleep_until(total_deadline.min(now + idle))),
+            total_deadline,
+            idle,
+            last_frame: now,
             status,
             routed: Some(routed),
+        }
+    }
+
+    /// The upstream is silent: waits for it, the total timeout, or the end of the
+    /// silence allowed, whichever comes first.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let now = Instant::now();
+            if now >= self.total_deadline {
+                return self.fail(TOTAL_TIMEOUT);
+            }
+            let silent_until = self.last_frame + self.idle;
+            if now >= silent_until {
+                let why = format!(
+                    "the upstream sent nothing for {} ms (stream_idle_timeout_ms)",
+                    self.idle.as_millis()
+                );
+                return self.fail(&why);
+            }
+            self.timer
+                .as_mut()
+                .reset(silent_until.min(self.total_deadline));
         }
     }
 
@@ -77,11 +118,20 @@ impl Body for Relay {
         if this.routed.is_none() {
             return Poll::Ready(None);
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            return this.fail("the response did not finish before the total timeout");
-        }
-        match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
-            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+        let polled = match Pin::new(&mut this.upstream).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => return this.wait(cx),
+        };
+        match polled {
+            Some(Ok(frame)) => {
+                // A stream that never pauses must still end at the total timeout.
+                let now = Instant::now();
+                if now >= this.total_deadline {
+                    return this.fail(TOTAL_TIMEOUT);
+                }
+                this.last_frame = now;
+                Poll::Ready(Some(Ok(frame)))
+            }
             Some(Err(e)) => this.fail(&e.to_string()),
             None if this.upstream.scanner.done => {
                 if let Some(mut routed) = this.routed.take() {

@@ -3,8 +3,13 @@
 //! bytes themselves pass through untouched.
 
 use crate::provider::sse::EventFields;
-use memchr::memmem;
+use memchr::memmem::Finder;
 use serde_json::Value;
+use std::sync::LazyLock;
+
+// Built once: a searcher's set-up costs as much as searching one chunk.
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamScanner {
@@ -14,6 +19,9 @@ pub(crate) struct StreamScanner {
     pub done: bool,
     /// An in-stream `{"error": …}` event.
     pub error: Option<String>,
+    /// An event whose data is not a JSON object: the stream is broken (an HTML page,
+    /// a proxy's message), whatever came before.
+    pub invalid: Option<String>,
     /// Usage reported by the upstream: (prompt, completion).
     pub usage: Option<(u32, u32)>,
     /// Content chunks, an estimate of output tokens when no usage is reported.
@@ -31,16 +39,19 @@ impl StreamScanner {
             self.done = true;
             return;
         }
-        // Once content has been seen, only usage and errors matter: skip the JSON
-        // parse for the plain content chunks that make up nearly all of a stream.
-        if self.content
-            && memmem::find(data, b"\"usage\"").is_none()
-            && memmem::find(data, b"\"error\"").is_none()
-        {
+        // Every chunk is a JSON object. Once content has been seen only usage and
+        // errors matter, so the plain content chunks that make up nearly all of a
+        // stream are checked by their first byte, not parsed.
+        if data.first() != Some(&b'{') {
+            self.invalid = Some(not_json(data));
+            return;
+        }
+        if self.content && USAGE.find(data).is_none() && ERROR.find(data).is_none() {
             self.chunks = self.chunks.saturating_add(1);
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            self.invalid = Some(not_json(data));
             return;
         };
         if let Some(error) = chunk.get("error") {
@@ -78,6 +89,15 @@ impl StreamScanner {
             self.content = true;
         }
     }
+}
+
+/// Why an event is refused, with a short, printable sample of what it held.
+fn not_json(data: &[u8]) -> String {
+    let sample: String = String::from_utf8_lossy(&data[..data.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("the upstream sent an event that is not a JSON chunk: {sample:?}")
 }
 
 /// `usage.prompt_tokens` and `usage.completion_tokens` of a response or chunk.
@@ -125,6 +145,24 @@ mod tests {
         assert!(s.content && s.done);
         assert_eq!(s.usage, Some((5, 1)));
         assert_eq!(s.chunks, 1);
+    }
+
+    #[test]
+    fn an_event_that_is_not_json_breaks_the_stream_before_and_after_content() {
+        let mut s = StreamScanner::default();
+        scan_all(&mut s, b"data: <html>Bad gateway</html>\n\n");
+        assert!(s.invalid.as_deref().unwrap().contains("<html>"));
+        let mut s = StreamScanner::default();
+        scan_all(
+            &mut s,
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        );
+        assert!(s.invalid.is_none());
+        scan_all(&mut s, b"data: oops\n\n");
+        assert!(s.invalid.is_some());
+        let mut s = StreamScanner::default();
+        scan_all(&mut s, b"data: {\"choices\": [\n\n");
+        assert!(s.invalid.is_some(), "a chunk that does not parse");
     }
 
     #[test]

@@ -27,6 +27,10 @@ impl std::error::Error for Aborted {}
 pub(super) enum Piece {
     Data(Bytes),
     Abort,
+    /// Sends nothing more, ever (the connection stays open).
+    Stall,
+    /// Sends these bytes again and again (after the interval each time), forever.
+    Repeat(Bytes),
 }
 
 /// A response body that paces itself: each piece becomes one frame, after the first
@@ -98,6 +102,16 @@ impl Body for ReplyBody {
             }
             break;
         }
+        if matches!(this.pieces.front(), Some(Piece::Stall)) {
+            return Poll::Pending; // never woken: the stall lasts until the client leaves
+        }
+        if let Some(Piece::Repeat(bytes)) = this.pieces.front() {
+            let bytes = bytes.clone();
+            if !this.interval.is_zero() {
+                this.wait = Some(Box::pin(tokio::time::sleep(this.interval)));
+            }
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         match this.pieces.pop_front() {
             None => {
                 this.guard.disarm();
@@ -116,6 +130,7 @@ impl Body for ReplyBody {
                 this.guard.disarm();
                 Poll::Ready(Some(Err(Aborted)))
             }
+            Some(Piece::Stall | Piece::Repeat(_)) => unreachable!("handled above"),
         }
     }
 
@@ -182,6 +197,9 @@ pub(super) fn apply_fault(planned: Planned, fault: Fault) -> (Vec<Piece>, Option
                 vec![Piece::Data(whole.slice(..whole.len() / 2)), Piece::Abort],
                 len,
             ),
+            Fault::StallAfter(_) => (vec![Piece::Stall], len),
+            // A body with no end: far past any limit on answers read whole.
+            Fault::Endless => (vec![Piece::Repeat(Bytes::from(vec![b' '; 64 << 10]))], None),
             Fault::None | Fault::ResetBeforeHeaders => (vec![Piece::Data(whole)], len),
         };
     }
@@ -192,6 +210,14 @@ pub(super) fn apply_fault(planned: Planned, fault: Fault) -> (Vec<Piece>, Option
             .chain(data(pieces).take(n))
             .chain([Piece::Abort])
             .collect(),
+        Fault::StallAfter(n) => data(head)
+            .chain(data(pieces).take(n))
+            .chain([Piece::Stall])
+            .collect(),
+        Fault::Endless => {
+            let first = pieces.first().cloned().unwrap_or_default();
+            data(head).chain([Piece::Repeat(first)]).collect()
+        }
         Fault::None | Fault::ResetBeforeHeaders => {
             data(head).chain(data(pieces)).chain(data(tail)).collect()
         }

@@ -2,7 +2,7 @@
 //! the wire format of the fake.
 
 use super::anthropic::anthropic_messages;
-use super::body::{Planned, ReplyBody, apply_fault};
+use super::body::{Piece, Planned, ReplyBody, apply_fault};
 use super::openai::{openai_chat, openai_embeddings};
 use super::reply::{Fault, Reply};
 use super::server::{CancelGuard, Kill, Shared, lock};
@@ -232,9 +232,23 @@ fn scripted_response(
         }
     };
 
-    let stream = planned.stream;
-    let content_type = planned.content_type;
-    let (pieces, exact_len) = apply_fault(planned, reply.fault);
+    let (stream, content_type, (pieces, exact_len)) = match &reply.raw {
+        Some((content_type, raw)) => (
+            content_type.starts_with("text/event-stream"),
+            content_type.clone(),
+            (
+                raw.iter()
+                    .map(|p| Piece::Data(Bytes::from(p.clone())))
+                    .collect(),
+                None,
+            ),
+        ),
+        None => (
+            planned.stream,
+            planned.content_type.to_owned(),
+            apply_fault(planned, reply.fault),
+        ),
+    };
     let body = ReplyBody::new(
         pieces,
         reply.delay_first_chunk,
@@ -244,10 +258,9 @@ fn scripted_response(
     let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    if let Ok(content_type) = HeaderValue::from_str(&content_type) {
+        headers.insert(hyper::header::CONTENT_TYPE, content_type);
+    }
     if stream {
         headers.insert(
             hyper::header::CACHE_CONTROL,

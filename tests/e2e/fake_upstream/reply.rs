@@ -18,6 +18,8 @@ pub struct Reply {
     pub(super) chunk_interval: Duration,
     pub(super) fault: Fault,
     pub(super) model: Option<String>,
+    /// Sent instead of the planned body: its content type and pieces.
+    pub(super) raw: Option<(String, Vec<String>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -36,6 +38,8 @@ pub(super) enum Fault {
     ResetBeforeHeaders,
     FailBeforeContent,
     TruncateAfter(usize),
+    StallAfter(usize),
+    Endless,
 }
 
 impl Default for Reply {
@@ -56,6 +60,7 @@ impl Reply {
             chunk_interval: Duration::ZERO,
             fault: Fault::None,
             model: None,
+            raw: None,
         }
     }
 
@@ -143,6 +148,33 @@ impl Reply {
     /// Non-streaming: sends the headers, then aborts before any body byte.
     pub fn fail_before_content(mut self) -> Reply {
         self.fault = Fault::FailBeforeContent;
+        self
+    }
+
+    /// Streams: sends status, headers, the opening events and the first `n` content
+    /// pieces, then nothing more while keeping the connection open. Non-streaming: sends
+    /// the headers, then no body byte.
+    pub fn stall_after(mut self, n_content_chunks: usize) -> Reply {
+        self.fault = Fault::StallAfter(n_content_chunks);
+        self
+    }
+
+    /// Streams: sends the opening events, then the first content piece again and
+    /// again, forever (paced by [`Reply::chunk_interval`]). Non-streaming: a body of
+    /// spaces that never ends.
+    pub fn endless(mut self) -> Reply {
+        self.fault = Fault::Endless;
+        self
+    }
+
+    /// Sends these pieces (one frame each, paced like stream events) with this
+    /// content type instead of the answer the API would give: an HTML page, a stream
+    /// to a JSON request, invalid events.
+    pub fn raw(mut self, content_type: &str, pieces: &[&str]) -> Reply {
+        self.raw = Some((
+            content_type.to_owned(),
+            pieces.iter().map(|p| p.to_string()).collect(),
+        ));
         self
     }
 

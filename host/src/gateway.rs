@@ -9,7 +9,7 @@ use crate::metrics::{Metrics, Name};
 use crate::policy::{EngineConfig, PolicyEngine, TargetInfo, TenantContext};
 use crate::provider::Upstream;
 use crate::quota::{Quota, Scope};
-use crate::signals::{BreakerConfig, SignalBoard};
+use crate::signals::{BreakerConfig, RetryBudgetConfig, SignalBoard};
 use crate::tenancy::{Caller, Disabled, KeyRing, parse_key_hash};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -269,6 +269,10 @@ impl Gateway {
                 BreakerConfig {
                     failures_to_open: config.server.breaker_failures.max(1),
                     cool_down: Duration::from_millis(config.server.breaker_cool_down_ms),
+                },
+                RetryBudgetConfig {
+                    ratio: config.server.retry_budget_ratio,
+                    min_per_second: config.server.retry_budget_min_per_second,
                 },
             )),
             config,

@@ -251,7 +251,7 @@ impl Metrics {
         );
         registry.register(
             "rejections",
-            "Requests refused by a limit (rate_limit_requests, rate_limit_tokens, budget_exceeded)",
+            "Requests refused by a limit (rate_limit_requests, rate_limit_tokens, budget_exceeded, retry_budget)",
             m.rejections.clone(),
         );
         registry.register(

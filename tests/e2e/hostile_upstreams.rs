@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 const CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
 
-/// A gateway with `hostile` as target 0 (model `h`) and a good upstream as target 1
-/// (model `g`); total timeout 1.5 s, silence allowed inside a stream 0.6 s.
-async fn gateway(hostile: &FakeUpstream, good: &FakeUpstream) -> TestGateway {
-    let toml = config(
+/// The config of a gateway with `hostile` as target 0 (model `h`) and a good upstream
+/// as target 1 (model `g`).
+fn toml(hostile: &FakeUpstream, good: &FakeUpstream) -> String {
+    config(
         &[
             ("hostile", "openai", &format!("{}/v1", hostile.url())),
             ("good", "openai", &format!("{}/v1", good.url())),
@@ -27,7 +27,12 @@ async fn gateway(hostile: &FakeUpstream, good: &FakeUpstream) -> TestGateway {
             wasm("signalbox_fixture_outcome_counter").display()
         ),
     )
-    .replace(
+}
+
+/// [`toml`]'s gateway with a total timeout of 1.5 s and 0.6 s of silence allowed
+/// inside a stream.
+async fn gateway(hostile: &FakeUpstream, good: &FakeUpstream) -> TestGateway {
+    let toml = toml(hostile, good).replace(
         "total_timeout_ms = 5000\n",
         "total_timeout_ms = 1500\nstream_idle_timeout_ms = 600\n",
     );
@@ -189,4 +194,36 @@ async fn an_endless_event_ends_the_stream_at_the_event_size_limit() {
     let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
     let endless = Upstream::ok().raw("text/event-stream", &pieces);
     assert_ends_with_error(endless, "exceeds").await;
+}
+
+#[tokio::test]
+async fn a_failing_target_sends_on_no_more_than_its_retry_budget() {
+    let (bad, good) = upstreams(Upstream::ok().status(500)).await;
+    // No ratio, one retry a second: ten in the ten-second window. The circuit stays
+    // closed, so every request tries the failing target first.
+    let toml = toml(&bad, &good).replace(
+        "breaker_failures = 3\n",
+        "breaker_failures = 1000\nretry_budget_ratio = 0.0\nretry_budget_min_per_second = 1\n",
+    );
+    let gw = TestGateway::start(&toml).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..15 {
+        let (reply, _) = ask(&gw, false).await;
+        statuses.push(reply.status);
+        last = Some(reply);
+    }
+    assert_eq!(statuses, [[200; 10].as_slice(), &[503; 5]].concat());
+    let last = last.unwrap();
+    assert!(
+        last.text().contains("retry budget spent"),
+        "{}",
+        last.text()
+    );
+    assert_eq!((bad.hits(), good.hits()), (15, 10));
+    let metrics = gw.gateway.metrics.render();
+    assert!(
+        metrics.contains(r#"signalbox_rejections_total{tenant="acme",reason="retry_budget"} 5"#),
+        "{metrics}"
+    );
 }

@@ -51,6 +51,11 @@ pub struct ServerSection {
     pub breaker_failures: u32,
     /// How long an open circuit waits before a probe, in milliseconds.
     pub breaker_cool_down_ms: u64,
+    /// Retries a failing target may send on, per request first sent to it (over ten
+    /// seconds).
+    pub retry_budget_ratio: f64,
+    /// Retries a failing target may send on per second whatever its traffic.
+    pub retry_budget_min_per_second: u32,
     /// How many of the most recent requests can still receive feedback.
     pub feedback_window: usize,
     /// How long after a request its feedback is accepted, in seconds.
@@ -68,6 +73,9 @@ impl Default for ServerSection {
             max_attempts: 3,
             breaker_failures: 5,
             breaker_cool_down_ms: 10_000,
+            retry_budget_ratio: crate::signals::RetryBudgetConfig::default().ratio,
+            retry_budget_min_per_second: crate::signals::RetryBudgetConfig::default()
+                .min_per_second,
             feedback_window: 100_000,
             feedback_ttl_secs: 3_600,
             tls: None,

@@ -36,6 +36,13 @@ pub(super) fn validate(
             format!("`{}` is not an address:port", raw.server.listen),
         ));
     }
+    let ratio = raw.server.retry_budget_ratio;
+    if !ratio.is_finite() || ratio < 0.0 {
+        return Err(Invalid::new(
+            KeyPath::dotted("server.retry_budget_ratio"),
+            "the retry budget must be a number, zero or more",
+        ));
+    }
     Ok(Validated { secrets, telemetry })
 }
 

@@ -1,5 +1,6 @@
 //! Trying the plan's targets in order. Falls back only while nothing has reached the
-//! client; gives up after `max_attempts` tries with a 503 listing each attempt.
+//! client, and only while the failing target's retry budget lasts; gives up after
+//! `max_attempts` tries with a 503 listing each attempt.
 
 use super::attempt::{self, Outcome};
 use super::decide::Verdict;
@@ -44,7 +45,7 @@ pub(super) async fn dispatch(
     let gateway = routed.gateway.clone();
     let tenant = routed.tenant.clone();
     let mut tried = 0u32;
-    for &position in &targets {
+    for (i, &position) in targets.iter().enumerate() {
         if tried as usize >= gateway.config.server.max_attempts {
             routed.failures.push("attempt limit reached".to_owned());
             break;
@@ -65,6 +66,9 @@ pub(super) async fn dispatch(
             continue;
         }
         tried += 1;
+        if tried == 1 {
+            gateway.signals.first_attempt(global);
+        }
         let in_flight = gateway.signals.start(global);
         let started = Instant::now();
         let span = tracing::info_span!(
@@ -108,6 +112,17 @@ pub(super) async fn dispatch(
                 tracing::info!(request_id = %routed.request_id, target = %target.config.id, why, "attempt failed; trying the next target");
                 routed.failed.push(position);
                 routed.failures.push(format!("{}: {why}", target.config.id));
+                let more =
+                    i + 1 < targets.len() && (tried as usize) < gateway.config.server.max_attempts;
+                if more && !gateway.signals.may_retry_after(global) {
+                    tracing::warn!(request_id = %routed.request_id, target = %target.config.id, "retry budget spent; not trying further targets");
+                    gateway.metrics.rejection(&tenant.name(), "retry_budget");
+                    routed.failures.push(format!(
+                        "{}: retry budget spent (server.retry_budget_ratio); no further target tried",
+                        target.config.id
+                    ));
+                    break;
+                }
             }
             Outcome::Complete { parts, body, usage } => {
                 let status = parts.status.as_u16();

@@ -382,6 +382,7 @@ mod tests {
         let board = Arc::new(crate::signals::SignalBoard::new(
             &[0],
             crate::signals::BreakerConfig::default(),
+            crate::signals::RetryBudgetConfig::default(),
         ));
         let answer = || Answer {
             target: 0,

@@ -5,11 +5,14 @@
 //! attempt and reports every attempt's result back here.
 
 mod circuit;
+mod retry_budget;
 
 pub use circuit::{Admission, BreakerConfig};
+pub use retry_budget::RetryBudgetConfig;
 
 use crate::policy::TargetSignals;
 use circuit::Breaker;
+use retry_budget::RetryBudget;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +46,7 @@ pub enum AttemptResult {
 pub struct SignalBoard {
     targets: Vec<TargetState>,
     started: Instant,
+    retry: RetryBudgetConfig,
 }
 
 #[derive(Debug)]
@@ -52,6 +56,7 @@ struct TargetState {
     /// Milliseconds since `started` until which the upstream asked us to back off.
     rate_limited_until_ms: AtomicU64,
     stats: Mutex<Stats>,
+    retry_budget: RetryBudget,
 }
 
 #[derive(Debug)]
@@ -64,7 +69,7 @@ struct Stats {
 
 impl SignalBoard {
     /// A board for targets with these capacities (`0` = unlimited).
-    pub fn new(capacities: &[u32], breaker: BreakerConfig) -> Self {
+    pub fn new(capacities: &[u32], breaker: BreakerConfig, retry: RetryBudgetConfig) -> Self {
         SignalBoard {
             targets: capacities
                 .iter()
@@ -78,10 +83,32 @@ impl SignalBoard {
                         error_rate: 0.0,
                         breaker: Breaker::new(breaker),
                     }),
+                    retry_budget: RetryBudget::default(),
                 })
                 .collect(),
             started: Instant::now(),
+            retry,
         }
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// A request's first attempt goes to target `index`: it adds to the target's
+    /// retry budget.
+    pub fn first_attempt(&self, index: usize) {
+        if let Some(t) = self.targets.get(index) {
+            t.retry_budget.deposit(self.now_secs());
+        }
+    }
+
+    /// Target `index` failed an attempt: may the request try the next target? Takes a
+    /// retry from the failed target's budget when it may (see [`RetryBudgetConfig`]).
+    pub fn may_retry_after(&self, index: usize) -> bool {
+        self.targets
+            .get(index)
+            .is_none_or(|t| t.retry_budget.withdraw(self.now_secs(), self.retry))
     }
 
     fn now_ms(&self) -> u64 {
@@ -236,6 +263,7 @@ mod tests {
                 failures_to_open: 3,
                 cool_down: Duration::from_millis(50),
             },
+            RetryBudgetConfig::default(),
         ))
     }
 

@@ -30,12 +30,7 @@ pub(super) fn validate(
     validate_admin(raw, &tenant_ids)?;
     let telemetry =
         super::telemetry::validate_telemetry(raw.telemetry.clone(), None, OTLP_BUILT_IN)?;
-    if raw.server.listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(Invalid::new(
-            KeyPath::dotted("server.listen"),
-            format!("`{}` is not an address:port", raw.server.listen),
-        ));
-    }
+    super::server::validate_server(&raw.server)?;
     Ok(Validated { secrets, telemetry })
 }
 

@@ -2,7 +2,7 @@
 //! ([`inspect`](super::inspect)), its requests admitted against the listener's
 //! in-flight limit, closed when idle or at shutdown, and the way it ended counted.
 
-use super::inspect::{ControlFrameFlood, Findings, Inspected};
+use super::inspect::{Findings, Inspected};
 use super::listener::Bounds;
 use super::refusal::{self, reason};
 use crate::metrics::Gauge;
@@ -139,6 +139,7 @@ pub(super) async fn serve_connection<I, H, F>(
     let activity = Arc::new(Activity::new());
     let findings = Arc::new(Findings::default());
     let io = Inspected::new(io, bounds.scan, findings.clone());
+    let scanned = findings.clone();
     let service = {
         let (bounds, activity) = (bounds.clone(), activity.clone());
         service_fn(move |request: Request<Incoming>| {
@@ -191,7 +192,11 @@ pub(super) async fn serve_connection<I, H, F>(
         }
     };
     if let Err(e) = ended {
-        let why = cause(&*e);
+        let why = if scanned.flooded() {
+            Some(reason::HTTP2_FLOOD)
+        } else {
+            cause(&*e)
+        };
         if let Some(why) = why {
             bounds.metrics.listener_refusal(bounds.name, why);
         }
@@ -256,16 +261,9 @@ fn close_after(response: &mut Response<ResponseBody>, version: Version) {
 fn cause(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut source = Some(error);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return flood(io);
-        }
         if let Some(e) = e.downcast_ref::<h2::Error>() {
-            return match e.get_io() {
-                Some(io) => flood(io),
-                // A GOAWAY the gateway sent for the client's misbehaviour.
-                None if e.is_go_away() && e.is_library() => Some(reason::HTTP2_PROTOCOL),
-                None => None,
-            };
+            // A GOAWAY the gateway sent for the client's misbehaviour.
+            return (e.is_go_away() && e.is_library()).then_some(reason::HTTP2_PROTOCOL);
         }
         if let Some(e) = e.downcast_ref::<hyper::Error>() {
             if e.is_timeout() {
@@ -281,11 +279,4 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
         source = e.source();
     }
     None
-}
-
-/// Whether an I/O error is the scanner's verdict on a control-frame flood.
-fn flood(io: &std::io::Error) -> Option<&'static str> {
-    io.get_ref()
-        .is_some_and(|inner| inner.is::<ControlFrameFlood>())
-        .then_some(reason::HTTP2_FLOOD)
 }

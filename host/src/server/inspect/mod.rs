@@ -15,7 +15,7 @@ use http1::Http1Scan;
 use http2::{Http2Scan, PREFACE};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -55,6 +55,10 @@ pub(crate) struct Findings {
     request: AtomicU64,
     /// Its [`Finding`].
     finding: AtomicU8,
+    /// Whether the client went over its HTTP/2 control-frame budget. Kept here because
+    /// the read error that ends the connection reaches hyper through h2, which keeps
+    /// only its message.
+    flooded: AtomicBool,
 }
 
 impl Findings {
@@ -66,6 +70,11 @@ impl Findings {
             return None;
         }
         Finding::from_u8(self.finding.load(Ordering::Relaxed))
+    }
+
+    /// Whether the connection ended for an HTTP/2 control-frame flood.
+    pub(crate) fn flooded(&self) -> bool {
+        self.flooded.load(Ordering::Relaxed)
     }
 
     fn record(&self, n: u64, finding: Finding) {
@@ -164,6 +173,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inspected<S> {
         if let Poll::Ready(Ok(())) = polled
             && !this.follow(&buf.filled()[before..])
         {
+            this.findings.flooded.store(true, Ordering::Relaxed);
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 ControlFrameFlood,

@@ -104,7 +104,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_zeros_are_refused_by_name() {
         assert!(validate_server(&ServerSection::default()).is_ok());
-        let cases: [(&str, fn(&mut ServerSection)); 6] = [
+        type Change = fn(&mut ServerSection);
+        let cases: [(&str, Change); 6] = [
             ("header_read_timeout_ms", |s| s.header_read_timeout_ms = 0),
             ("body_read_timeout_ms", |s| s.body_read_timeout_ms = 0),
             ("max_connections", |s| s.max_connections = 0),

@@ -2,7 +2,7 @@
 //! ([`inspect`](super::inspect)), its requests admitted against the listener's
 //! in-flight limit, closed when idle or at shutdown, and the way it ended counted.
 
-use super::inspect::{Findings, Inspected};
+use super::inspect::{Finding, Findings, Inspected};
 use super::listener::Bounds;
 use super::refusal::{self, reason};
 use crate::metrics::Gauge;
@@ -160,7 +160,7 @@ pub(super) async fn serve_connection<I, H, F>(
                             _guard: Some(guard),
                         })
                     }
-                    Err(refused) => refused.map(|inner| GuardedBody {
+                    Err(refused) => refused.into_response().map(|inner| GuardedBody {
                         inner,
                         _guard: None,
                     }),
@@ -204,14 +204,34 @@ pub(super) async fn serve_connection<I, H, F>(
     }
 }
 
-/// Admits a request on the listener, or answers it at once: 400 for an HTTP/1 head the
-/// scanner found ambiguous, 503 with `Retry-After` over the in-flight limit.
+/// Why the listener answers a request itself.
+enum Refused {
+    /// Its HTTP/1 head was ambiguous: 400, and the connection closes.
+    Ambiguous(Finding),
+    /// Over the in-flight limit: 503 with `Retry-After` (seconds).
+    Overloaded(u64),
+}
+
+impl Refused {
+    fn into_response(self) -> Response<ResponseBody> {
+        match self {
+            Refused::Ambiguous(finding) => {
+                let mut response = refusal::ambiguous_framing(finding.message()).into_response();
+                close_after(&mut response, Version::HTTP_11);
+                response
+            }
+            Refused::Overloaded(secs) => refusal::overloaded(secs).into_response(),
+        }
+    }
+}
+
+/// Admits a request on the listener, or says why it is answered at once.
 fn admit(
     bounds: &Bounds,
     activity: &Arc<Activity>,
     findings: &Findings,
     request: &Request<Incoming>,
-) -> Result<RequestGuard, Response<ResponseBody>> {
+) -> Result<RequestGuard, Refused> {
     if request.version() <= Version::HTTP_11 {
         let n = activity.http1_requests.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(finding) = findings.ambiguous(n) {
@@ -223,9 +243,7 @@ fn admit(
                 ?finding,
                 "ambiguous request framing refused"
             );
-            let mut response = refusal::ambiguous_framing(finding.message()).into_response();
-            close_after(&mut response, request.version());
-            return Err(response);
+            return Err(Refused::Ambiguous(finding));
         }
     }
     match bounds.in_flight.clone().try_acquire_owned() {
@@ -239,7 +257,7 @@ fn admit(
                 .metrics
                 .listener_refusal(bounds.name, reason::IN_FLIGHT_LIMIT);
             tracing::debug!(listener = bounds.name, "request shed: in-flight limit");
-            Err(refusal::overloaded(bounds.retry_after_secs).into_response())
+            Err(Refused::Overloaded(bounds.retry_after_secs))
         }
     }
 }

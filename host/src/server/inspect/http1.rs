@@ -92,9 +92,7 @@ impl Http1Scan {
                     }
                 }
                 State::ChunkEnd => {
-                    let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
-                        return None;
-                    };
+                    let end = bytes.iter().position(|&b| b == b'\n')?;
                     bytes = &bytes[end + 1..];
                     self.state = State::ChunkSize {
                         value: 0,

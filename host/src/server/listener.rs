@@ -18,14 +18,17 @@ use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-/// Shed connections whose close may linger to let the 503 reach the client, at most.
-const LINGERING_MAX: usize = 256;
+/// Shed connections answered and closed in their own task, at most. Each holds a
+/// socket for at most twice [`LINGER`]; a client that sends its request, reads the
+/// answer and closes ends it sooner.
+const LINGERING_MAX: usize = 1024;
 
-/// How long a shed connection may linger.
+/// How long a shed connection may wait for its request, and then for the client to
+/// close after the answer.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// What one listener enforces, shared by its connections.
@@ -181,8 +184,8 @@ where
     Ok(())
 }
 
-/// Refuses a connection over the limit: a bare 503 written at once, without reading
-/// the request, then the socket closed. Over TLS nothing can be said before a
+/// Refuses a connection over the limit with a bare 503, without parsing the request,
+/// then closes the socket; nothing is queued. Over TLS nothing can be said before a
 /// handshake the gateway will not spend, so it is closed at once.
 fn shed(bounds: &Bounds, stream: TcpStream, tls: bool) {
     bounds
@@ -192,24 +195,36 @@ fn shed(bounds: &Bounds, stream: TcpStream, tls: bool) {
     if tls {
         return;
     }
-    // A fresh socket's send buffer takes the whole answer without waiting.
-    let _ = stream.try_write(&bounds.shed_answer);
-    // Closing with the request unread would reset the connection, and a client may
-    // then lose the 503 it has not read yet: a few closes linger briefly, reading
-    // what the client sends, so it sees an orderly close; past that, close at once.
+    let answer = bounds.shed_answer.clone();
     let Ok(lingering) = bounds.lingering.clone().try_acquire_owned() else {
+        // Too many closing already: answer and close now. Reading what has arrived
+        // first lets the close be orderly (a socket closed with unread data resets).
+        drain(&stream);
+        let _ = stream.try_write(&answer);
         return;
     };
+    // An HTTP/1 client that receives an answer before it has sent its request may take
+    // it for a broken connection, and one whose request is left unread gets a reset
+    // that can discard the answer: so wait (briefly) for the request, answer, close
+    // the sending side, and read what else comes until the client closes.
     tokio::spawn(async move {
         let _lingering = lingering;
         let mut stream = stream;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
-        let mut sink = [0u8; 4096];
-        let _ = tokio::time::timeout(LINGER, async {
-            while let Ok(n) = stream.read(&mut sink).await
-                && n > 0
-            {}
-        })
-        .await;
+        let _ = tokio::time::timeout(LINGER, stream.readable()).await;
+        drain(&stream);
+        let respond = async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(LINGER, respond).await;
     });
+}
+
+/// Reads, without waiting, whatever the client has sent so far.
+fn drain(stream: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
 }

@@ -53,6 +53,9 @@ pub struct Tenant {
     pub quota: Arc<Quota>,
     /// Each key's own quota, by [`Caller::key_index`](crate::tenancy::Caller).
     pub key_quotas: Vec<Arc<Quota>>,
+    /// Slots for the tenant's requests in flight (`[tenants.limits] max_in_flight`),
+    /// when limited.
+    pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Tenant {
@@ -240,6 +243,10 @@ impl Gateway {
                     log_message_text: t.log_message_text,
                     quota: tenant_quota,
                     key_quotas,
+                    in_flight: t
+                        .limits
+                        .max_in_flight
+                        .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
                 }),
             );
         }

@@ -13,7 +13,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
@@ -143,6 +143,17 @@ struct TargetLabels {
     target: Name,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
 type Hist = Family<PolicyLabels, Histogram, fn() -> Histogram>;
 type TargetHist = Family<TargetLabels, Histogram, fn() -> Histogram>;
 
@@ -162,6 +173,9 @@ pub struct Metrics {
     rejections: Family<RejectionLabels, Counter>,
     in_flight: Family<TargetLabels, Gauge>,
     circuit: Family<TargetLabels, Gauge>,
+    refusals: Family<RefusalLabels, Counter>,
+    open_connections: Family<ListenerLabels, Gauge>,
+    listener_in_flight: Family<ListenerLabels, Gauge>,
 }
 
 fn policy_buckets() -> Histogram {
@@ -198,6 +212,9 @@ impl Metrics {
             rejections: Family::default(),
             in_flight: Family::default(),
             circuit: Family::default(),
+            refusals: Family::default(),
+            open_connections: Family::default(),
+            listener_in_flight: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -263,6 +280,21 @@ impl Metrics {
             "circuit_state",
             "Circuit breaker state by target: 0 closed, 1 half-open, 2 open",
             m.circuit.clone(),
+        );
+        registry.register(
+            "listener_refusals",
+            "Connections and requests a listener refused or cut off (connection_limit, in_flight_limit, header_timeout, body_timeout, headers_too_large, malformed, ambiguous_framing, http2_flood, http2_protocol, idle_timeout)",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections open, by listener (api, admin)",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            "listener_in_flight_requests",
+            "Requests in flight, by listener (streams until they end)",
+            m.listener_in_flight.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -378,6 +410,24 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// A connection or request `listener` refused or cut off, for `reason`.
+    pub fn listener_refusal(&self, listener: &'static str, reason: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabels { listener, reason })
+            .inc();
+    }
+
+    /// The gauges of `listener`'s open connections and requests in flight, kept by
+    /// the listener itself (a gauge is a shared counter: updating it allocates
+    /// nothing).
+    pub fn listener_gauges(&self, listener: &'static str) -> (Gauge, Gauge) {
+        let labels = ListenerLabels { listener };
+        (
+            self.open_connections.get_or_create(&labels).clone(),
+            self.listener_in_flight.get_or_create(&labels).clone(),
+        )
     }
 
     /// Sets a target's gauges (called at scrape time from the live signals).

@@ -19,6 +19,56 @@ fn the_gateway_example_parses() {
     assert_eq!(ids, ["3b7f2a0c", "ci-bot", "laptop-2023"]);
     assert!(keys[2].disabled);
     assert_eq!(config.tenants[0].limits.requests_per_minute, Some(600));
+    assert_eq!(config.tenants[0].limits.max_in_flight, Some(64));
+    // The listener bounds shown are the defaults, so the example documents them.
+    let defaults = signalbox::config::ServerSection::default();
+    let s = &config.server;
+    assert_eq!(
+        (
+            s.header_read_timeout_ms,
+            s.body_read_timeout_ms,
+            s.idle_timeout_ms
+        ),
+        (
+            defaults.header_read_timeout_ms,
+            defaults.body_read_timeout_ms,
+            defaults.idle_timeout_ms
+        )
+    );
+    assert_eq!(
+        (
+            s.max_header_count,
+            s.max_header_bytes,
+            s.max_connections,
+            s.max_in_flight
+        ),
+        (
+            defaults.max_header_count,
+            defaults.max_header_bytes,
+            defaults.max_connections,
+            defaults.max_in_flight
+        )
+    );
+    assert_eq!(
+        (
+            s.http2_max_concurrent_streams,
+            s.http2_max_pending_accept_reset_streams,
+            s.http2_max_local_error_reset_streams,
+            s.http2_max_control_frames_per_sec,
+            s.http2_keep_alive_interval_secs,
+            s.http2_keep_alive_timeout_secs,
+            s.overload_retry_after_secs,
+        ),
+        (
+            defaults.http2_max_concurrent_streams,
+            defaults.http2_max_pending_accept_reset_streams,
+            defaults.http2_max_local_error_reset_streams,
+            defaults.http2_max_control_frames_per_sec,
+            defaults.http2_keep_alive_interval_secs,
+            defaults.http2_keep_alive_timeout_secs,
+            defaults.overload_retry_after_secs,
+        )
+    );
     // Without the environment variables it refuses to start, naming the variable.
     let err = Config::parse(&text, "gateway.toml", Path::new("."), &|_| None).unwrap_err();
     assert!(

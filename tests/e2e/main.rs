@@ -25,6 +25,7 @@ mod endings;
 mod explain;
 mod feedback;
 mod gateway;
+mod hostile_clients;
 mod hostile_upstreams;
 mod isolation;
 mod key_leaks;

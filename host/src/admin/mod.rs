@@ -8,8 +8,8 @@ pub use auth::{AdminTokens, Scope};
 pub use routes::MAX_UPLOAD_BYTES;
 
 use crate::gateway::Gateway;
-use crate::server::serve_connections;
 use crate::server::tls::TlsAcceptor;
+use crate::server::{Bounds, serve_connections};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +39,19 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let gateway = &admin.gateway;
+    let bounds = Bounds::new("admin", &gateway.config.server, gateway.metrics.clone());
     let handler = move |request| {
         let admin = admin.clone();
         async move { routes::handle(&admin, request).await }
     };
-    serve_connections(listener, tls, handler, shutdown, Duration::from_secs(5)).await
+    serve_connections(
+        listener,
+        tls,
+        handler,
+        shutdown,
+        Duration::from_secs(5),
+        bounds,
+    )
+    .await
 }

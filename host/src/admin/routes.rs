@@ -15,7 +15,7 @@
 use super::Admin;
 use super::auth::Scope;
 use crate::deploy::{CandidateMode, DeployError, Source};
-use crate::gateway::Tenant;
+use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ResponseBody, json};
 use crate::server::RouteTable;
 use http::{Method, Request, Response, StatusCode};
@@ -157,7 +157,12 @@ async fn tenant_request(
             let query = request.uri().query().unwrap_or("").to_owned();
             let (name, config) = upload_params(&query);
             let (parts, body) = request.into_parts();
-            let bytes = crate::server::read_body(body, &parts.headers, MAX_UPLOAD_BYTES).await?;
+            let bytes = crate::server::read_body(
+                body,
+                &parts.headers,
+                body_limit(&gateway, MAX_UPLOAD_BYTES),
+            )
+            .await?;
             let meta = blocking(&tenant, move |t| {
                 let signals = gateway.signals.snapshot(&t.targets);
                 let source = Source {
@@ -174,7 +179,7 @@ async fn tenant_request(
             ))
         }
         TenantOp::Activate => {
-            let body: VersionRequest = read_json(request).await?;
+            let body: VersionRequest = read_json(request, &gateway).await?;
             let d = blocking(&tenant, move |t| {
                 let signals = gateway.signals.snapshot(&t.targets);
                 t.policy
@@ -194,7 +199,7 @@ async fn tenant_request(
             ))
         }
         TenantOp::StartCandidate => {
-            let body: CandidateRequest = read_json(request).await?;
+            let body: CandidateRequest = read_json(request, &gateway).await?;
             let mode = match (body.mode.as_str(), body.percent) {
                 ("shadow", _) => CandidateMode::Shadow,
                 ("canary", Some(p)) => CandidateMode::Canary(p / 100.0),
@@ -380,11 +385,21 @@ fn upload_params(query: &str) -> (String, String) {
 
 async fn read_json<T: serde::de::DeserializeOwned>(
     request: Request<Incoming>,
+    gateway: &Gateway,
 ) -> Result<T, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = crate::server::read_body(body, &parts.headers, 1 << 20).await?;
+    let bytes =
+        crate::server::read_body(body, &parts.headers, body_limit(gateway, 1 << 20)).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+/// At most `bytes`, within the listeners' body timeout.
+fn body_limit(gateway: &Gateway, bytes: usize) -> crate::server::BodyLimit {
+    crate::server::BodyLimit {
+        bytes,
+        timeout: gateway.config.server.body_read_timeout(),
+    }
 }
 
 /// Runs a lifecycle operation on the blocking pool (it may compile a component).

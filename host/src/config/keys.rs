@@ -75,6 +75,7 @@ fn validate_limits(limits: &LimitsSection, at: &KeyPath) -> Result<(), Invalid> 
     for (field, value) in [
         ("requests_per_minute", limits.requests_per_minute),
         ("tokens_per_minute", limits.tokens_per_minute),
+        ("max_in_flight", limits.max_in_flight),
     ] {
         if value == Some(0) {
             return Err(Invalid::new(

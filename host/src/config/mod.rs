@@ -17,6 +17,7 @@ mod keys;
 mod location;
 mod paths;
 mod sections;
+mod server;
 mod telemetry;
 mod validate;
 

@@ -60,6 +60,46 @@ pub struct ServerSection {
     pub feedback_window: usize,
     /// How long after a request its feedback is accepted, in seconds.
     pub feedback_ttl_secs: u64,
+    /// How long a client may take to send a request's headers, in milliseconds
+    /// (HTTP/1; hyper also applies it to the wait for the next request on a kept-alive
+    /// connection). The connection is closed when it runs out.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's whole body once it is read, in
+    /// milliseconds (408 when it runs out).
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, in
+    /// milliseconds (HTTP/2 with a GOAWAY; HTTP/1 idles at most the header timeout).
+    pub idle_timeout_ms: u64,
+    /// Most header fields in one request (HTTP/1; 431 above).
+    pub max_header_count: usize,
+    /// Largest request head (request line and headers) in bytes: HTTP/1's read buffer
+    /// (431 or 414 above) and HTTP/2's header list size. At least 8192.
+    pub max_header_bytes: usize,
+    /// Most open client connections per listener; one more is answered a bare 503
+    /// and closed.
+    pub max_connections: usize,
+    /// Most requests in flight per listener (streams count until they end); one more
+    /// is answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// The `Retry-After` of a request or connection shed for overload, in seconds.
+    pub overload_retry_after_secs: u64,
+    /// HTTP/2: most concurrent streams per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: most streams a client may reset before the gateway accepted them, per
+    /// connection (rapid reset, CVE-2023-44487); more ends the connection.
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: most streams the gateway may reset for a client's protocol errors, per
+    /// connection; more ends the connection.
+    pub http2_max_local_error_reset_streams: usize,
+    /// HTTP/2: most control frames (SETTINGS, PING, RST_STREAM, PRIORITY, empty
+    /// WINDOW_UPDATE) a client may send per second, per connection, with as many
+    /// again in a burst; more ends the connection.
+    pub http2_max_control_frames_per_sec: u32,
+    /// HTTP/2: how often to PING an idle connection, in seconds (0: never).
+    pub http2_keep_alive_interval_secs: u64,
+    /// HTTP/2: how long a PING may go unanswered before the connection is closed, in
+    /// seconds.
+    pub http2_keep_alive_timeout_secs: u64,
     /// `[server.tls]`: when present, the listener serves HTTPS only.
     pub tls: Option<TlsSection>,
 }
@@ -78,6 +118,20 @@ impl Default for ServerSection {
                 .min_per_second,
             feedback_window: 100_000,
             feedback_ttl_secs: 3_600,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_header_count: 100,
+            max_header_bytes: 64 << 10,
+            max_connections: 10_000,
+            max_in_flight: 4_096,
+            overload_retry_after_secs: 1,
+            http2_max_concurrent_streams: 100,
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1_024,
+            http2_max_control_frames_per_sec: 100,
+            http2_keep_alive_interval_secs: 20,
+            http2_keep_alive_timeout_secs: 20,
             tls: None,
         }
     }
@@ -432,6 +486,7 @@ impl KeySection {
             tokens_per_minute: self.tokens_per_minute,
             budget_usd_per_day: self.budget_usd_per_day,
             budget_usd_per_month: self.budget_usd_per_month,
+            max_in_flight: None,
         }
     }
 }
@@ -448,6 +503,9 @@ pub struct LimitsSection {
     pub budget_usd_per_day: Option<f64>,
     /// USD per UTC calendar month, at the targets' configured prices.
     pub budget_usd_per_month: Option<f64>,
+    /// Requests in flight at once (streams until they end), tenant-wide only; one
+    /// more is answered 429 with `Retry-After`.
+    pub max_in_flight: Option<u32>,
 }
 
 impl LimitsSection {

@@ -30,19 +30,7 @@ pub(super) fn validate(
     validate_admin(raw, &tenant_ids)?;
     let telemetry =
         super::telemetry::validate_telemetry(raw.telemetry.clone(), None, OTLP_BUILT_IN)?;
-    if raw.server.listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(Invalid::new(
-            KeyPath::dotted("server.listen"),
-            format!("`{}` is not an address:port", raw.server.listen),
-        ));
-    }
-    let ratio = raw.server.retry_budget_ratio;
-    if !ratio.is_finite() || ratio < 0.0 {
-        return Err(Invalid::new(
-            KeyPath::dotted("server.retry_budget_ratio"),
-            "the retry budget must be a number, zero or more",
-        ));
-    }
+    super::server::validate_server(&raw.server)?;
     Ok(Validated { secrets, telemetry })
 }
 

@@ -1,25 +1,61 @@
-//! Admission: a request estimated at some tokens against the tenant's and the key's
-//! quotas, before its policy is asked anything.
+//! Admission: a request estimated at some tokens against the tenant's concurrency
+//! limit and the tenant's and the key's quotas, before its policy is asked anything.
 
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::ApiError;
 use crate::quota::{self, QuotaError, Reservation};
 use crate::tenancy::Caller;
+use tokio::sync::OwnedSemaphorePermit;
 
-/// Reserves `tokens` against the tenant's and the key's quotas, or says why not in the
-/// error the client receives (429 with `Retry-After`, or 403 for a spent budget with
-/// no reset in sight).
+/// The `code` (and metrics reason) of a request over its tenant's `max_in_flight`.
+pub(crate) const CONCURRENCY_LIMIT: &str = "concurrency_limit";
+
+/// What an admitted request holds until it ends.
+pub(super) struct Admitted {
+    /// Its tokens, reserved against the quotas.
+    pub reservation: Reservation,
+    /// Its slot among the tenant's requests in flight, when the tenant has a limit.
+    pub slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Takes a slot among the tenant's requests in flight (when limited) and reserves
+/// `tokens` against the tenant's and the key's quotas, or says why not in the error
+/// the client receives (429 with `Retry-After`, or 403 for a spent budget with no
+/// reset in sight). A request refused for concurrency takes nothing from the quotas.
 pub(super) fn admit(
     gateway: &Gateway,
     tenant: &Tenant,
     caller: &Caller,
     tokens: u64,
     request_id: &str,
-) -> Result<Reservation, ApiError> {
+) -> Result<Admitted, ApiError> {
+    // A try, never a wait: a tenant at its limit is told at once, and its queue (if
+    // any) is the client's, not the gateway's memory.
+    let slot = match &tenant.in_flight {
+        None => None,
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                gateway.metrics.rejection(&tenant.name(), CONCURRENCY_LIMIT);
+                tracing::info!(
+                    request_id,
+                    tenant = %caller.tenant,
+                    key = %caller.key_id,
+                    code = CONCURRENCY_LIMIT,
+                    "request refused by the tenant's concurrency limit"
+                );
+                return Err(ApiError::rate_limited(
+                    CONCURRENCY_LIMIT,
+                    "Too many requests in flight for this tenant; retry when one ends.",
+                    gateway.config.server.overload_retry_after_secs,
+                ));
+            }
+        },
+    };
     let Some(key_quota) = tenant.key_quotas.get(caller.key_index) else {
         return Err(ApiError::internal("The API key's quota is missing."));
     };
-    quota::admit(&tenant.quota, key_quota, tokens).map_err(|refused| {
+    let reservation = quota::admit(&tenant.quota, key_quota, tokens).map_err(|refused| {
         gateway.metrics.rejection(&tenant.name(), refused.code());
         tracing::info!(
             request_id,
@@ -34,5 +70,6 @@ pub(super) fn admit(
             (_, Some(secs)) => ApiError::rate_limited(refused.code(), message, secs),
             (_, None) => ApiError::over_limit(refused.code(), message),
         }
-    })
+    })?;
+    Ok(Admitted { reservation, slot })
 }

@@ -65,6 +65,9 @@ pub(crate) struct Routed {
     pub failures: Vec<String>,
     /// The attempt answering now, once one is.
     pub answer: Option<Answer>,
+    /// The request's slot among its tenant's requests in flight (when the tenant has
+    /// a limit), held until the request is dropped, streams included.
+    pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ended: bool,
 }
 
@@ -87,6 +90,7 @@ impl Routed {
             failed: Vec::new(),
             failures: Vec::new(),
             answer: None,
+            tenant_slot: None,
             ended: false,
         }
     }

@@ -96,7 +96,10 @@ async fn route(
 ) -> http::Response<ResponseBody> {
     let (gateway, tenant) = (routed.gateway.clone(), routed.tenant.clone());
     match admit::admit(&gateway, &tenant, caller, estimate, view.id()) {
-        Ok(reservation) => routed.reservation = Some(reservation),
+        Ok(admitted) => {
+            routed.reservation = Some(admitted.reservation);
+            routed.tenant_slot = admitted.slot;
+        }
         Err(error) => {
             let response = error.into_response();
             routed.end(policy::Ending::Rejected, response.status().as_u16(), None);

@@ -12,6 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// The request id header, on every response.
@@ -191,7 +192,7 @@ async fn api(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (tenant, caller) = authenticate(gateway, &request, request_id)?;
     tracing::Span::current().record("tenant", &*tenant.id);
-    let limit = gateway.config.server.max_body_bytes;
+    let limit = BodyLimit::of(&gateway.config.server);
     Ok(match call {
         Call::Models => models(gateway, &tenant),
         Call::Feedback => {
@@ -242,26 +243,65 @@ fn authenticate<'g>(
     Ok((tenant, caller))
 }
 
-/// Reads the body, refusing more than `limit` bytes (early, from `Content-Length`,
-/// when the client declares it).
+/// How much body a request may send, and how fast.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit {
+    /// Most bytes (413 above).
+    pub bytes: usize,
+    /// Time to receive them all (408 after).
+    pub timeout: Duration,
+}
+
+impl BodyLimit {
+    /// `[server]`'s `max_body_bytes` and `body_read_timeout_ms`.
+    pub(crate) fn of(server: &crate::config::ServerSection) -> Self {
+        BodyLimit {
+            bytes: server.max_body_bytes,
+            timeout: server.body_read_timeout(),
+        }
+    }
+}
+
+/// Reads the body, refusing more than `limit.bytes` (early, from `Content-Length`,
+/// when the client declares it) and a body still arriving after `limit.timeout`.
 pub(crate) async fn read_body(
     body: Incoming,
     headers: &http::HeaderMap,
-    limit: usize,
+    limit: BodyLimit,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::too_large(limit));
+    if declared.is_some_and(|n| n > limit.bytes as u64) {
+        return Err(ApiError::too_large(limit.bytes));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(_) => Err(ApiError::invalid_request(
+    let mut collect = std::pin::pin!(http_body_util::Limited::new(body, limit.bytes).collect());
+    // Most bodies arrived with their head: collected at the first poll, they need no
+    // timer (arming and disarming one is a measurable share of a small request).
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match collect.as_mut().poll(cx) {
+            std::task::Poll::Ready(collected) => Some(collected),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
+    let collected = match first {
+        Some(collected) => Ok(collected),
+        None => tokio::time::timeout(limit.timeout, collect).await,
+    };
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(limit.bytes))
+        }
+        Ok(Err(_)) => Err(ApiError::invalid_request(
             "The request body could not be read.",
         )),
+        Err(_elapsed) => {
+            tracing::debug!(timeout = ?limit.timeout, "request body too slow");
+            Err(super::refusal::body_timeout(limit.timeout))
+        }
     }
 }
 

@@ -376,11 +376,16 @@ async fn over_the_in_flight_limit_a_request_gets_a_quick_503() {
     })
     .await;
     let started = Instant::now();
-    let reply = send("GET", &gw.url("/healthz"), None, None).await;
+    let reply = send("GET", &gw.url("/v1/models"), Some(KEY), None).await;
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(reply.header("retry-after"), "1");
     assert_eq!(reply.error_code(), "overloaded");
+    assert_eq!(refusals(&gw, "in_flight_limit"), 1);
+    // Health checks are never shed: a balancer must not drop every busy replica.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(send("GET", &gw.url(path), None, None).await.status, 200);
+    }
     assert_eq!(refusals(&gw, "in_flight_limit"), 1);
     drop(holders);
     wait_for("the slots given back", Duration::from_secs(5), || {

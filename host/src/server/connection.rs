@@ -70,13 +70,14 @@ async fn idle_for(activity: &Activity, timeout: Duration) {
 /// A request's hold on the listener: its in-flight slot and its connection's
 /// activity, both given back when its response body ends or is dropped.
 pub(super) struct RequestGuard {
-    _slot: OwnedSemaphorePermit,
+    /// None for a health check admitted past a full listener.
+    _slot: Option<OwnedSemaphorePermit>,
     gauge: Gauge,
     activity: Arc<Activity>,
 }
 
 impl RequestGuard {
-    fn new(slot: OwnedSemaphorePermit, gauge: Gauge, activity: Arc<Activity>) -> Self {
+    fn new(slot: Option<OwnedSemaphorePermit>, gauge: Gauge, activity: Arc<Activity>) -> Self {
         gauge.inc();
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard {
@@ -248,7 +249,14 @@ fn admit(
     }
     match bounds.in_flight.clone().try_acquire_owned() {
         Ok(slot) => Ok(RequestGuard::new(
-            slot,
+            Some(slot),
+            bounds.in_flight_gauge.clone(),
+            activity.clone(),
+        )),
+        // Health checks are answered at once, from memory, and must not be shed: a
+        // balancer would take every busy replica out of rotation at the same time.
+        Err(_) if matches!(request.uri().path(), "/healthz" | "/readyz") => Ok(RequestGuard::new(
+            None,
             bounds.in_flight_gauge.clone(),
             activity.clone(),
         )),

@@ -109,7 +109,11 @@ fn frames(text: &str, include_usage: bool) -> Vec<Value> {
         assert_eq!(frame["object"], "chat.completion.chunk", "{frame}");
         assert_eq!(frame["model"], MODEL);
         assert_eq!(frame["created"], CREATED);
-        assert!(frame["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")));
+        assert!(
+            frame["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("chatcmpl-"))
+        );
         assert_eq!(frame["choices"].as_array().map(Vec::len), Some(1));
         if include_usage {
             assert_eq!(frame.get("usage"), Some(&Value::Null));
@@ -192,7 +196,20 @@ fn data_type(data: &str) -> Option<String> {
 }
 
 fn text(u: &mut Unstructured<'_>) -> String {
-    const WORDS: &[&str] = &["", "Hello", " wörld 🌍", "{\"city\": ", "\"Paris\"}", "a\nb", "msg_1", "toolu_1", "end_turn", "tool_use", "\u{0}", "data: x\n\n"];
+    const WORDS: &[&str] = &[
+        "",
+        "Hello",
+        " wörld 🌍",
+        "{\"city\": ",
+        "\"Paris\"}",
+        "a\nb",
+        "msg_1",
+        "toolu_1",
+        "end_turn",
+        "tool_use",
+        "\u{0}",
+        "data: x\n\n",
+    ];
     match u.int_in_range(0..=2u8).unwrap_or(0) {
         0 => u.arbitrary::<String>().unwrap_or_default(),
         _ => u.choose(WORDS).map_or("", |w| *w).to_owned(),

@@ -51,7 +51,10 @@ fn check_body(bytes: &[u8], headers: &HeaderMap) {
             let messages = body["messages"].as_array().expect("messages");
             assert_eq!(chat.messages.len(), messages.len());
             assert!(!messages.is_empty());
-            assert_eq!(chat.stream, body.get("stream").and_then(Value::as_bool).unwrap_or(false));
+            assert_eq!(
+                chat.stream,
+                body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+            );
             let floor = 4u32.saturating_mul(u32::try_from(messages.len()).unwrap_or(u32::MAX));
             assert!(chat.input_tokens >= floor);
             for (name, value) in headers {
@@ -95,9 +98,9 @@ fn check_refusal(e: &ApiError, body: &[u8]) {
     assert!(!e.message.is_empty());
     assert!(e.message.len() < 300, "{}", e.message);
     if body.len() > 64 {
-        let echoed = body.windows(48).any(|w| {
-            std::str::from_utf8(w).is_ok_and(|w| e.message.contains(w))
-        });
+        let echoed = body
+            .windows(48)
+            .any(|w| std::str::from_utf8(w).is_ok_and(|w| e.message.contains(w)));
         assert!(!echoed, "the body is echoed in {:?}", e.message);
     }
     let rendered: Value = serde_json::from_slice(&e.body()).expect("an OpenAI error body");
@@ -106,7 +109,12 @@ fn check_refusal(e: &ApiError, body: &[u8]) {
 
 /// `x-signalbox-*` routing headers (and one other), with values the input picks.
 fn headers(u: &mut Unstructured<'_>) -> HeaderMap {
-    const NAMES: &[&str] = &["x-signalbox-tag", "x-signalbox-user", "x-signalbox-", "x-other"];
+    const NAMES: &[&str] = &[
+        "x-signalbox-tag",
+        "x-signalbox-user",
+        "x-signalbox-",
+        "x-other",
+    ];
     let mut headers = HeaderMap::new();
     for _ in 0..u.int_in_range(0..=3u8).unwrap_or(0) {
         let name = HeaderName::from_static(u.choose(NAMES).map_or(NAMES[0], |n| *n));
@@ -123,9 +131,21 @@ fn headers(u: &mut Unstructured<'_>) -> HeaderMap {
 /// then cut short or with a stray byte.
 fn shaped(u: &mut Unstructured<'_>) -> String {
     const KEYS: &[&str] = &[
-        "model", "messages", "stream", "stream_options", "max_tokens",
-        "max_completion_tokens", "tools", "functions", "metadata", "user", "input",
-        "seed", "temperature", "Model", "",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "tools",
+        "functions",
+        "metadata",
+        "user",
+        "input",
+        "seed",
+        "temperature",
+        "Model",
+        "",
     ];
     let mut fields = Vec::new();
     for _ in 0..u.int_in_range(0..=8u8).unwrap_or(0) {
@@ -174,7 +194,10 @@ fn message(u: &mut Unstructured<'_>) -> String {
     let role = u.choose(ROLES).map_or("user", |r| *r);
     let content = match u.int_in_range(0..=3u8).unwrap_or(0) {
         0 => Value::from(string(u)).to_string(),
-        1 => format!("[{{\"type\":\"text\",\"text\":{}}},{{\"type\":\"image_url\"}}]", Value::from(string(u))),
+        1 => format!(
+            "[{{\"type\":\"text\",\"text\":{}}},{{\"type\":\"image_url\"}}]",
+            Value::from(string(u))
+        ),
         2 => scalar(u),
         _ => return format!("{{\"content\":{}}}", Value::from(string(u))),
     };
@@ -183,9 +206,26 @@ fn message(u: &mut Unstructured<'_>) -> String {
 
 fn scalar(u: &mut Unstructured<'_>) -> String {
     const SPELLINGS: &[&str] = &[
-        "true", "false", "null", "0", "-0", "7", "1e3", "0.10", "-1", "4294967296",
-        "18446744073709551616", "123456789012345678901234567890", "1e400", "-1e400",
-        "1.7976931348623157e309", "\"\"", "\"\\ud800\"", "\"\\u0000\"", "{}", "[]",
+        "true",
+        "false",
+        "null",
+        "0",
+        "-0",
+        "7",
+        "1e3",
+        "0.10",
+        "-1",
+        "4294967296",
+        "18446744073709551616",
+        "123456789012345678901234567890",
+        "1e400",
+        "-1e400",
+        "1.7976931348623157e309",
+        "\"\"",
+        "\"\\ud800\"",
+        "\"\\u0000\"",
+        "{}",
+        "[]",
     ];
     match u.int_in_range(0..=5u8).unwrap_or(0) {
         0 => {

@@ -12,7 +12,7 @@
 
 mod binding;
 mod cache;
-mod contract;
+pub(crate) mod contract;
 mod decision;
 mod engine;
 mod error;

@@ -19,6 +19,7 @@
 
 mod admin_upload;
 mod anthropic_stream;
+mod body_read;
 mod config_file;
 mod key_ring;
 mod request_body;

@@ -5,7 +5,7 @@
 //! from the environment; a config that loads only has targets whose provider exists.
 
 use super::CI_TIME;
-use crate::config::{Config, EMBEDDED_DEFAULT};
+use crate::config::{Config, EMBEDDED_DEFAULT, Location};
 use arbitrary::Unstructured;
 use std::path::Path;
 
@@ -30,6 +30,7 @@ fn config_file() {
 }
 
 fn check_config(text: &str) {
+    check_offsets(text);
     let env = |name: &str| (!name.contains("UNSET")).then(|| SECRET.to_owned());
     let error = match Config::parse(text, FILE, Path::new("/etc/signalbox"), &env) {
         Ok(config) => {
@@ -63,6 +64,22 @@ fn check_config(text: &str) {
             );
         }
         None => assert!(!not_toml, "a syntax error without a place: {shown}"),
+    }
+}
+
+/// Byte offsets become lines and columns (in one place, `Location::of_offset`) as a
+/// plain count says: lines after each `\n`, columns in characters, an offset inside a
+/// character or past the end clamped.
+fn check_offsets(text: &str) {
+    for offset in [0, text.len() / 3, text.len() / 2, text.len(), text.len() + 1] {
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &text[..end];
+        let line = before.split('\n').count();
+        let column = before.split('\n').next_back().map_or(0, |l| l.chars().count()) + 1;
+        assert_eq!(Location::of_offset(text, offset), Location { line, column }, "{offset}");
     }
 }
 

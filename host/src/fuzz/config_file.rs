@@ -71,15 +71,29 @@ fn check_config(text: &str) {
 /// plain count says: lines after each `\n`, columns in characters, an offset inside a
 /// character or past the end clamped.
 fn check_offsets(text: &str) {
-    for offset in [0, text.len() / 3, text.len() / 2, text.len(), text.len() + 1] {
+    for offset in [
+        0,
+        text.len() / 3,
+        text.len() / 2,
+        text.len(),
+        text.len() + 1,
+    ] {
         let mut end = offset.min(text.len());
         while !text.is_char_boundary(end) {
             end -= 1;
         }
         let before = &text[..end];
         let line = before.split('\n').count();
-        let column = before.split('\n').next_back().map_or(0, |l| l.chars().count()) + 1;
-        assert_eq!(Location::of_offset(text, offset), Location { line, column }, "{offset}");
+        let column = before
+            .split('\n')
+            .next_back()
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        assert_eq!(
+            Location::of_offset(text, offset),
+            Location { line, column },
+            "{offset}"
+        );
     }
 }
 

@@ -1,9 +1,10 @@
 //! Fuzz targets for every parser of bytes that come from outside the gateway: a
-//! client's request body and how it is read, an upstream's SSE stream and the
-//! Anthropic stream translator, the policy state snapshot read back from disk, the
-//! config file, the admin API's policy upload and the `Authorization` header.
+//! client's request body and how it is read, an upstream's SSE stream and what an
+//! Anthropic upstream answers (streams, messages, errors), the policy state snapshot
+//! read back from disk, the config file, the admin API's policy upload and the
+//! `Authorization` header.
 //!
-//! Each target is a [bolero] test: `cargo test` replays its corpus
+//! Each target is a bolero test: `cargo test` replays its corpus
 //! (`__fuzz__/<target>/corpus/` beside these files: real requests, streams, configs
 //! and every input that once failed) and then tries random inputs for [`CI_TIME`];
 //! `BOLERO_RANDOM_TEST_TIME_MS` raises that, and `cargo bolero test` runs the same
@@ -18,7 +19,7 @@
 //! an error placed inside the input), not only the absence of a panic.
 
 mod admin_upload;
-mod anthropic_stream;
+mod anthropic_upstream;
 mod body_read;
 mod config_file;
 mod key_ring;

@@ -1,14 +1,20 @@
-//! The Anthropic stream translator (`provider::anthropic_wire::StreamTranslator`),
-//! fed what an Anthropic upstream streams back.
+//! What an Anthropic upstream answers, translated for an OpenAI client
+//! (`provider::anthropic_wire`): streams (`StreamTranslator`), whole messages
+//! (`from_messages_response`) and error bodies (`error_message`).
 //!
-//! Properties: the translation does not depend on how the bytes were cut (whole, one
-//! byte at a time, in pieces); every frame sent on is `data: <compact JSON>\n\n` (or
-//! the final `[DONE]`) with the client's model, the chunk id and the `created` time;
-//! the stream counts as having content only after a frame carried some; it finishes
-//! only after `message_stop`.
+//! Properties of a stream: the translation does not depend on how the bytes were cut
+//! (whole, one byte at a time, in pieces); every frame sent on is
+//! `data: <compact JSON>\n\n` (or the final `[DONE]`) with the client's model, the
+//! chunk id and the `created` time; the stream counts as having content only after a
+//! frame carried some; it finishes only after `message_stop`. Of a message: a chat
+//! completion of the client's model whose tool arguments are JSON and whose total is
+//! the sum of its token counts. Of an error body: a short message without control
+//! characters (it reaches logs and clients).
 
 use super::{CI_TIME, pieces};
-use crate::provider::anthropic_wire::{StreamTranslator, TranslateError};
+use crate::provider::anthropic_wire::{
+    StreamTranslator, TranslateError, error_message, from_messages_response,
+};
 use arbitrary::Unstructured;
 use serde_json::{Value, json};
 
@@ -25,6 +31,91 @@ fn anthropic_stream() {
             let mut u = Unstructured::new(bytes);
             check_stream(shaped(&mut u).as_bytes(), include_usage);
         });
+}
+
+#[test]
+fn anthropic_response() {
+    bolero::check!(name = "anthropic_response")
+        .with_test_time(CI_TIME)
+        .for_each(|bytes: &[u8]| {
+            check_error_body(bytes);
+            if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+                check_message(&value);
+            }
+            let mut u = Unstructured::new(bytes);
+            let message = shaped_message(&mut u);
+            check_message(&message);
+            check_error_body(
+                json!({"error": {"type": text(&mut u), "message": text(&mut u)}})
+                    .to_string()
+                    .as_bytes(),
+            );
+        });
+}
+
+fn check_error_body(bytes: &[u8]) {
+    if let Some(message) = error_message(bytes) {
+        assert!(message.chars().count() <= 300, "{message}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+}
+
+fn check_message(anthropic: &Value) {
+    let Ok(chat) = from_messages_response(anthropic, MODEL, CREATED) else {
+        return;
+    };
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["model"], MODEL);
+    assert!(
+        chat["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-"))
+    );
+    let message = &chat["choices"][0]["message"];
+    assert!(message["content"].is_string() || message["content"].is_null());
+    for call in message["tool_calls"].as_array().into_iter().flatten() {
+        let arguments = call["function"]["arguments"].as_str().expect("arguments");
+        assert!(
+            serde_json::from_str::<Value>(arguments).is_ok(),
+            "{arguments}"
+        );
+    }
+    let usage = &chat["usage"];
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_u64(),
+        usage["completion_tokens"].as_u64(),
+    );
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        prompt.zip(completion).map(|(p, c)| p + c)
+    );
+}
+
+/// An Anthropic message with blocks of every kind, fields missing or mistyped.
+fn shaped_message(u: &mut Unstructured<'_>) -> Value {
+    let mut blocks = Vec::new();
+    for _ in 0..u.int_in_range(0..=4u8).unwrap_or(0) {
+        blocks.push(match u.int_in_range(0..=4u8).unwrap_or(0) {
+            0 => json!({"type": "text", "text": text(u)}),
+            1 => {
+                json!({"type": "tool_use", "id": text(u), "name": text(u), "input": {"q": text(u)}})
+            }
+            2 => json!({"type": "tool_use", "id": text(u)}),
+            3 => json!({"type": "thinking", "thinking": text(u)}),
+            _ => json!({"type": "text"}),
+        });
+    }
+    let mut message = json!({
+        "id": text(u),
+        "type": "message",
+        "content": blocks,
+        "stop_reason": text(u),
+        "usage": usage(u),
+    });
+    if u.ratio(1, 8).unwrap_or(false) {
+        message["id"] = index(u);
+    }
+    message
 }
 
 /// What a translation came to: the text sent on, or which kind of error ended it,

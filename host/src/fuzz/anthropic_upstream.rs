@@ -26,7 +26,7 @@ fn anthropic_stream() {
     bolero::check!(name = "anthropic_stream")
         .with_test_time(CI_TIME)
         .for_each(|bytes: &[u8]| {
-            let include_usage = bytes.len() % 2 == 0;
+            let include_usage = bytes.len().is_multiple_of(2);
             check_stream(bytes, include_usage);
             let mut u = Unstructured::new(bytes);
             check_stream(shaped(&mut u).as_bytes(), include_usage);

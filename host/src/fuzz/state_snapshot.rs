@@ -101,7 +101,7 @@ fn check_on_disk(store: &PolicyStore, file: &Path, bytes: &[u8]) {
     let good = StateStore::new(StateLimits::default());
     good.set("weights", vec![1, 2, 3]).unwrap();
     let prev = file.with_file_name("state.bin.prev");
-    let with_copy = bytes.len() % 2 == 0;
+    let with_copy = bytes.len().is_multiple_of(2);
     // Plain writes: the store's own are durable (synced), too slow to repeat here.
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     if with_copy {

@@ -36,3 +36,6 @@ pub mod server;
 pub mod signals;
 pub mod telemetry;
 pub mod tenancy;
+
+#[cfg(test)]
+mod fuzz;

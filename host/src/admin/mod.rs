@@ -2,7 +2,7 @@
 //! candidates (shadow, canary), for operators and for teams' deploy tokens.
 
 mod auth;
-mod routes;
+pub(crate) mod routes;
 
 pub use auth::{AdminTokens, Scope};
 pub use routes::MAX_UPLOAD_BYTES;

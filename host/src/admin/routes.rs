@@ -370,7 +370,7 @@ struct CandidateRequest {
 }
 
 /// `name` and `config` from an upload's query string.
-fn upload_params(query: &str) -> (String, String) {
+pub(crate) fn upload_params(query: &str) -> (String, String) {
     let mut name = "policy".to_owned();
     let mut config = "{}".to_owned();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {

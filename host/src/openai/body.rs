@@ -5,7 +5,7 @@
 //! spelling (integers wider than 64 bits, `1e3`, `0.10`) and whitespace included.
 
 use bytes::Bytes;
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
 use std::ops::Range;
@@ -29,6 +29,13 @@ pub enum BodyError {
 
 impl JsonBody {
     /// Reads the top level of `bytes`; nested values are checked but not built.
+    ///
+    /// Checked as serde_json reads a value tree (numbers within range, string escapes
+    /// that are characters, nesting at most 128 deep), not only skipped over: so what
+    /// is accepted here can always be read again as a whole ([`to_value`]) or field
+    /// by field, and a body no later reading could use is refused at once.
+    ///
+    /// [`to_value`]: JsonBody::to_value
     pub fn parse(bytes: Bytes) -> Result<JsonBody, BodyError> {
         let fields = {
             let top: TopLevel<'_> = serde_json::from_slice(&bytes).map_err(|e| {
@@ -47,6 +54,10 @@ impl JsonBody {
                 let end = start.checked_add(text.len())?;
                 (end <= bytes.len()).then_some(start..end)
             };
+            // Skipping a raw value accepts `1e400`, `"\ud800"` and any depth, which
+            // reading the value fails on: check the whole body as a value tree is
+            // read, without building it.
+            serde_json::from_slice::<Checked>(&bytes).map_err(BodyError::Syntax)?;
             top.0
                 .into_iter()
                 .map(|(key, raw)| match span(raw.get()) {
@@ -122,6 +133,50 @@ impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
     }
 }
 
+/// Any JSON value, read as serde_json reads a value tree (so with its checks) but not
+/// kept: strings are borrowed or decoded into the parser's scratch space, numbers
+/// parsed and dropped.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +223,19 @@ mod tests {
         assert!(matches!(parse("{not json"), Err(BodyError::Syntax(_))));
         assert!(matches!(parse(""), Err(BodyError::Syntax(_))));
         assert!(matches!(parse("{} trailing"), Err(BodyError::Syntax(_))));
+    }
+
+    #[test]
+    fn what_a_value_tree_cannot_hold_is_refused() {
+        // Found by the request body fuzz target: skipping over these as raw values
+        // accepted them, and the body's value tree (which the Anthropic adapter
+        // translates) then read as empty.
+        let deep = format!("{{\"m\":{}{}}}", "[".repeat(130), "]".repeat(130));
+        for text in [r#"{"t":1e400}"#, r#"{"m":"\ud800"}"#, deep.as_str()] {
+            let e = JsonBody::parse(Bytes::from(text.to_owned())).unwrap_err();
+            assert!(matches!(e, BodyError::Syntax(_)), "{text}");
+        }
+        let shallow = format!("{{\"m\":{}{}}}", "[".repeat(120), "]".repeat(120));
+        assert!(JsonBody::parse(Bytes::from(shallow)).is_ok());
     }
 }

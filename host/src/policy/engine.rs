@@ -172,8 +172,8 @@ impl PolicyEngine {
         let (component, source) = match cached {
             Some(component) => (component, CompileSource::Cached(started.elapsed())),
             None => {
-                let component = Component::new(&shared.engine, bytes)
-                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let component =
+                    Component::new(&shared.engine, bytes).map_err(LoadError::invalid)?;
                 let elapsed = started.elapsed();
                 if let Some(cache) = &shared.cache {
                     cache.store(&sha256, &component);
@@ -194,10 +194,8 @@ impl PolicyEngine {
             .collect();
 
         let mut linker = shared.linker.clone();
-        wasi::define(&mut linker, &shared.engine, &component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = contract::Pre::new(&linker, &component, version)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        wasi::define(&mut linker, &shared.engine, &component).map_err(LoadError::link)?;
+        let pre = contract::Pre::new(&linker, &component, version).map_err(LoadError::link)?;
 
         tracing::debug!(version = %&sha256[..12], ?source, "policy loaded");
         Ok(CompiledPolicy {

@@ -59,6 +59,45 @@ pub enum LoadError {
     },
 }
 
+/// Longest message from the engine kept in a [`LoadError`], in characters.
+const MAX_ENGINE_MESSAGE: usize = 512;
+
+impl LoadError {
+    /// The engine refused the component ([`LoadError::Invalid`]).
+    pub(crate) fn invalid(error: impl std::fmt::Display) -> LoadError {
+        LoadError::Invalid(one_line(&format!("{error:#}")))
+    }
+
+    /// The component cannot be linked ([`LoadError::Link`]).
+    pub(crate) fn link(error: impl std::fmt::Display) -> LoadError {
+        LoadError::Link(one_line(&format!("{error:#}")))
+    }
+}
+
+/// An engine's message as a load error keeps it: it is answered to the uploader and
+/// logged, so on one line and of bounded length. (Found by the admin upload fuzz
+/// target: the parser's messages can span lines and quote what it read.)
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_ENGINE_MESSAGE));
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if out.chars().count() > MAX_ENGINE_MESSAGE {
+        out = out.chars().take(MAX_ENGINE_MESSAGE).collect();
+        out.push('…');
+    }
+    out
+}
+
 /// Why a call into a policy failed. The gateway answers every one of these with the
 /// tenant's safe route; none of them is the client's fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -112,4 +151,20 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_messages_are_one_bounded_line() {
+        let e = LoadError::invalid("bad magic - expected=[\n    0x0,\n    0x61,\n] \u{1b}[31m");
+        assert_eq!(
+            e.to_string(),
+            "invalid component: bad magic - expected=[ 0x0, 0x61, ] \\u{1b}[31m"
+        );
+        let long = LoadError::link("x".repeat(5000)).to_string();
+        assert!(long.chars().count() < MAX_ENGINE_MESSAGE + 40, "{long}");
+    }
 }

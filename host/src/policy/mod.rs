@@ -13,7 +13,7 @@
 mod binding;
 mod cache;
 mod calls;
-mod contract;
+pub(crate) mod contract;
 mod decision;
 mod engine;
 mod error;

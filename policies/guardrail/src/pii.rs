@@ -656,4 +656,6 @@ fn mod97_push(r: u32, c: u8) -> u32 {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -46,9 +46,28 @@ impl Version {
 
 fn mismatch(built_for: &str) -> LoadError {
     LoadError::ContractMismatch {
-        built_for: built_for.to_owned(),
+        built_for: printable(built_for),
         host_speaks: signalbox_contract::host_speaks(),
     }
+}
+
+/// Longest piece of an uploaded component quoted in a load error, in characters.
+const MAX_QUOTED: usize = 64;
+
+/// Text from an uploaded component as a load error may quote it: the error is
+/// answered to the uploader and logged, so it is kept short and its control
+/// characters escaped. (Found by the admin upload fuzz target: a version stamp of
+/// any bytes was quoted whole.)
+fn printable(text: &str) -> String {
+    let mut shown: String = text
+        .chars()
+        .take(MAX_QUOTED)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX_QUOTED).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Links the host's imports of every supported version.
@@ -215,7 +234,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
                 observes_outcomes = section.data().first() != Some(&0);
             }
             Ok(_) => {}
-            Err(e) => return Err(LoadError::Invalid(e.to_string())),
+            Err(e) => return Err(LoadError::invalid(e)),
         }
     }
     if let Some(v) = &built_for
@@ -238,13 +257,20 @@ pub(crate) fn check_exports<'a>(
     if let Some(found) = exports.iter().find_map(|e| e.strip_prefix(ROUTER_PREFIX)) {
         return Version::parse(found).ok_or_else(|| mismatch(found));
     }
-    Err(LoadError::NotAPolicy {
-        exports: if exports.is_empty() {
-            "nothing".to_owned()
-        } else {
-            exports.join(", ")
-        },
-    })
+    // A component may export any number of names: a few say what it is.
+    const LISTED: usize = 8;
+    let mut listed = exports
+        .iter()
+        .take(LISTED)
+        .map(|e| printable(e))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if exports.is_empty() {
+        listed = "nothing".to_owned();
+    } else if exports.len() > LISTED {
+        listed.push_str(&format!(" and {} more", exports.len() - LISTED));
+    }
+    Err(LoadError::NotAPolicy { exports: listed })
 }
 
 #[cfg(test)]
@@ -286,5 +312,16 @@ mod tests {
         );
         let err = check_exports(["greet"].into_iter()).unwrap_err();
         assert!(matches!(err, LoadError::NotAPolicy { .. }), "{err}");
+        let many: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+        let err = check_exports(many.iter().map(String::as_str)).unwrap_err();
+        assert!(err.to_string().contains("f7 and 12 more"), "{err}");
+    }
+
+    #[test]
+    fn stamps_are_quoted_short_and_printable() {
+        let err = mismatch("\u{1c}$\u{7f}\n0.9");
+        assert!(!err.to_string().chars().any(char::is_control), "{err}");
+        let long = "9".repeat(10_000);
+        assert!(mismatch(&long).to_string().len() < 300);
     }
 }

@@ -32,8 +32,13 @@ pub struct EventFramer {
     /// where that search stood: each byte is looked at once, however the stream is cut.
     searched: usize,
     position: Position,
+    /// Bytes at the start of the event being searched that are not part of it (see
+    /// [`RawEvent`]); `None` until they are known.
+    skip: Option<usize>,
     /// An event has been cut: only the first may start with a byte-order mark.
     started: bool,
+    /// The last event ended with a `\r`: a `\n` opening the next belongs to it.
+    after_cr: bool,
     failed: bool,
 }
 
@@ -42,19 +47,15 @@ pub struct EventFramer {
 pub struct RawEvent {
     /// The event's bytes, untouched.
     pub bytes: BytesMut,
-    /// It is the stream's first event (whose leading byte-order mark is not content).
-    starts_stream: bool,
+    /// Leading bytes that are not the event's: the byte-order mark opening a stream,
+    /// or the `\n` of a `\r\n` whose `\r` ended the event before.
+    skip: usize,
 }
 
 impl RawEvent {
     /// The event's fields, read in place.
     pub fn fields(&self) -> EventFields<'_> {
-        let bytes = &self.bytes[..];
-        if self.starts_stream {
-            fields(bytes.strip_prefix(BOM).unwrap_or(bytes))
-        } else {
-            fields(bytes)
-        }
+        fields(&self.bytes[self.skip..])
     }
 }
 
@@ -76,13 +77,15 @@ impl EventFramer {
             return Err(TOO_LARGE);
         }
         match self.event_end() {
-            Some(end) => {
+            Some((end, after_cr)) => {
+                let skip = self.skip.take().unwrap_or(0);
                 self.searched = 0;
                 self.position = Position::LineStart;
-                let starts_stream = !std::mem::replace(&mut self.started, true);
+                self.started = true;
+                self.after_cr = after_cr;
                 Ok(Some(RawEvent {
                     bytes: self.pending.split_to(end),
-                    starts_stream,
+                    skip,
                 }))
             }
             None if self.pending.len() > MAX_EVENT_BYTES => {
@@ -98,6 +101,7 @@ impl EventFramer {
     pub fn take_rest(&mut self) -> BytesMut {
         self.searched = 0;
         self.position = Position::LineStart;
+        self.skip = None;
         self.pending.split()
     }
 
@@ -106,10 +110,33 @@ impl EventFramer {
         self.pending.len()
     }
 
+    /// How many leading bytes of `buf` are not the event's (see [`RawEvent::skip`]),
+    /// or `None` while too few bytes have come to tell.
+    fn leading(&self, buf: &[u8]) -> Option<usize> {
+        if !self.started {
+            if buf.len() < BOM.len() && BOM.starts_with(buf) {
+                return None;
+            }
+            return Some(if buf.starts_with(BOM) { BOM.len() } else { 0 });
+        }
+        if self.after_cr {
+            return Some(match buf.first()? {
+                b'\n' => 1,
+                _ => 0,
+            });
+        }
+        Some(0)
+    }
+
     /// The end (exclusive) of the first event in `pending`, continuing the search
-    /// where the last one stopped.
-    fn event_end(&mut self) -> Option<usize> {
+    /// where the last one stopped, and whether it ended with a `\r`.
+    fn event_end(&mut self) -> Option<(usize, bool)> {
         let buf = &self.pending[..];
+        if self.skip.is_none() {
+            let skip = self.leading(buf)?;
+            self.skip = Some(skip);
+            self.searched = skip;
+        }
         let mut at = self.searched;
         while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[at..]) {
             let p = at + found;
@@ -120,17 +147,16 @@ impl EventFramer {
                 (Position::AfterCr, b'\n') => self.position = Position::LineStart,
                 (Position::InLine, b'\n') => self.position = Position::LineStart,
                 (Position::InLine, _) => self.position = Position::AfterCr,
-                (Position::LineStart, b'\n') => return Some(p + 1),
-                // An empty line ended by `\r` (after a line start or a `\r`): the event
-                // ends here, with the `\n` that may follow; wait to see that byte.
-                (Position::LineStart | Position::AfterCr, _) => match buf.get(p + 1) {
-                    Some(b'\n') => return Some(p + 2),
-                    Some(_) => return Some(p + 1),
-                    None => {
-                        self.searched = p;
-                        return None;
-                    }
-                },
+                (Position::LineStart, b'\n') => return Some((p + 1, false)),
+                // An empty line ended by `\r`: the event ends here, with the `\n` that
+                // may follow; if that byte has not come yet, the next event skips it.
+                (Position::LineStart | Position::AfterCr, _) => {
+                    return Some(match buf.get(p + 1) {
+                        Some(b'\n') => (p + 2, false),
+                        Some(_) => (p + 1, false),
+                        None => (p + 1, true),
+                    });
+                }
             }
             at = p + 1;
         }
@@ -210,16 +236,24 @@ fn fields(event: &[u8]) -> EventFields<'_> {
 mod tests {
     use super::*;
 
-    fn frame_all(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    /// The events cut from `chunks` (their bytes, and their data as text) and what is
+    /// left over.
+    fn frame_all(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<Option<String>>, Vec<u8>) {
         let mut framer = EventFramer::default();
-        let mut events = Vec::new();
+        let (mut events, mut data) = (Vec::new(), Vec::new());
         for chunk in chunks {
             framer.push(chunk);
             while let Some(event) = framer.next_event().unwrap() {
+                let fields = event.fields();
+                data.push(
+                    fields
+                        .data
+                        .map(|d| String::from_utf8_lossy(&d).into_owned()),
+                );
                 events.push(event.bytes.to_vec());
             }
         }
-        (events, framer.take_rest().to_vec())
+        (events, data, framer.take_rest().to_vec())
     }
 
     #[test]
@@ -233,16 +267,38 @@ mod tests {
             b"data: d\n\r\n",
             b"event: e\r\ndata: f\r\n\n",
         ];
-        let (events, rest) = frame_all(&[stream]);
+        let data = ["a", "b", "c", "d", "f"]
+            .map(|d| Some(d.to_owned()))
+            .to_vec();
+        let (events, read, rest) = frame_all(&[stream]);
         assert_eq!(events, want);
+        assert_eq!(read, data);
         assert_eq!(rest, b"partial");
-        // Cut anywhere, byte by byte included, the events are the same.
-        for cut in 0..=stream.len() {
-            let (a, b) = stream.split_at(cut);
-            assert_eq!(frame_all(&[a, b]).0, want, "cut at {cut}");
+        // Cut anywhere, byte by byte included, the events say the same and every byte
+        // comes out once, in order (a `\r\n` cut in two may end up split between two
+        // events).
+        let mut cuts: Vec<Vec<&[u8]>> = (0..=stream.len())
+            .map(|cut| {
+                let (a, b) = stream.split_at(cut);
+                vec![a, b]
+            })
+            .collect();
+        cuts.push(stream.chunks(1).collect());
+        for chunks in cuts {
+            let (events, read, rest) = frame_all(&chunks);
+            assert_eq!(read, data, "{chunks:?}");
+            assert_eq!([events.concat(), rest].concat(), stream, "{chunks:?}");
         }
-        let singles: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(frame_all(&singles), (events, rest));
+    }
+
+    #[test]
+    fn an_empty_line_ended_by_a_last_cr_ends_the_event_at_once() {
+        let (events, read, _) = frame_all(&[b"data: x\r\r"]);
+        assert_eq!(events, [b"data: x\r\r"]);
+        assert_eq!(read, [Some("x".to_owned())]);
+        // The `\n` that follows belongs to that `\r`, not to an empty line.
+        let (_, read, _) = frame_all(&[b"data: x\r\r", b"\ndata: y\n\n"]);
+        assert_eq!(read, [Some("x".to_owned()), Some("y".to_owned())]);
     }
 
     #[test]
@@ -272,6 +328,17 @@ mod tests {
         assert_eq!(first.fields().data.as_deref(), Some(&b"a"[..]));
         let second = framer.next_event().unwrap().unwrap();
         assert_eq!(second.fields().data, None);
+    }
+
+    #[test]
+    fn an_empty_line_right_after_the_byte_order_mark_ends_an_empty_event() {
+        let stream = "\u{FEFF}\ndata: x\n\n".as_bytes();
+        let want: Vec<&[u8]> = vec!["\u{FEFF}\n".as_bytes(), b"data: x\n\n"];
+        assert_eq!(frame_all(&[stream]).0, want);
+        let singles: Vec<&[u8]> = stream.chunks(1).collect();
+        let (events, read, _) = frame_all(&singles);
+        assert_eq!(events, want);
+        assert_eq!(read, [None, Some("x".to_owned())]);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Gateway {
             let provider = providers
                 .get(t.provider.as_str())
                 .with_context(|| format!("target `{}`: no provider `{}`", t.id, t.provider))?;
-            let secret = config.secrets.get(&t.provider).map(String::as_str);
+            let secret = config.secrets.get(&t.provider);
             let upstream =
                 Upstream::new(provider, t, secret).with_context(|| format!("target `{}`", t.id))?;
             targets.push(Target {

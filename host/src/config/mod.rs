@@ -73,7 +73,27 @@ pub struct Config {
     /// Span export (OTLP).
     pub telemetry: TelemetrySection,
     /// Provider API keys read from the environment, by provider name.
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: Secrets,
+}
+
+/// Provider API keys by provider name. `Debug` shows the names only, so a config
+/// printed for debugging never carries a key.
+#[derive(Clone, Default)]
+pub struct Secrets(BTreeMap<String, String>);
+
+impl Secrets {
+    /// The API key of `provider`, if it has one.
+    pub fn get(&self, provider: &str) -> Option<&str> {
+        self.0.get(provider).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "<redacted>")))
+            .finish()
+    }
 }
 
 impl Config {
@@ -138,7 +158,7 @@ impl Config {
             ledger: raw.ledger,
             decision_log: raw.decision_log,
             telemetry: validated.telemetry,
-            secrets: validated.secrets,
+            secrets: Secrets(validated.secrets),
         })
     }
 }

@@ -159,7 +159,11 @@ fn secrets_come_from_the_environment() {
         "kind = \"openai\"\nbase_url = \"https://api.example\"\napi_key_env = \"KEY_SET\"",
     );
     let c = parse(&with_key).unwrap();
-    assert_eq!(c.secrets.get("sim").map(String::as_str), Some("secret"));
+    assert_eq!(c.secrets.get("sim"), Some("secret"));
+    // Printed for debugging, the config names the secret and never shows it.
+    let printed = format!("{c:?}");
+    assert!(printed.contains("\"sim\": \"<redacted>\""), "{printed}");
+    assert!(!printed.contains("secret\""), "{printed}");
 }
 
 #[test]

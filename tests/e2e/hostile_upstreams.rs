@@ -227,3 +227,34 @@ async fn a_failing_target_sends_on_no_more_than_its_retry_budget() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_refusing_the_gateways_credentials_is_a_failed_target_not_the_clients_answer() {
+    for status in [401, 403] {
+        assert_falls_back(Upstream::ok().status(status), false).await;
+    }
+    // With no other target, the client gets a 503 that does not carry the upstream's
+    // body (OpenAI's 401 quotes part of the key).
+    let bad = FakeUpstream::start(Wire::OpenAi).await;
+    bad.set_default(Upstream::ok().status(401));
+    let toml = config(
+        &[("hostile", "openai", &format!("{}/v1", bad.url()))],
+        &[("hostile", "hostile", "h")],
+        "",
+    );
+    let gw = TestGateway::start(&toml).await;
+    let reply = chat(
+        &gw,
+        &json!({"model": "h", "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("refused the gateway's credentials (401)"),
+        "{}",
+        reply.text()
+    );
+    assert!(!reply.text().contains("fake upstream"), "{}", reply.text());
+}

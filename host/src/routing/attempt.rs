@@ -33,7 +33,8 @@ pub(crate) enum Outcome {
         ttft: Duration,
         total_deadline: tokio::time::Instant,
     },
-    /// The client's own mistake (a 4xx other than 408/429): passed back, not retried.
+    /// The client's own mistake (a 4xx other than 401/403/408/429): passed back, not
+    /// retried.
     ClientError {
         parts: http::response::Parts,
         body: Bytes,
@@ -41,7 +42,8 @@ pub(crate) enum Outcome {
     /// Worth trying the next target.
     Retry {
         /// The kind of failure, for metrics: `timeout`, `upstream_error`,
-        /// `rate_limited`, `server_error`, `stream_failed` or `unsupported`.
+        /// `upstream_auth`, `rate_limited`, `server_error`, `stream_failed` or
+        /// `unsupported`.
         cause: &'static str,
         /// Why, for the 503 message and logs (no secrets).
         why: String,
@@ -91,6 +93,18 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         return retry(
             "server_error",
             format!("upstream answered {}", status.as_u16()),
+            AttemptResult::Failure,
+        );
+    }
+    // The upstream refused the gateway's own credentials: the target is misconfigured,
+    // not the client wrong. Its body is not passed on (OpenAI's shows part of the key).
+    if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
+        return retry(
+            "upstream_auth",
+            format!(
+                "upstream refused the gateway's credentials ({})",
+                status.as_u16()
+            ),
             AttemptResult::Failure,
         );
     }

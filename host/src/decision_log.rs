@@ -214,7 +214,7 @@ impl DecisionLog {
         let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("signalbox-decision-log".into())
-            .spawn(move || write_lines(std::io::BufWriter::new(file), &lines))?;
+            .spawn(move || write_lines(file, &lines))?;
         Ok(DecisionLog {
             queue,
             dropped: AtomicU64::new(0),
@@ -236,18 +236,34 @@ impl DecisionLog {
     }
 }
 
-fn write_lines(mut out: std::io::BufWriter<std::fs::File>, lines: &Receiver<DecisionRecord>) {
+/// Lines are written whole, many at a time: the file is opened for appending, and a
+/// write of whole lines is never interleaved with another process's (two gateways
+/// share the file while one hands its listeners to the other), which a buffered
+/// writer flushing mid-line would allow.
+fn write_lines(mut out: std::fs::File, lines: &Receiver<DecisionRecord>) {
+    const BATCH_BYTES: usize = 64 << 10;
+    let mut batch = Vec::with_capacity(BATCH_BYTES + 4096);
+    let mut write = |batch: &mut Vec<u8>| {
+        if !batch.is_empty() {
+            let _ = out.write_all(batch);
+            batch.clear();
+        }
+    };
     loop {
         match lines.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
-                let _ = serde_json::to_writer(&mut out, &line);
-                let _ = out.write_all(b"\n");
+                let start = batch.len();
+                match serde_json::to_writer(&mut batch, &line) {
+                    Ok(()) => batch.push(b'\n'),
+                    Err(_) => batch.truncate(start),
+                }
+                if batch.len() >= BATCH_BYTES {
+                    write(&mut batch);
+                }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
-            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => write(&mut batch),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = out.flush();
+                write(&mut batch);
                 return;
             }
         }

@@ -22,6 +22,8 @@ pub mod deploy;
 pub mod embedded;
 pub mod feedback;
 pub mod gateway;
+#[cfg(unix)]
+pub mod handover;
 pub mod ledger;
 pub mod metrics;
 pub mod openai;

@@ -41,6 +41,10 @@ enum Command {
         /// Listen here instead of the config's `server.listen`.
         #[arg(long)]
         listen: Option<String>,
+        /// Take the listening sockets of the gateway running with this config (through
+        /// its `server.handover_socket`); it drains and stops once this one serves.
+        #[arg(long, conflicts_with = "listen")]
+        take_over: bool,
     },
     /// Work with routing policies.
     #[command(subcommand)]
@@ -116,7 +120,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         crate::telemetry::init(logging, None)?;
     }
     match cli.command {
-        Command::Serve { config, listen } => serve::run(config.as_deref(), listen, logging),
+        Command::Serve {
+            config,
+            listen,
+            take_over,
+        } => serve::run(config.as_deref(), listen, take_over, logging),
         Command::Route(args) => route::run(args),
         Command::Usage(args) => usage::run(args),
         Command::Policy(PolicyCommand::Check {

@@ -27,6 +27,9 @@ pub(super) fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
     if let Some(tls) = &mut raw.server.tls {
         resolve_tls(tls, base, "server.tls");
     }
+    if let Some(path) = &mut raw.server.handover_socket {
+        text(path);
+    }
     let admin = &mut raw.admin;
     if let Some(tls) = &mut admin.tls {
         resolve_tls(tls, base, "admin.tls");

@@ -100,6 +100,10 @@ pub struct ServerSection {
     /// HTTP/2: how long a PING may go unanswered before the connection is closed, in
     /// seconds.
     pub http2_keep_alive_timeout_secs: u64,
+    /// A Unix socket through which a replacement gateway (`signalbox serve
+    /// --take-over`) takes this one's listening sockets, so a binary or config change
+    /// refuses no connection (Unix only; none: no hand-over).
+    pub handover_socket: Option<String>,
     /// `[server.tls]`: when present, the listener serves HTTPS only.
     pub tls: Option<TlsSection>,
 }
@@ -132,6 +136,7 @@ impl Default for ServerSection {
             http2_max_control_frames_per_sec: 100,
             http2_keep_alive_interval_secs: 20,
             http2_keep_alive_timeout_secs: 20,
+            handover_socket: None,
             tls: None,
         }
     }

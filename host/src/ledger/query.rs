@@ -73,6 +73,9 @@ pub(super) fn run(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, Led
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(fail)?;
+    connection
+        .busy_timeout(super::writer::BUSY_WAIT)
+        .map_err(fail)?;
     // The group expression comes from a closed set, never from the caller's text.
     let group = match query.group_by {
         GroupBy::Target => "target",

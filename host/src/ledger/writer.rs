@@ -9,6 +9,8 @@ use std::time::Duration;
 
 /// Most rows per transaction.
 const BATCH: usize = 2048;
+/// How long a write waits for another process's lock on the file.
+pub(super) const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// How long a batch waits to fill before it is written anyway.
 const LINGER: Duration = Duration::from_millis(20);
 
@@ -24,6 +26,9 @@ pub(super) fn open(path: &Path) -> Result<Connection, LedgerError> {
         let _ = std::fs::create_dir_all(dir);
     }
     let connection = Connection::open(path).map_err(fail)?;
+    // Two gateways write the same file while one hands its listeners to the other
+    // (`crate::handover`): a write that finds the other's lock waits for it.
+    connection.busy_timeout(BUSY_WAIT).map_err(fail)?;
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL;

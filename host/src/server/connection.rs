@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,6 +33,10 @@ struct Activity {
     idle_since_ms: AtomicU64,
     /// HTTP/1 requests received so far, to match them with the scanner's findings.
     http1_requests: AtomicU64,
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    http2: AtomicBool,
+    /// Whether the gateway is shutting down: HTTP/1 answers then close the connection.
+    draining: AtomicBool,
 }
 
 impl Activity {
@@ -42,6 +46,8 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             http1_requests: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -148,12 +154,16 @@ pub(super) async fn serve_connection<I, H, F>(
                 .map(|guard| (guard, request.version(), handler(request)));
             let listener = bounds.name;
             let metrics = bounds.metrics.clone();
+            let activity = activity.clone();
             async move {
                 Ok::<_, Infallible>(match admitted {
                     Ok((guard, version, response)) => {
                         let mut response = response.await;
                         if response.status() == StatusCode::REQUEST_TIMEOUT {
                             metrics.listener_refusal(listener, reason::BODY_TIMEOUT);
+                            close_after(&mut response, version);
+                        }
+                        if activity.draining.load(Ordering::Acquire) {
                             close_after(&mut response, version);
                         }
                         response.map(|inner| GuardedBody {
@@ -173,21 +183,35 @@ pub(super) async fn serve_connection<I, H, F>(
     tokio::pin!(connection);
     let idle = idle_for(&activity, bounds.idle_timeout);
     tokio::pin!(idle);
-    let mut closing = *shutdown.borrow_and_update();
-    if closing {
-        connection.as_mut().graceful_shutdown();
-    }
+    let mut state = State::Serving;
+    let mut draining = *shutdown.borrow_and_update();
     let ended = loop {
+        if draining && state == State::Serving {
+            // Envoy's drain: an HTTP/2 client is sent a GOAWAY at once (it knows which
+            // of its streams were taken and retries the others elsewhere). An HTTP/1
+            // client cannot be told before it sends, and closing its idle connection
+            // now would reset a request already on its way: so each of its next
+            // answers closes the connection, and one left idle closes after
+            // DRAIN_IDLE.
+            activity.draining.store(true, Ordering::Release);
+            if activity.http2.load(Ordering::Acquire) {
+                connection.as_mut().graceful_shutdown();
+                state = State::Closing;
+            } else {
+                idle.set(idle_for(&activity, DRAIN_IDLE.min(bounds.idle_timeout)));
+                state = State::Draining;
+            }
+        }
         tokio::select! {
             ended = connection.as_mut() => break ended,
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = &mut idle, if !closing => {
-                closing = true;
-                bounds.metrics.listener_refusal(bounds.name, reason::IDLE_TIMEOUT);
-                tracing::debug!(listener = bounds.name, "closing an idle connection");
+            // A closed channel means shutdown too.
+            _ = shutdown.changed(), if state == State::Serving => draining = true,
+            () = &mut idle, if state != State::Closing => {
+                if state == State::Serving {
+                    bounds.metrics.listener_refusal(bounds.name, reason::IDLE_TIMEOUT);
+                    tracing::debug!(listener = bounds.name, "closing an idle connection");
+                }
+                state = State::Closing;
                 connection.as_mut().graceful_shutdown();
             }
         }
@@ -203,6 +227,23 @@ pub(super) async fn serve_connection<I, H, F>(
         }
         tracing::debug!(listener = bounds.name, reason = why.unwrap_or("other"), error = %e, "connection ended with an error");
     }
+}
+
+/// How long a connection with nothing in flight stays open once the gateway drains:
+/// long enough that a client sending its next request at that moment is answered
+/// (with `Connection: close`) instead of having its request cut off by the close.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    /// The gateway is shutting down (or handing its listeners over): HTTP/1
+    /// answers say `Connection: close`, and the connection closes once idle for
+    /// [`DRAIN_IDLE`].
+    Draining,
+    /// hyper has been told to close it once what is in flight is done.
+    Closing,
 }
 
 /// Why the listener answers a request itself.
@@ -233,7 +274,9 @@ fn admit(
     findings: &Findings,
     request: &Request<Incoming>,
 ) -> Result<RequestGuard, Refused> {
-    if request.version() <= Version::HTTP_11 {
+    if request.version() == Version::HTTP_2 {
+        activity.http2.store(true, Ordering::Release);
+    } else if request.version() <= Version::HTTP_11 {
         let n = activity.http1_requests.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(finding) = findings.ambiguous(n) {
             bounds

@@ -7,11 +7,11 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::server::tls::TlsAcceptor;
 use anyhow::Context;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 /// The sockets a gateway serves on, bound by the caller (so a test can bind port 0).
@@ -23,22 +23,49 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds the addresses the config names (`server.listen`, `admin.listen`).
+    /// Binds the addresses the config names (`server.listen`, `admin.listen`), each
+    /// with the configured backlog.
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let backlog = config.server.listen_backlog;
         let listen = &config.server.listen;
-        let api = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let api = bind(listen, backlog).with_context(|| format!("cannot listen on {listen}"))?;
         let admin = match &config.admin.listen {
             Some(listen) => Some(
-                TcpListener::bind(listen)
-                    .await
+                bind(listen, backlog)
                     .with_context(|| format!("cannot listen on {listen} (admin)"))?,
             ),
             None => None,
         };
         Ok(Listeners { api, admin })
     }
+}
+
+/// A listening socket on `listen` (an address or host name, and a port) with a queue
+/// of `backlog` connections: tokio's own `bind` queues 1,024, fewer than a burst of
+/// connects a gateway should shed rather than leave to the clients' SYN retries.
+fn bind(listen: &str, backlog: u32) -> anyhow::Result<TcpListener> {
+    let mut last = None;
+    for addr in listen.to_socket_addrs()? {
+        match bind_one(addr, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no address found"), Into::into))
+}
+
+fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As the standard library's bind does: a restarted gateway can bind at once while
+    // its old connections are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// A gateway serving until [`Running::stop`] (or until dropped, which stops it too).

@@ -46,11 +46,7 @@ impl AdminTokens {
     /// The scope of the token in an `Authorization: Bearer …` header. The comparison
     /// after the lookup is constant-time; nothing about a wrong token is logged.
     pub fn scope(&self, authorization: Option<&[u8]>) -> Option<Scope> {
-        let header = std::str::from_utf8(authorization?).ok()?;
-        let token = header.strip_prefix("Bearer ")?.trim();
-        if token.is_empty() {
-            return None;
-        }
+        let token = crate::tenancy::bearer_token(authorization?)?;
         let presented = hash_key(token);
         let (stored, scope) = self.by_hash.get_key_value(&presented)?;
         let same = stored

@@ -78,6 +78,10 @@ pub struct ServerSection {
     /// Most open client connections per listener; one more is answered a bare 503
     /// and closed.
     pub max_connections: usize,
+    /// Connections the kernel queues for each listener before it accepts them (the
+    /// kernel caps it at `net.core.somaxconn`). A burst of connects beyond it loses
+    /// SYNs, which clients resend only after a second.
+    pub listen_backlog: u32,
     /// Most requests in flight per listener (streams count until they end); one more
     /// is answered 503 with `Retry-After`.
     pub max_in_flight: usize,
@@ -128,6 +132,7 @@ impl Default for ServerSection {
             max_header_count: 100,
             max_header_bytes: 64 << 10,
             max_connections: 10_000,
+            listen_backlog: 4_096,
             max_in_flight: 4_096,
             overload_retry_after_secs: 1,
             http2_max_concurrent_streams: 100,

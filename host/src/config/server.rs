@@ -42,6 +42,7 @@ pub(super) fn validate_server(server: &ServerSection) -> Result<(), Invalid> {
     for (key, value) in [
         ("max_header_count", server.max_header_count),
         ("max_connections", server.max_connections),
+        ("listen_backlog", server.listen_backlog as usize),
         ("max_in_flight", server.max_in_flight),
         (
             "http2_max_concurrent_streams",

@@ -15,6 +15,19 @@ const KEY_BODY_CHARS: usize = 43;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// The credential of an `Authorization: Bearer <token>` header value: the scheme in
+/// either case, then the token, with the spaces and tabs HTTP allows around it (and
+/// only those: a token with any other character around it is another token). None
+/// when the header is not that: another scheme, no token, or a token with a space.
+pub fn bearer_token(header: &[u8]) -> Option<&str> {
+    let header = std::str::from_utf8(header).ok()?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))?
+        .trim_matches([' ', '\t']);
+    (!token.is_empty() && !token.contains([' ', '\t'])).then_some(token)
+}
+
 /// The operating system's random source failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random source failed: {0}")]

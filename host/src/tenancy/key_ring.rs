@@ -91,13 +91,7 @@ impl KeyRing {
     /// Who sent an `Authorization` header value.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&Caller, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
-        let header = std::str::from_utf8(header).map_err(|_| AuthError::Malformed)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && !k.contains(' '))
-            .ok_or(AuthError::Malformed)?;
+        let key = super::bearer_token(header).ok_or(AuthError::Malformed)?;
         let presented = hash_key(key);
         match self.by_hash.get_key_value(&presented) {
             Some((stored, entry)) if constant_time_eq(stored, &presented) => {
@@ -146,6 +140,15 @@ mod tests {
             Err(AuthError::Unknown)
         );
         assert_eq!(ring.authenticate(None), Err(AuthError::Missing));
+        // Only the spaces and tabs HTTP allows around a value are trimmed: with any
+        // other white space around it, a key is another key.
+        for other in ["Bearer sb-alpha\u{a0}", "Bearer \u{2003}sb-alpha"] {
+            assert_eq!(
+                ring.authenticate(Some(other.as_bytes())),
+                Err(AuthError::Unknown),
+                "{other:?}"
+            );
+        }
         for malformed in [
             &b"Basic abc"[..],
             b"Bearer ",

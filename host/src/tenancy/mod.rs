@@ -8,7 +8,7 @@ mod key;
 mod key_ring;
 
 pub use key::{
-    KEY_PREFIX, KeyGenError, KeyHash, derived_key_id, format_key_hash, generate_key, hash_key,
-    is_valid_key_id, parse_key_hash,
+    KEY_PREFIX, KeyGenError, KeyHash, bearer_token, derived_key_id, format_key_hash, generate_key,
+    hash_key, is_valid_key_id, parse_key_hash,
 };
 pub use key_ring::{AuthError, Caller, Disabled, KeyRing};

@@ -18,6 +18,7 @@ pub struct Row {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub ts_ms: i64,
+    pub fallback_depth: i64,
 }
 
 /// Every row of the ledger (read after the last gateway has exited).
@@ -41,6 +42,7 @@ pub fn read_ledger(path: &Path) -> anyhow::Result<(Vec<Row>, String)> {
                 input_tokens: r.get::<_, i64>(5)?.max(0) as u64,
                 output_tokens: r.get::<_, i64>(6)?.max(0) as u64,
                 ts_ms: r.get(7)?,
+                fallback_depth: r.get(12)?,
             };
             let (target, model, policy): (String, String, String) =
                 (r.get(8)?, r.get(9)?, r.get(10)?);
@@ -64,6 +66,8 @@ pub fn read_ledger(path: &Path) -> anyhow::Result<(Vec<Row>, String)> {
 #[derive(Default)]
 pub struct Figures {
     pub rows: usize,
+    /// Rows of answers served by a target after an earlier one failed.
+    pub served_after_fallback: usize,
     pub completed_matched: usize,
     pub usage_compared: usize,
     pub other_answers_with_row: usize,
@@ -88,6 +92,10 @@ fn same_usd(a: f64, b: f64) -> bool {
 pub fn check(run: &Run, records: &[Record], rows: &[Row], reported: &Reported) -> Figures {
     let mut figures = Figures {
         rows: rows.len(),
+        served_after_fallback: rows
+            .iter()
+            .filter(|r| r.fallback_depth > 0 && (200..300).contains(&r.status))
+            .count(),
         ..Figures::default()
     };
     let mut by_id: HashMap<&str, Vec<&Row>> = HashMap::new();

@@ -116,11 +116,33 @@ async fn happen(run: &Run, event: Event) -> anyhow::Result<()> {
             run.count("certificate reloads");
         }
         Event::Restart => {
+            let before = active_versions(run).await?;
             run.restart().await?;
+            // The state directory brings every tenant's binding back.
+            let after = active_versions(run).await?;
+            if before != after {
+                bail!("the active policies before the restart were {before:?}, after {after:?}");
+            }
             run.count("restarts (SIGTERM + start)");
         }
     }
     Ok(())
+}
+
+/// Each tenant's active policy version.
+async fn active_versions(run: &Run) -> anyhow::Result<Vec<String>> {
+    let mut versions = Vec::new();
+    for tenant in crate::setup::TENANTS {
+        let report = run.admin.report(tenant).await?;
+        let active = report["versions"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["active"] == json!(true)))
+            .and_then(|v| v["version"].as_str())
+            .unwrap_or("the config's policy")
+            .to_owned();
+        versions.push(active);
+    }
+    Ok(versions)
 }
 
 fn policy_config(policy: &str) -> Value {

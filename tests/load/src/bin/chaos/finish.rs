@@ -158,6 +158,23 @@ pub async fn finish(
         }
     }
 
+    // What the sweep reads must hold what it is meant to cover: the gateway's logs
+    // of requests, failed attempts, a quarantine and a certificate reload.
+    let logs = run.layout.logs();
+    for needle in [
+        "request ended",
+        "attempt failed",
+        "policy quarantined",
+        "TLS certificate reloaded",
+    ] {
+        if !logged(&logs, needle)? {
+            run.problem(format!("no `{needle}` in the gateway's logs"));
+        }
+    }
+    if std::fs::metadata(run.layout.decision_log()).map_or(0, |m| m.len()) == 0 {
+        run.problem("the decision log is empty".into());
+    }
+
     // The secrets sweep over everything the run wrote (the clients' answers and the
     // admin API's were searched as they arrived).
     let sweep = &run.shared.sweep;
@@ -182,4 +199,25 @@ pub async fn finish(
     };
     summary.print();
     Ok(run.problems().is_empty())
+}
+
+/// Whether any of the gateway's stderr logs has a line containing `needle`.
+fn logged(dir: &std::path::Path, needle: &str) -> anyhow::Result<bool> {
+    use std::io::BufRead;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stderr"))
+        {
+            continue;
+        }
+        let reader = std::io::BufReader::new(std::fs::File::open(&path)?);
+        for line in reader.split(b'\n') {
+            if String::from_utf8_lossy(&line?).contains(needle) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }

@@ -7,7 +7,7 @@
 //! problem; prints a summary either way.
 //!
 //! `chaos [--seconds 600] [--gateway target/debug/signalbox]
-//!        [--policies target/policies/wasm32-wasip2/policy] [--rss-limit-mib 400] [--keep]`
+//!        [--policies target/policies/wasm32-wasip2/policy] [--rss-limit-mib 200] [--keep]`
 //!
 //! `tests/chaos/run.sh [SECONDS]` builds what it needs and runs it.
 
@@ -51,7 +51,7 @@ async fn soak() -> anyhow::Result<bool> {
     let duration = Duration::from_secs(seconds);
     let binary = PathBuf::from(arg("--gateway", "target/debug/signalbox"));
     let policies = PathBuf::from(arg("--policies", "target/policies/wasm32-wasip2/policy"));
-    let rss_limit_mib: u64 = arg("--rss-limit-mib", "400")
+    let rss_limit_mib: u64 = arg("--rss-limit-mib", "200")
         .parse()
         .context("--rss-limit-mib")?;
     let keep = std::env::args().any(|a| a == "--keep");
@@ -64,6 +64,10 @@ async fn soak() -> anyhow::Result<bool> {
     };
     let secrets = setup::Secrets::fresh()?;
     let sweep = Arc::new(sweep::Sweep::new(&secrets.all())?);
+    anyhow::ensure!(
+        sweep.finds_every_secret(&secrets.all()),
+        "the secrets sweep does not find the secrets it is given"
+    );
     let authority = setup::Authority::new()?;
     authority.install_leaf(&layout.dir)?;
     let mut upstreams = Vec::new();

@@ -93,6 +93,10 @@ impl Summary<'_> {
         row("SIGTERM to exit, each stop", stops.join(", "));
         row("ledger rows", f.rows);
         row(
+            "answers served after a fallback (ledger rows, 2xx, fallback depth > 0)",
+            f.served_after_fallback,
+        );
+        row(
             "completed requests with exactly one row (tokens compared with the answer's usage)",
             format!("{} ({})", f.completed_matched, f.usage_compared),
         );

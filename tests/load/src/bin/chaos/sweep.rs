@@ -53,6 +53,18 @@ impl Sweep {
         })
     }
 
+    /// Whether every secret's pieces are found (a sweep that cannot find anything
+    /// proves nothing): each secret's middle piece, embedded in other text.
+    pub fn finds_every_secret(&self, secrets: &[(String, String)]) -> bool {
+        secrets.iter().enumerate().all(|(i, (_, secret))| {
+            let at = secret.len() / 2 - PIECE / 2;
+            let text = format!("…{}…", &secret[at..at + PIECE]);
+            self.automaton
+                .find(text.as_str())
+                .is_some_and(|m| self.owners.get(m.pattern().as_usize()) == Some(&i))
+        })
+    }
+
     /// Pieces searched for.
     pub fn patterns(&self) -> usize {
         self.owners.len()

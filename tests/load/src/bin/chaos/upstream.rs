@@ -174,7 +174,7 @@ impl Upstream {
             .get(usize::from(self.fault.load(Relaxed)))
             .copied()
             // Every other request while a fault is on.
-            .filter(|_| seq % 2 == 0);
+            .filter(|_| seq.is_multiple_of(2));
         if let Some(fault) = fault {
             self.injected[fault.index()].fetch_add(1, Relaxed);
         }

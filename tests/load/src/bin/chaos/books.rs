@@ -73,6 +73,8 @@ pub struct Figures {
     pub other_answers_with_row: usize,
     pub rows_no_client_saw: usize,
     pub budget_refusals: usize,
+    /// The last process's ledger rows and its own count of requests answered.
+    pub last_process: Option<(usize, usize)>,
     pub small_budget_spent: f64,
     /// Tenant → (ledger sum, budget gauge, admin usage sum), USD, today.
     pub spend: BTreeMap<String, (f64, f64, f64)>,
@@ -81,6 +83,9 @@ pub struct Figures {
 /// Spend the gateway reports per tenant for today: its budget gauge and its usage API.
 pub struct Reported {
     pub day_start_ms: i64,
+    /// The last process's own count of the requests it answered
+    /// (`signalbox_requests_total`), and the request-id prefix of that process.
+    pub last_process: Option<(String, f64)>,
     pub budget_gauge: BTreeMap<String, f64>,
     pub usage_api: BTreeMap<String, f64>,
 }
@@ -192,6 +197,21 @@ pub fn check(run: &Run, records: &[Record], rows: &[Row], reported: &Reported) -
             reported.budget_gauge.len(),
             crate::setup::TENANTS.len()
         ));
+    }
+
+    // Every request the last process answered is a row, whether a client saw the
+    // answer or not (request ids start with a per-process prefix).
+    if let Some((prefix, answered)) = &reported.last_process {
+        let own = rows
+            .iter()
+            .filter(|r| r.request_id.starts_with(prefix))
+            .count();
+        figures.last_process = Some((own, *answered as usize));
+        if own as f64 != *answered {
+            run.problem(format!(
+                "the last gateway process answered {answered} requests and wrote {own} ledger rows"
+            ));
+        }
     }
 
     check_small_budget(run, records, rows, reported.day_start_ms, &mut figures);

@@ -153,16 +153,23 @@ fn policy_config(policy: &str) -> Value {
 }
 
 /// Deploys the hostile fixture and sends requests that make it trap until the
-/// gateway quarantines it and restores the previous binding. Those requests are
-/// clients' requests like any other: served through the safe route, and booked.
+/// gateway quarantines it and restores the previous binding. The tenant's other
+/// clients keep sending requests it answers well, and a good answer ends a streak of
+/// failures, so the traps come in bursts. Those requests are clients' requests like
+/// any other: served through the safe route, and booked.
 async fn quarantine(run: &Run, tenant: &str) -> anyhow::Result<()> {
+    const BURST: usize = 6;
     let wasm = run.policy_wasm("signalbox_fixture_hostile")?;
     let version = run
         .admin
         .upload(tenant, "hostile", wasm, &json!({}))
         .await?;
     run.admin.activate(tenant, &version, &json!({})).await?;
-    let client = crate::load::ApiClient::new(&run.authority, run.api_port, false)?;
+    let client = std::sync::Arc::new(crate::load::ApiClient::new(
+        &run.authority,
+        run.api_port,
+        false,
+    )?);
     let key = run
         .secrets
         .keys
@@ -171,16 +178,19 @@ async fn quarantine(run: &Run, tenant: &str) -> anyhow::Result<()> {
         .context("no key for the tenant")?;
     let started = Instant::now();
     loop {
-        let record = client
-            .chat(
-                key,
-                false,
-                false,
-                &[("x-signalbox-act", "panic")],
-                &run.shared.sweep,
-            )
-            .await;
-        run.shared.record(record);
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..BURST {
+            let (client, key, shared) = (client.clone(), key.clone(), run.shared.clone());
+            burst.spawn(async move {
+                let trap = [("x-signalbox-act", "panic")];
+                client.chat(&key, false, false, &trap, &shared.sweep).await
+            });
+        }
+        while let Some(record) = burst.join_next().await {
+            if let Ok(record) = record {
+                run.shared.record(record);
+            }
+        }
         let report = run.admin.report(tenant).await?;
         let entry = report["versions"]
             .as_array()

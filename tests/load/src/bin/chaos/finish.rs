@@ -92,7 +92,15 @@ pub async fn finish(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let day_start = now_secs - now_secs % 86_400;
+    // Ids are `req-` and eight hex digits of a per-process prefix, then a sequence.
+    let last_prefix = run.shared.records().iter().rev().find_map(|r| {
+        r.request_id
+            .as_ref()
+            .and_then(|id| id.get(..12))
+            .map(str::to_owned)
+    });
     let mut reported = Reported {
+        last_process: last_prefix.map(|p| (p, metrics.sum("signalbox_requests_total", &[]))),
         day_start_ms: day_start as i64 * 1000,
         budget_gauge: BTreeMap::new(),
         usage_api: BTreeMap::new(),

@@ -92,6 +92,12 @@ impl Summary<'_> {
             .unwrap_or_default();
         row("SIGTERM to exit, each stop", stops.join(", "));
         row("ledger rows", f.rows);
+        if let Some((rows, answered)) = f.last_process {
+            row(
+                "the last process: requests it counted / its ledger rows",
+                format!("{answered} / {rows}"),
+            );
+        }
         row(
             "answers served after a fallback (ledger rows, 2xx, fallback depth > 0)",
             f.served_after_fallback,

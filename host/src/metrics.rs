@@ -538,4 +538,20 @@ mod tests {
         assert!(text.contains("signalbox_upstream_latency_seconds_bucket"));
         assert!(text.ends_with("# EOF\n"));
     }
+
+    #[test]
+    fn scrape_time_gauges_render_what_was_set_last() {
+        let m = Metrics::new();
+        let t = Name::from("acme");
+        m.budget_state(&t, (0.5, 2.0));
+        m.budget_state(&t, (0.75, 2.25));
+        m.runtime_state(12);
+        let text = m.render();
+        assert!(
+            text.contains(r#"signalbox_budget_spent_usd{tenant="acme",window="day"} 0.75"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"signalbox_budget_spent_usd{tenant="acme",window="month"} 2.25"#));
+        assert!(text.contains("signalbox_runtime_alive_tasks 12"), "{text}");
+    }
 }

@@ -26,6 +26,8 @@ pub struct Reservation {
     held: [Held; 2],
     tokens: u64,
     settled: bool,
+    /// Held in the fleet's shared store instead (`[cluster]`).
+    shared: Option<crate::cluster::SharedReservation>,
 }
 
 impl Reservation {
@@ -36,6 +38,15 @@ impl Reservation {
             held: [Held::default(); 2],
             tokens: 0,
             settled: true,
+            shared: None,
+        }
+    }
+
+    /// A reservation held in the fleet's shared store.
+    pub fn shared(shared: crate::cluster::SharedReservation) -> Reservation {
+        Reservation {
+            shared: Some(shared),
+            ..Reservation::unlimited()
         }
     }
 
@@ -45,6 +56,10 @@ impl Reservation {
     /// to every budget.
     pub fn settle(mut self, used_tokens: u64, cost_usd: f64) {
         self.settled = true;
+        if let Some(shared) = self.shared.take() {
+            shared.settle(used_tokens, cost_usd);
+            return;
+        }
         if self.scopes.iter().all(Option::is_none) {
             return;
         }
@@ -142,6 +157,24 @@ fn wait_secs(refusal: Refusal) -> u64 {
     }
 }
 
+/// Refuses a request estimated at `tokens` that could never fit a tokens-per-minute
+/// limit of `quotas`: waiting would not help, so this is checked before anything else
+/// (and before the shared store is asked).
+pub fn fits(quotas: [&Quota; 2], tokens: u64) -> Result<(), QuotaError> {
+    for quota in quotas {
+        if let Some(limit) = &quota.tokens
+            && tokens > limit.bucket.capacity()
+        {
+            return Err(QuotaError::TokensNeverFit {
+                scope: quota.scope.clone(),
+                limit: limit.per_minute,
+                needed: tokens,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Admits a request estimated at `tokens` (input plus the most output it asked for)
 /// against its tenant's and its key's quotas, or says which limit refuses it.
 ///
@@ -160,18 +193,11 @@ pub fn admit(
         held: [Held::default(); 2],
         tokens,
         settled: false,
+        shared: None,
     };
-    for quota in reservation.scopes.iter().flatten() {
-        if let Some(limit) = &quota.tokens
-            && tokens > limit.bucket.capacity()
-        {
-            reservation.settled = true;
-            return Err(QuotaError::TokensNeverFit {
-                scope: quota.scope.clone(),
-                limit: limit.per_minute,
-                needed: tokens,
-            });
-        }
+    if let Err(never) = fits([&**tenant, &**key], tokens) {
+        reservation.settled = true;
+        return Err(never);
     }
     let mut wall = None;
     for quota in reservation.scopes.iter().flatten() {

@@ -80,6 +80,16 @@ impl Budget {
         })
     }
 
+    /// The daily limit, USD.
+    pub fn per_day(&self) -> Option<f64> {
+        self.per_day
+    }
+
+    /// The monthly limit, USD.
+    pub fn per_month(&self) -> Option<f64> {
+        self.per_month
+    }
+
     /// Refuses when a window's spend has reached its limit. The month is checked first:
     /// when both are spent, the month's reset is the one worth waiting for.
     pub fn check(&self, now_unix_secs: u64) -> Result<(), Exhausted> {

@@ -11,8 +11,9 @@
 //! second script, sent after the answer, off the request's path.
 
 use super::{Cluster, ClusterError};
-use crate::quota::{Limits, Period, Quota, QuotaError, Scope, utc};
+use crate::quota::{Period, Quota, QuotaError, Scope, utc};
 use redis::Script;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -113,6 +114,17 @@ pub struct SharedReservation {
     settled: bool,
 }
 
+impl std::fmt::Debug for SharedReservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReservation")
+            .field("token_buckets", &self.token_buckets.len())
+            .field("spend_totals", &self.spend_totals.len())
+            .field("tokens", &self.tokens)
+            .field("settled", &self.settled)
+            .finish()
+    }
+}
+
 impl Cluster {
     fn scope_key(&self, scope: &Scope) -> String {
         match scope {
@@ -121,27 +133,20 @@ impl Cluster {
         }
     }
 
-    /// Admits a request estimated at `tokens` against the shared limits of `quotas`
-    /// (its tenant's and its key's), in one round trip; a refusal names the limit as
-    /// the in-process admission does. A request that could never fit is refused
-    /// before Redis is asked (the caller checks that).
-    pub async fn admit(
-        self: &Arc<Self>,
-        quotas: [&Quota; 2],
-        tokens: u64,
-    ) -> Result<Result<SharedReservation, QuotaError>, ClusterError> {
-        let now = crate::quota::unix_secs();
+    /// The checks of `quotas` (a tenant's and a key's), in the order of the
+    /// in-process admission: spent budgets (the month first), then requests, then
+    /// tokens; the tenant before the key.
+    fn checks(&self, quotas: [&Quota; 2], now: u64) -> Vec<Check> {
         let (day, month) = (utc::day(now), utc::month(now));
+        let scoped = quotas.map(|q| (self.scope_key(q.scope()), q.scope(), q.limits()));
         let mut checks = Vec::with_capacity(8);
-        let scoped: Vec<(String, &Scope, Limits)> = quotas
-            .iter()
-            .map(|q| (self.scope_key(q.scope()), q.scope(), q.limits()))
-            .collect();
-        // The order of the in-process admission: spent budgets (the month first),
-        // then requests, then tokens; the tenant before the key.
         for (base, scope, limits) in &scoped {
             for (period, limit, window) in [
-                (Period::Month, limits.usd_per_month, format!("month:{month}")),
+                (
+                    Period::Month,
+                    limits.usd_per_month,
+                    format!("month:{month}"),
+                ),
                 (Period::Day, limits.usd_per_day, format!("day:{day}")),
             ] {
                 if let Some(limit_usd) = limit {
@@ -171,6 +176,23 @@ impl Cluster {
                 });
             }
         }
+        checks
+    }
+
+    /// Admits a request estimated at `tokens` against the shared limits of `quotas`
+    /// (its tenant's and its key's), in one round trip; a refusal names the limit as
+    /// the in-process admission does. A request that could never fit is refused
+    /// before Redis is asked (the caller checks that).
+    pub async fn admit(
+        self: &Arc<Self>,
+        quotas: [&Quota; 2],
+        tokens: u64,
+    ) -> Result<Result<SharedReservation, QuotaError>, ClusterError> {
+        if !self.is_up() {
+            return Err(ClusterError::Down);
+        }
+        let now = crate::quota::unix_secs();
+        let checks = self.checks(quotas, now);
         let mut invocation = ADMIT_SCRIPT.prepare_invoke();
         invocation.arg(checks.len());
         for check in &checks {
@@ -193,11 +215,30 @@ impl Cluster {
             };
             return Ok(Err(refusal(check, tokens, wait_ms, now)));
         }
+        Ok(Ok(self.reservation(checks, tokens, true)))
+    }
+
+    /// A claim on the shared budgets of `quotas` only, taken without asking Redis: for
+    /// a request admitted on this replica's own limits while Redis is unreachable, so
+    /// that its cost reaches the fleet's totals once Redis returns.
+    pub fn spend_only(self: &Arc<Self>, quotas: [&Quota; 2]) -> SharedReservation {
+        let checks = self.checks(quotas, crate::quota::unix_secs());
+        self.reservation(checks, 0, false)
+    }
+
+    fn reservation(
+        self: &Arc<Self>,
+        checks: Vec<Check>,
+        tokens: u64,
+        took_tokens: bool,
+    ) -> SharedReservation {
         let mut token_buckets = Vec::new();
         let mut spend_totals = Vec::new();
         for check in checks {
             match check.what {
-                What::Tokens { per_minute } => token_buckets.push((check.key, per_minute)),
+                What::Tokens { per_minute } if took_tokens => {
+                    token_buckets.push((check.key, per_minute));
+                }
                 What::Spend { period, .. } => spend_totals.push((
                     check.key,
                     match period {
@@ -205,25 +246,37 @@ impl Cluster {
                         Period::Month => MONTH_TTL_SECS,
                     },
                 )),
-                What::Requests { .. } => {}
+                What::Tokens { .. } | What::Requests { .. } => {}
             }
         }
-        Ok(Ok(SharedReservation {
+        SharedReservation {
             cluster: self.clone(),
             token_buckets,
             spend_totals,
             tokens,
             settled: false,
-        }))
+        }
     }
 
-    /// Sends one settlement; a failure is retried twice, a second apart, in the
-    /// background (spend is what budgets are made of), then logged as lost.
-    fn settle_later(self: &Arc<Self>, buckets: Vec<(String, u32, i64)>, spend: Vec<(String, u64)>, cost_usd: f64) {
-        let cluster = self.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
+    /// Sends one settlement, off the request's path. If Redis does not take it, the
+    /// cost waits in [`Cluster::owed`] and is sent again until it does (spend is
+    /// what budgets are made of); a token correction is dropped (buckets refill
+    /// within the minute anyway).
+    fn settle_later(
+        self: &Arc<Self>,
+        buckets: Vec<(String, u32, i64)>,
+        spend: Vec<(String, u64)>,
+        cost_usd: f64,
+    ) {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.is_up() => runtime,
+            _ => {
+                self.owe(&spend, cost_usd);
+                return;
+            }
         };
+        let cluster = self.clone();
+        self.settling.fetch_add(1, Ordering::AcqRel);
         runtime.spawn(async move {
             let mut invocation = SETTLE_SCRIPT.prepare_invoke();
             invocation.arg(buckets.len());
@@ -234,24 +287,97 @@ impl Cluster {
             for (key, ttl) in &spend {
                 invocation.key(key).arg(*ttl);
             }
-            for attempt in 0..3 {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                let sent: Result<i64, _> = cluster
-                    .call("settle", async |c| invocation.invoke_async(c).await)
-                    .await;
-                if sent.is_ok() {
-                    return;
-                }
+            let sent: Result<i64, _> = cluster
+                .call("settle", async |c| invocation.invoke_async(c).await)
+                .await;
+            if sent.is_err() {
+                cluster.owe(&spend, cost_usd);
             }
-            tracing::error!(
-                cost_usd,
-                "a request's usage could not be charged to the shared limits"
-            );
+            cluster.settling.fetch_sub(1, Ordering::AcqRel);
         });
     }
+
+    /// Notes spend Redis has not taken yet, and makes sure a task is sending it.
+    fn owe(self: &Arc<Self>, spend: &[(String, u64)], cost_usd: f64) {
+        if spend.is_empty() || cost_usd <= 0.0 {
+            return;
+        }
+        {
+            let mut owed = self.owed();
+            for (key, ttl) in spend {
+                owed.entry(key.clone()).or_insert((0.0, *ttl)).0 += cost_usd;
+            }
+        }
+        if self.paying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.paying.store(false, Ordering::Release);
+            return;
+        };
+        let cluster = self.clone();
+        runtime.spawn(async move { cluster.pay_owed().await });
+    }
+
+    /// Sends what is owed every second until Redis has taken all of it; then the task
+    /// ends (a healthy fleet runs none).
+    async fn pay_owed(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(OWED_RETRY).await;
+            if self.pay_once().await {
+                self.paying.store(false, Ordering::Release);
+                // Owed in the moment between the last payment and the flag.
+                if self.owes() && !self.paying.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Sends everything owed in one transaction; true when nothing is owed after.
+    pub(super) async fn pay_once(&self) -> bool {
+        let owed: Vec<(String, f64, u64)> = self
+            .owed()
+            .iter()
+            .map(|(key, (usd, ttl))| (key.clone(), *usd, *ttl))
+            .collect();
+        if owed.is_empty() {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (key, usd, ttl) in &owed {
+            pipe.incr(key, *usd)
+                .ignore()
+                .expire(key, i64::try_from(*ttl).unwrap_or(i64::MAX))
+                .ignore();
+        }
+        let paid: Result<(), _> = self
+            .call("settle", async |c| pipe.query_async(c).await)
+            .await;
+        let mut left = self.owed();
+        if paid.is_ok() {
+            for (key, usd, _) in &owed {
+                if let Some(entry) = left.get_mut(key) {
+                    entry.0 -= usd;
+                    // What was added while the payment was on its way stays owed.
+                    if entry.0 <= 1e-12 {
+                        left.remove(key);
+                    }
+                }
+            }
+            tracing::info!(
+                totals = owed.len(),
+                "spend owed to the shared budgets is paid"
+            );
+        }
+        left.is_empty()
+    }
 }
+
+/// How often spend Redis did not take is sent again.
+const OWED_RETRY: Duration = Duration::from_secs(1);
 
 /// The client's error for a refused check.
 fn refusal(check: &Check, tokens: u64, wait_ms: u64, now: u64) -> QuotaError {
@@ -291,13 +417,20 @@ impl SharedReservation {
     }
 
     fn send(&mut self, take: i64, cost_usd: f64) {
-        let buckets: Vec<_> = self
-            .token_buckets
-            .drain(..)
-            .map(|(key, capacity)| (key, capacity, take))
-            .collect();
-        let spend = std::mem::take(&mut self.spend_totals);
-        if (buckets.is_empty() || take == 0) && (spend.is_empty() || cost_usd <= 0.0) {
+        let buckets: Vec<_> = if take == 0 {
+            Vec::new()
+        } else {
+            self.token_buckets
+                .drain(..)
+                .map(|(key, capacity)| (key, capacity, take))
+                .collect()
+        };
+        let spend = if cost_usd > 0.0 {
+            std::mem::take(&mut self.spend_totals)
+        } else {
+            Vec::new()
+        };
+        if buckets.is_empty() && spend.is_empty() {
             return;
         }
         self.cluster.settle_later(buckets, spend, cost_usd);

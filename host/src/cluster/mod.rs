@@ -8,15 +8,18 @@
 //! re-made by itself, so enforcement resumes when Redis returns, without a restart.
 
 mod limits;
+mod replicas;
 
 pub use limits::SharedReservation;
+pub use replicas::spawn_heartbeat;
 
 use crate::config::{ClusterSection, FailMode};
 use crate::metrics::Metrics;
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Why a call to the shared store gave no answer.
@@ -25,6 +28,10 @@ pub enum ClusterError {
     /// No answer within `cluster.timeout_ms`.
     #[error("the shared store did not answer within {0:?}")]
     Timeout(Duration),
+    /// The last call failed: until the heartbeat (every second) reaches Redis again,
+    /// requests do not wait for a call that would likely fail too.
+    #[error("the shared store was unreachable at the last call")]
+    Down,
     /// Redis answered with an error, or the connection failed.
     #[error("the shared store failed: {0}")]
     Redis(#[from] redis::RedisError),
@@ -40,6 +47,19 @@ pub struct Cluster {
     /// Whether the last call succeeded (for `/readyz`, and to log changes once).
     up: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Spend Redis has not taken yet (a settlement that failed, or a request admitted
+    /// on local limits while Redis was unreachable), by spend total: the total's key,
+    /// the USD owed and the key's lifetime. Bounded by the number of budget windows
+    /// of the configured tenants and keys.
+    owed: Mutex<HashMap<String, (f64, u64)>>,
+    /// Whether a task is sending what is owed.
+    paying: AtomicBool,
+    /// Settlements sent and not yet answered (a stop waits for them).
+    settling: AtomicUsize,
+    /// This replica's name in the fleet's heartbeat set: random, new at each start.
+    replica_id: String,
+    /// Replicas alive at the last heartbeat Redis answered.
+    replicas: AtomicU64,
 }
 
 impl Cluster {
@@ -76,6 +96,11 @@ impl Cluster {
             prefix: section.key_prefix.clone(),
             up: AtomicBool::new(true),
             metrics,
+            owed: Mutex::default(),
+            paying: AtomicBool::new(false),
+            settling: AtomicUsize::new(0),
+            replica_id: replica_id()?,
+            replicas: AtomicU64::new(1),
         })
     }
 
@@ -84,9 +109,47 @@ impl Cluster {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// Asks Redis whether it is there (bounded by the timeout, like every call): for
+    /// `/readyz`, which also notices Redis's return on a replica with no traffic.
+    pub async fn ping(&self) -> bool {
+        let pong: Result<String, _> = self
+            .call("ping", async |c| redis::cmd("PING").query_async(c).await)
+            .await;
+        pong.is_ok()
+    }
+
+    /// Whether spend is waiting to reach Redis.
+    pub fn owes(&self) -> bool {
+        !self.owed().is_empty()
+    }
+
+    fn owed(&self) -> MutexGuard<'_, HashMap<String, (f64, u64)>> {
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The key prefix of this fleet.
     fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Waits (up to `limit`) for this replica's settlements to reach Redis and pays
+    /// what is owed: a replica that stops loses no spend it acknowledged, unless
+    /// Redis is unreachable for all of `limit` (then it logs how much).
+    pub async fn drain(self: &Arc<Self>, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.settling.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while !self.pay_once().await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let owed: f64 = self.owed().values().map(|(usd, _)| usd).sum();
+        if owed > 0.0 {
+            tracing::error!(
+                owed_usd = owed,
+                "stopping with spend the shared store has not taken"
+            );
+        }
     }
 
     /// Runs one call on the shared connection, bounded by the timeout; counts it and
@@ -116,4 +179,11 @@ impl Cluster {
         }
         result
     }
+}
+
+/// A random name for this replica's heartbeat.
+fn replica_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -16,7 +16,7 @@ mod budget;
 mod error;
 pub(crate) mod utc;
 
-pub use admission::{Reservation, admit, fits};
+pub use admission::{Reservation, admit, admit_share, fits};
 pub use bucket::{Refusal, TokenBucket};
 pub use budget::{Budget, Exhausted, Period};
 pub use error::{QuotaError, Scope};

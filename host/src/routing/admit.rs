@@ -101,18 +101,29 @@ async fn shared_admit(
     tokens: u64,
     request_id: &str,
 ) -> Result<Result<Reservation, QuotaError>, ApiError> {
-    quota::fits([&tenant.quota, key_quota], tokens).map_err(|never| {
-        ApiError::over_limit(never.code(), never.to_string())
-    })?;
-    match cluster.admit([&tenant.quota, key_quota], tokens).await {
-        Ok(admitted) => Ok(admitted.map(Reservation::shared)),
+    let quotas = [&*tenant.quota, &**key_quota];
+    // Refused before Redis is asked: waiting could never help.
+    if let Err(never) = quota::fits(quotas, tokens) {
+        return Ok(Err(never));
+    }
+    match cluster.admit(quotas, tokens).await {
+        Ok(admitted) => Ok(
+            admitted.map(|shared| Reservation::shared(&tenant.quota, key_quota, tokens, shared))
+        ),
         Err(e) => match cluster.on_failure {
             FailMode::FailOpen => {
-                gateway.metrics.rejection(&tenant.name(), SHARED_LIMITS_DOWN_LOCAL);
-                Ok(quota::admit(&tenant.quota, key_quota, tokens))
+                gateway
+                    .metrics
+                    .rejection(&tenant.name(), SHARED_LIMITS_DOWN_LOCAL);
+                Ok(
+                    quota::admit_share(&tenant.quota, key_quota, tokens, cluster.replicas())
+                        .map(|local| local.with_shared(cluster.spend_only(quotas))),
+                )
             }
             FailMode::FailClosed => {
-                gateway.metrics.rejection(&tenant.name(), SHARED_LIMITS_UNAVAILABLE);
+                gateway
+                    .metrics
+                    .rejection(&tenant.name(), SHARED_LIMITS_UNAVAILABLE);
                 tracing::warn!(request_id, error = %e, "request refused: the shared limits cannot be checked");
                 Err(ApiError::unavailable(
                     SHARED_LIMITS_UNAVAILABLE,

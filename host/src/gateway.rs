@@ -88,6 +88,8 @@ pub struct Gateway {
     pub ledger: Option<Ledger>,
     /// The decision log, when configured.
     pub decision_log: Option<DecisionLog>,
+    /// The fleet's shared store, when the gateway is one of several replicas.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Gateway {
@@ -266,6 +268,15 @@ impl Gateway {
             ),
             None => None,
         };
+        // Connects on first use: a replica starts (on its failure mode) while Redis
+        // is down.
+        let cluster = match &config.cluster {
+            Some(section) => Some(Arc::new(crate::cluster::Cluster::new(
+                section,
+                metrics.clone(),
+            )?)),
+            None => None,
+        };
         let decisions = RecentDecisions::new(
             config.server.feedback_window,
             Duration::from_secs(config.server.feedback_ttl_secs),
@@ -291,6 +302,7 @@ impl Gateway {
             metrics,
             ledger,
             decision_log,
+            cluster,
         })
     }
 }

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod atomic_file;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod decision_log;
 pub mod deploy;

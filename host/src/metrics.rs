@@ -160,6 +160,22 @@ struct RefusalLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterOutcomeLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
 type Hist = Family<PolicyLabels, Histogram, fn() -> Histogram>;
 type TargetHist = Family<TargetLabels, Histogram, fn() -> Histogram>;
 
@@ -184,6 +200,14 @@ pub struct Metrics {
     listener_in_flight: Family<ListenerLabels, Gauge>,
     budget_spent: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     alive_tasks: Gauge,
+    cluster_calls: Family<ClusterOutcomeLabels, Counter>,
+    cluster_seconds: Family<ClusterLabels, Histogram, fn() -> Histogram>,
+    cluster_up: Family<StoreLabels, Gauge>,
+}
+
+fn cluster_buckets() -> Histogram {
+    // 50 µs to ~200 ms: a Redis round trip on a network, up to past any timeout.
+    Histogram::new(exponential_buckets(5e-5, 2.0, 13))
 }
 
 fn policy_buckets() -> Histogram {
@@ -225,6 +249,9 @@ impl Metrics {
             listener_in_flight: Family::default(),
             budget_spent: Family::default(),
             alive_tasks: Gauge::default(),
+            cluster_calls: Family::default(),
+            cluster_seconds: Family::new_with_constructor(cluster_buckets),
+            cluster_up: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -316,7 +343,37 @@ impl Metrics {
             "Tasks alive on the gateway's async runtime",
             m.alive_tasks.clone(),
         );
+        registry.register(
+            "cluster_calls",
+            "Calls to the fleet's shared store, by operation (admit, settle) and outcome (ok, error)",
+            m.cluster_calls.clone(),
+        );
+        registry.register_with_unit(
+            "cluster_call",
+            "Round-trip time of calls to the fleet's shared store, by operation",
+            Unit::Seconds,
+            m.cluster_seconds.clone(),
+        );
+        registry.register(
+            "cluster_up",
+            "Whether the last call to the fleet's shared store (redis) succeeded (1) or not (0); absent without [cluster]",
+            m.cluster_up.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A call to the fleet's shared store.
+    pub fn cluster_call(&self, op: &'static str, ok: bool, took: std::time::Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.cluster_calls
+            .get_or_create(&ClusterOutcomeLabels { op, outcome })
+            .inc();
+        self.cluster_seconds
+            .get_or_create(&ClusterLabels { op })
+            .observe(took.as_secs_f64());
+        self.cluster_up
+            .get_or_create(&StoreLabels { store: "redis" })
+            .set(i64::from(ok));
     }
 
     /// A request answered (`target` `none` when no target did).

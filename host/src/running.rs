@@ -84,6 +84,8 @@ pub struct Running {
     server: Option<JoinHandle<std::io::Result<()>>>,
     admin: Option<JoinHandle<std::io::Result<()>>>,
     snapshots: Option<JoinHandle<()>>,
+    /// The fleet heartbeat, with `[cluster]`.
+    heartbeat: Option<JoinHandle<()>>,
     _watcher: Option<crate::deploy::watch::DirWatcher>,
 }
 
@@ -136,6 +138,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         &gateway,
         Duration::from_secs(gateway.config.admin.state_snapshot_secs.max(1)),
     );
+    let heartbeat = gateway.cluster.clone().map(crate::cluster::spawn_heartbeat);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async {
         let _ = stopped.await;
@@ -165,9 +168,13 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         server: Some(server),
         admin,
         snapshots: Some(snapshots),
+        heartbeat,
         _watcher: watcher,
     })
 }
+
+/// How long a stopping replica waits for its spend to reach the shared store.
+const CLUSTER_DRAIN: Duration = Duration::from_secs(5);
 
 impl Running {
     /// Stops accepting, waits for in-flight requests (up to the configured grace),
@@ -178,6 +185,9 @@ impl Running {
         }
         if let Some(server) = self.server.take() {
             server.await.context("the server task failed")??;
+        }
+        if let Some(cluster) = &self.gateway.cluster {
+            cluster.drain(CLUSTER_DRAIN).await;
         }
         self.finish();
         Ok(())
@@ -195,6 +205,9 @@ impl Running {
         }
         if let Some(snapshots) = self.snapshots.take() {
             snapshots.abort();
+        }
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
         }
         crate::deploy::save_states(&*self.gateway);
         if let Some(ledger) = &self.gateway.ledger

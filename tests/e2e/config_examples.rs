@@ -4,6 +4,17 @@ use signalbox::config::Config;
 use std::path::Path;
 
 #[test]
+fn the_fleet_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fleet.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = Config::parse(&text, "fleet.toml", Path::new("."), &|_| None).unwrap();
+    let cluster = config.cluster.expect("a [cluster] section");
+    assert_eq!(cluster.redis_url, "redis://127.0.0.1:6379");
+    assert_eq!(cluster.on_failure, signalbox::config::FailMode::FailOpen);
+    assert_eq!(config.tenants[0].limits.requests_per_minute, Some(20));
+}
+
+#[test]
 fn the_gateway_example_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
     let text = std::fs::read_to_string(&path).unwrap();

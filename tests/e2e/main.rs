@@ -24,6 +24,7 @@ mod deploy_recovery;
 mod endings;
 mod explain;
 mod feedback;
+mod fleet;
 mod gateway;
 mod handover;
 mod hostile_clients;

@@ -12,6 +12,7 @@
 //! names (policies, certificates, state) are opened by whoever uses them, and their
 //! errors name the config key that pointed there.
 
+mod cluster;
 mod error;
 mod keys;
 mod location;
@@ -21,6 +22,7 @@ mod server;
 mod telemetry;
 mod validate;
 
+pub use cluster::{ClusterSection, Credentials, FailMode};
 pub use error::ConfigError;
 pub use location::{KeyPath, Location};
 pub use sections::{
@@ -74,6 +76,8 @@ pub struct Config {
     pub telemetry: TelemetrySection,
     /// Provider API keys read from the environment, by provider name.
     pub secrets: Secrets,
+    /// The fleet's shared store, when the gateway runs as one of several replicas.
+    pub cluster: Option<ClusterSection>,
 }
 
 /// Provider API keys by provider name. `Debug` shows the names only, so a config
@@ -159,6 +163,7 @@ impl Config {
             decision_log: raw.decision_log,
             telemetry: validated.telemetry,
             secrets: Secrets(validated.secrets),
+            cluster: validated.cluster,
         })
     }
 }

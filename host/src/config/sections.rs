@@ -33,6 +33,8 @@ pub(crate) struct ConfigFile {
     pub decision_log: DecisionLogSection,
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterSection>,
 }
 
 /// `[server]`: the listener and request limits.

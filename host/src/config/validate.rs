@@ -17,6 +17,8 @@ pub(super) struct Validated {
     pub secrets: BTreeMap<String, String>,
     /// `[telemetry]`, checked.
     pub telemetry: TelemetrySection,
+    /// `[cluster]`, checked, with its credentials.
+    pub cluster: Option<super::ClusterSection>,
 }
 
 /// Checks `raw`, looking secrets up with `env`.
@@ -31,7 +33,12 @@ pub(super) fn validate(
     let telemetry =
         super::telemetry::validate_telemetry(raw.telemetry.clone(), None, OTLP_BUILT_IN)?;
     super::server::validate_server(&raw.server)?;
-    Ok(Validated { secrets, telemetry })
+    let cluster = super::cluster::validate_cluster(raw.cluster.as_ref(), env)?;
+    Ok(Validated {
+        secrets,
+        telemetry,
+        cluster,
+    })
 }
 
 type Secrets = BTreeMap<String, String>;

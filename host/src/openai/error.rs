@@ -90,6 +90,20 @@ impl ApiError {
         }
     }
 
+    /// 503 for a request the gateway cannot serve right now through no fault of the
+    /// request (`code` says why), with `Retry-After`.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some(code),
+                message,
+            )
+        }
+    }
+
     /// 400 for a request that a limit could never admit: retrying cannot help, so no
     /// `Retry-After` and not a 429 (which clients retry).
     pub fn over_limit(code: &'static str, message: impl Into<String>) -> Self {

@@ -4,11 +4,12 @@
 use super::{Quota, QuotaError, Refusal, monotonic_ns, retry_after_secs, unix_secs};
 use std::sync::Arc;
 
-/// What one scope's reservation holds, so that exactly that is given back.
+/// What one scope's reservation took from its buckets, so that exactly that is given
+/// back.
 #[derive(Debug, Default, Clone, Copy)]
 struct Held {
-    request: bool,
-    tokens: bool,
+    requests: u64,
+    tokens: u64,
 }
 
 /// An admitted request's claim on its quotas: one request and its estimated tokens,
@@ -25,7 +26,14 @@ pub struct Reservation {
     scopes: [Option<Arc<Quota>>; 2],
     held: [Held; 2],
     tokens: u64,
+    /// How many replicas' worth each request takes: 1, or, on a replica of a fleet
+    /// enforcing its share of the limits while the shared store is unreachable, the
+    /// number of replicas (a bucket of N per minute taking `share` per request
+    /// admits N ÷ `share`).
+    share: u64,
     settled: bool,
+    /// Held in the fleet's shared store instead (`[cluster]`).
+    shared: Option<crate::cluster::SharedReservation>,
 }
 
 impl Reservation {
@@ -35,8 +43,38 @@ impl Reservation {
             scopes: [None, None],
             held: [Held::default(); 2],
             tokens: 0,
+            share: 1,
             settled: true,
+            shared: None,
         }
+    }
+
+    /// A reservation whose limits are held in the fleet's shared store. The local
+    /// quotas take nothing, but their budgets are still charged at settlement: they
+    /// are this replica's own view of the spend (the budget gauge, and what it
+    /// enforces if the shared store fails open).
+    pub fn shared(
+        tenant: &Arc<Quota>,
+        key: &Arc<Quota>,
+        tokens: u64,
+        shared: crate::cluster::SharedReservation,
+    ) -> Reservation {
+        Reservation {
+            scopes: [tenant, key].map(|q| q.has_budget().then(|| q.clone())),
+            held: [Held::default(); 2],
+            tokens,
+            share: 1,
+            settled: false,
+            shared: Some(shared),
+        }
+    }
+
+    /// Also charges the request's cost to the shared store's budgets when it settles:
+    /// for a request admitted on this replica's own limits while the shared store was
+    /// unreachable, so the fleet's spend catches up when it returns.
+    pub fn with_shared(mut self, shared: crate::cluster::SharedReservation) -> Reservation {
+        self.shared = Some(shared);
+        self
     }
 
     /// Settles with what the request really used: the token buckets are charged the
@@ -45,6 +83,9 @@ impl Reservation {
     /// to every budget.
     pub fn settle(mut self, used_tokens: u64, cost_usd: f64) {
         self.settled = true;
+        if let Some(shared) = self.shared.take() {
+            shared.settle(used_tokens, cost_usd);
+        }
         if self.scopes.iter().all(Option::is_none) {
             return;
         }
@@ -53,12 +94,13 @@ impl Reservation {
         for (quota, held) in self.scopes.iter().zip(&self.held) {
             let Some(quota) = quota else { continue };
             if let Some(limit) = &quota.tokens
-                && held.tokens
+                && held.tokens > 0
             {
-                if used_tokens > self.tokens {
-                    limit.bucket.take_anyway(used_tokens - self.tokens, now);
+                let used = used_tokens.saturating_mul(self.share);
+                if used > held.tokens {
+                    limit.bucket.take_anyway(used - held.tokens, now);
                 } else {
-                    limit.bucket.give_back(self.tokens - used_tokens, now);
+                    limit.bucket.give_back(held.tokens - used, now);
                 }
             }
             if let Some(budget) = &quota.budget {
@@ -73,30 +115,37 @@ impl Reservation {
         for (quota, held) in self.scopes.iter().zip(&mut self.held) {
             let Some(quota) = quota else { continue };
             if let Some(limit) = &quota.requests {
+                let take = self.share.min(limit.bucket.capacity());
                 limit
                     .bucket
-                    .try_take(1, now)
+                    .try_take(take, now)
                     .map_err(|refusal| QuotaError::Requests {
                         scope: quota.scope.clone(),
                         limit: limit.per_minute,
                         retry_after_secs: wait_secs(refusal),
                     })?;
-                held.request = true;
+                held.requests = take;
             }
         }
         for (quota, held) in self.scopes.iter().zip(&mut self.held) {
             let Some(quota) = quota else { continue };
             if let Some(limit) = &quota.tokens {
+                // Never more than the bucket holds: a request that fits the limit
+                // fits its share too, only less often.
+                let take = self
+                    .tokens
+                    .saturating_mul(self.share)
+                    .min(limit.bucket.capacity());
                 limit
                     .bucket
-                    .try_take(self.tokens, now)
+                    .try_take(take, now)
                     .map_err(|refusal| QuotaError::Tokens {
                         scope: quota.scope.clone(),
                         limit: limit.per_minute,
                         needed: self.tokens,
                         retry_after_secs: wait_secs(refusal),
                     })?;
-                held.tokens = true;
+                held.tokens = take;
             }
         }
         Ok(())
@@ -106,11 +155,11 @@ impl Reservation {
     fn cancel(&mut self, now: u64) {
         for (quota, held) in self.scopes.iter().zip(&mut self.held) {
             let Some(quota) = quota else { continue };
-            if let (Some(limit), true) = (&quota.requests, held.request) {
-                limit.bucket.give_back(1, now);
+            if let Some(limit) = &quota.requests {
+                limit.bucket.give_back(held.requests, now);
             }
-            if let (Some(limit), true) = (&quota.tokens, held.tokens) {
-                limit.bucket.give_back(self.tokens, now);
+            if let Some(limit) = &quota.tokens {
+                limit.bucket.give_back(held.tokens, now);
             }
             *held = Held::default();
         }
@@ -125,10 +174,10 @@ impl Drop for Reservation {
         // No upstream answer, so no tokens used; the request itself was made.
         let now = monotonic_ns();
         for (quota, held) in self.scopes.iter().zip(&self.held) {
-            if let (Some(quota), true) = (quota, held.tokens)
+            if let Some(quota) = quota
                 && let Some(limit) = &quota.tokens
             {
-                limit.bucket.give_back(self.tokens, now);
+                limit.bucket.give_back(held.tokens, now);
             }
         }
     }
@@ -140,6 +189,24 @@ fn wait_secs(refusal: Refusal) -> u64 {
         // Checked before any take; here only if a bucket shrank, which none does.
         Refusal::NeverFits => 60,
     }
+}
+
+/// Refuses a request estimated at `tokens` that could never fit a tokens-per-minute
+/// limit of `quotas`: waiting would not help, so this is checked before anything else
+/// (and before the shared store is asked).
+pub fn fits(quotas: [&Quota; 2], tokens: u64) -> Result<(), QuotaError> {
+    for quota in quotas {
+        if let Some(limit) = &quota.tokens
+            && tokens > limit.bucket.capacity()
+        {
+            return Err(QuotaError::TokensNeverFit {
+                scope: quota.scope.clone(),
+                limit: limit.per_minute,
+                needed: tokens,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Admits a request estimated at `tokens` (input plus the most output it asked for)
@@ -154,29 +221,36 @@ pub fn admit(
     key: &Arc<Quota>,
     tokens: u64,
 ) -> Result<Reservation, QuotaError> {
+    admit_share(tenant, key, tokens, 1)
+}
+
+/// [`admit`] on a replica holding `1 / share` of each limit: each request takes
+/// `share` requests and `share` times its tokens from the buckets, and a budget
+/// refuses once this replica's spend times `share` reaches it. For a replica of a
+/// fleet of `share` replicas while their shared store is unreachable.
+pub fn admit_share(
+    tenant: &Arc<Quota>,
+    key: &Arc<Quota>,
+    tokens: u64,
+    share: u64,
+) -> Result<Reservation, QuotaError> {
     let scopes = [tenant, key].map(|q| (!q.is_unlimited()).then(|| q.clone()));
     let mut reservation = Reservation {
         scopes,
         held: [Held::default(); 2],
         tokens,
+        share: share.max(1),
         settled: false,
+        shared: None,
     };
-    for quota in reservation.scopes.iter().flatten() {
-        if let Some(limit) = &quota.tokens
-            && tokens > limit.bucket.capacity()
-        {
-            reservation.settled = true;
-            return Err(QuotaError::TokensNeverFit {
-                scope: quota.scope.clone(),
-                limit: limit.per_minute,
-                needed: tokens,
-            });
-        }
+    if let Err(never) = fits([&**tenant, &**key], tokens) {
+        reservation.settled = true;
+        return Err(never);
     }
     let mut wall = None;
     for quota in reservation.scopes.iter().flatten() {
         if let Some(budget) = &quota.budget
-            && let Err(spent) = budget.check(*wall.get_or_insert_with(unix_secs))
+            && let Err(spent) = budget.check(*wall.get_or_insert_with(unix_secs), reservation.share)
         {
             reservation.settled = true;
             return Err(QuotaError::Budget {

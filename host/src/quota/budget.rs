@@ -80,13 +80,26 @@ impl Budget {
         })
     }
 
-    /// Refuses when a window's spend has reached its limit. The month is checked first:
-    /// when both are spent, the month's reset is the one worth waiting for.
-    pub fn check(&self, now_unix_secs: u64) -> Result<(), Exhausted> {
+    /// The daily limit, USD.
+    pub fn per_day(&self) -> Option<f64> {
+        self.per_day
+    }
+
+    /// The monthly limit, USD.
+    pub fn per_month(&self) -> Option<f64> {
+        self.per_month
+    }
+
+    /// Refuses when a window's spend, times `share`, has reached its limit (`share` is
+    /// 1 but on a replica enforcing its share of a fleet's budget alone). The month is
+    /// checked first: when both are spent, the month's reset is the one worth waiting
+    /// for.
+    pub fn check(&self, now_unix_secs: u64, share: u64) -> Result<(), Exhausted> {
+        let share = share as f64;
         let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
         spent.roll(now_unix_secs);
         if let Some(limit) = self.per_month
-            && spent.month_usd >= limit
+            && spent.month_usd * share >= limit
         {
             return Err(Exhausted {
                 period: Period::Month,
@@ -95,7 +108,7 @@ impl Budget {
             });
         }
         if let Some(limit) = self.per_day
-            && spent.day_usd >= limit
+            && spent.day_usd * share >= limit
         {
             return Err(Exhausted {
                 period: Period::Day,
@@ -153,10 +166,10 @@ mod tests {
     fn a_day_budget_refuses_once_reached_until_midnight() {
         let b = Budget::new(Some(1.0), None).unwrap();
         b.add(0.6, NOON);
-        assert_eq!(b.check(NOON), Ok(()));
+        assert_eq!(b.check(NOON, 1), Ok(()));
         b.add(0.6, NOON);
         assert_eq!(
-            b.check(NOON + 1),
+            b.check(NOON + 1, 1),
             Err(Exhausted {
                 period: Period::Day,
                 limit_usd: 1.0,
@@ -164,7 +177,7 @@ mod tests {
             })
         );
         // The next UTC day starts from zero; the month goes on.
-        assert_eq!(b.check(NOON + 43_200), Ok(()));
+        assert_eq!(b.check(NOON + 43_200, 1), Ok(()));
         let (day, month) = b.spent(NOON + 43_200);
         assert_eq!(day, 0.0);
         assert!((month - 1.2).abs() < 1e-9, "{month}");
@@ -177,10 +190,10 @@ mod tests {
         b.add(0.6, NOON + 86_400);
         // Day 2 is under its day limit, but the month is spent: wait for March 1st,
         // which is 2024-02-29 12:00 + 12 h.
-        let e = b.check(NOON + 86_400).unwrap_err();
+        let e = b.check(NOON + 86_400, 1).unwrap_err();
         assert_eq!(e.period, Period::Month);
         assert_eq!(e.retry_after_secs, 43_200);
-        assert_eq!(b.check(NOON + 86_400 + 43_200), Ok(()));
+        assert_eq!(b.check(NOON + 86_400 + 43_200, 1), Ok(()));
     }
 
     #[test]

@@ -14,9 +14,9 @@ mod admission;
 mod bucket;
 mod budget;
 mod error;
-mod utc;
+pub(crate) mod utc;
 
-pub use admission::{Reservation, admit};
+pub use admission::{Reservation, admit, admit_share, fits};
 pub use bucket::{Refusal, TokenBucket};
 pub use budget::{Budget, Exhausted, Period};
 pub use error::{QuotaError, Scope};
@@ -42,6 +42,19 @@ impl RateLimit {
             bucket: TokenBucket::new(u64::from(per_minute), MINUTE_NS),
         })
     }
+}
+
+/// What a quota allows, as configured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute.
+    pub tokens_per_minute: Option<u32>,
+    /// USD per UTC day.
+    pub usd_per_day: Option<f64>,
+    /// USD per UTC calendar month.
+    pub usd_per_month: Option<f64>,
 }
 
 /// The live limits of one tenant or one key.
@@ -72,6 +85,16 @@ impl Quota {
     /// Whose quota this is.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// Its limits, for the shared store to enforce.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            requests_per_minute: self.requests.as_ref().map(|l| l.per_minute),
+            tokens_per_minute: self.tokens.as_ref().map(|l| l.per_minute),
+            usd_per_day: self.budget.as_ref().and_then(Budget::per_day),
+            usd_per_month: self.budget.as_ref().and_then(Budget::per_month),
+        }
     }
 
     /// Whether this quota has a spend budget.
@@ -113,7 +136,7 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Seconds since the Unix epoch: budgets follow the calendar, so they need wall time.
-fn unix_secs() -> u64 {
+pub(crate) fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -95,7 +95,7 @@ async fn route(
     estimate: u64,
 ) -> http::Response<ResponseBody> {
     let (gateway, tenant) = (routed.gateway.clone(), routed.tenant.clone());
-    match admit::admit(&gateway, &tenant, caller, estimate, view.id()) {
+    match admit::admit(&gateway, &tenant, caller, estimate, view.id()).await {
         Ok(admitted) => {
             routed.reservation = Some(admitted.reservation);
             routed.tenant_slot = admitted.slot;

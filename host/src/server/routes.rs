@@ -107,12 +107,36 @@ async fn route(
     };
     match endpoint {
         Endpoint::Health => openai::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        // Tenants' policies are activated before the listener opens.
-        Endpoint::Ready => openai::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Endpoint::Ready => ready(gateway).await,
         Endpoint::Api(call) => api(gateway, request, call, request_id)
             .await
             .unwrap_or_else(ApiError::into_response),
     }
+}
+
+/// Readiness. Tenants' policies are activated before the listener opens, so a
+/// listening gateway is ready, unless it is one of a fleet whose shared store it
+/// cannot reach and whose requests would be refused for it (`fail_closed`): then a
+/// balancer should send its traffic elsewhere. With `fail_open` it serves (on its own
+/// share of the limits) and says the store is down.
+async fn ready(gateway: &Gateway) -> Response<ResponseBody> {
+    let Some(cluster) = &gateway.cluster else {
+        return openai::json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
+    };
+    let up = cluster.ping().await;
+    let refusing = !up && cluster.on_failure == crate::config::FailMode::FailClosed;
+    let (status, word) = if refusing {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    openai::json(
+        status,
+        &serde_json::json!({
+            "status": word,
+            "shared_store": if up { "up" } else { "unreachable" },
+        }),
+    )
 }
 
 /// A router's table, stated once: each path with the methods it allows and what

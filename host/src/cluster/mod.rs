@@ -1,0 +1,189 @@
+//! The fleet's shared store: replicas pointed at the same Redis (`[cluster]`) keep
+//! their rate limits and budgets there, so a fleet admits what one gateway would.
+//!
+//! Every call is bounded by `cluster.timeout_ms`, connecting included: a request never
+//! waits longer on Redis. A call that fails or runs out of time is logged (once per
+//! change of state), counted, and answered by `cluster.on_failure`: serve on this
+//! replica's own limits (`fail_open`) or refuse (`fail_closed`). The connection is
+//! re-made by itself, so enforcement resumes when Redis returns, without a restart.
+
+mod limits;
+mod replicas;
+
+pub use limits::SharedReservation;
+pub use replicas::spawn_heartbeat;
+
+use crate::config::{ClusterSection, FailMode};
+use crate::metrics::Metrics;
+use redis::IntoConnectionInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Why a call to the shared store gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No answer within `cluster.timeout_ms`.
+    #[error("the shared store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The last call failed: until the heartbeat (every second) reaches Redis again,
+    /// requests do not wait for a call that would likely fail too.
+    #[error("the shared store was unreachable at the last call")]
+    Down,
+    /// Redis answered with an error, or the connection failed.
+    #[error("the shared store failed: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A connection to the fleet's Redis, shared by every request of this replica.
+pub struct Cluster {
+    connection: ConnectionManager,
+    timeout: Duration,
+    /// What a request meets when Redis does not answer.
+    pub on_failure: FailMode,
+    prefix: String,
+    /// Whether the last call succeeded (for `/readyz`, and to log changes once).
+    up: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// Spend Redis has not taken yet (a settlement that failed, or a request admitted
+    /// on local limits while Redis was unreachable), by spend total: the total's key,
+    /// the USD owed and the key's lifetime. Bounded by the number of budget windows
+    /// of the configured tenants and keys.
+    owed: Mutex<HashMap<String, (f64, u64)>>,
+    /// Whether a task is sending what is owed.
+    paying: AtomicBool,
+    /// Settlements sent and not yet answered (a stop waits for them).
+    settling: AtomicUsize,
+    /// This replica's name in the fleet's heartbeat set: random, new at each start.
+    replica_id: String,
+    /// Replicas alive at the last heartbeat Redis answered.
+    replicas: AtomicU64,
+}
+
+impl Cluster {
+    /// A cluster client for `section`. It connects on first use (a replica starts
+    /// while Redis is down, on its failure mode) and reconnects by itself.
+    pub fn new(section: &ClusterSection, metrics: Arc<Metrics>) -> anyhow::Result<Cluster> {
+        let mut info = section
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| anyhow::anyhow!("cluster.redis_url: {e}"))?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &section.credentials.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &section.credentials.password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info)?;
+        let timeout = section.timeout();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // Reconnection happens in the background of the next calls; none of them
+            // waits past the timeout for it.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Cluster {
+            connection,
+            timeout,
+            on_failure: section.on_failure,
+            prefix: section.key_prefix.clone(),
+            up: AtomicBool::new(true),
+            metrics,
+            owed: Mutex::default(),
+            paying: AtomicBool::new(false),
+            settling: AtomicUsize::new(0),
+            replica_id: replica_id()?,
+            replicas: AtomicU64::new(1),
+        })
+    }
+
+    /// Whether the last call to Redis succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Asks Redis whether it is there (bounded by the timeout, like every call): for
+    /// `/readyz`, which also notices Redis's return on a replica with no traffic.
+    pub async fn ping(&self) -> bool {
+        let pong: Result<String, _> = self
+            .call("ping", async |c| redis::cmd("PING").query_async(c).await)
+            .await;
+        pong.is_ok()
+    }
+
+    /// Whether spend is waiting to reach Redis.
+    pub fn owes(&self) -> bool {
+        !self.owed().is_empty()
+    }
+
+    fn owed(&self) -> MutexGuard<'_, HashMap<String, (f64, u64)>> {
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The key prefix of this fleet.
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Waits (up to `limit`) for this replica's settlements to reach Redis and pays
+    /// what is owed: a replica that stops loses no spend it acknowledged, unless
+    /// Redis is unreachable for all of `limit` (then it logs how much).
+    pub async fn drain(self: &Arc<Self>, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.settling.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while !self.pay_once().await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let owed: f64 = self.owed().values().map(|(usd, _)| usd).sum();
+        if owed > 0.0 {
+            tracing::error!(
+                owed_usd = owed,
+                "stopping with spend the shared store has not taken"
+            );
+        }
+    }
+
+    /// Runs one call on the shared connection, bounded by the timeout; counts it and
+    /// notes whether Redis is up.
+    async fn call<T, F>(&self, op: &'static str, call: F) -> Result<T, ClusterError>
+    where
+        F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    {
+        let started = Instant::now();
+        let mut connection = self.connection.clone();
+        let result = match tokio::time::timeout(self.timeout, call(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ClusterError::Redis(e)),
+            Err(_) => Err(ClusterError::Timeout(self.timeout)),
+        };
+        self.metrics
+            .cluster_call(op, result.is_ok(), started.elapsed());
+        let was_up = self.up.swap(result.is_ok(), Ordering::Relaxed);
+        match (&result, was_up) {
+            (Err(e), true) => tracing::error!(
+                error = %e,
+                mode = ?self.on_failure,
+                "the shared store is unreachable: shared limits are not enforced until it returns"
+            ),
+            (Ok(_), false) => tracing::warn!("the shared store is reachable again"),
+            _ => {}
+        }
+        result
+    }
+}
+
+/// A random name for this replica's heartbeat.
+fn replica_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

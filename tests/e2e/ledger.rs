@@ -291,8 +291,18 @@ async fn an_upstream_refusal_costs_nothing_in_the_ledger_or_after_a_restart() {
         )
         .await;
         assert_eq!(r.status, 400, "{}", r.text());
-        let (status, usage) = usage(&gw, OPERATOR, "tenant=acme").await;
-        assert_eq!(status, 200, "{usage}");
+        // The row is written off the request's path: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let usage = loop {
+            let (status, usage) = usage(&gw, OPERATOR, "tenant=acme").await;
+            assert_eq!(status, 200, "{usage}");
+            if usage["data"].as_array().is_some_and(|rows| !rows.is_empty())
+                || std::time::Instant::now() > deadline
+            {
+                break usage;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         let cheap = group(&usage, "acme", "cheap");
         assert_eq!(cheap["requests"], 1);
         assert_eq!(cheap["cost_usd"].as_f64(), Some(0.0), "{cheap}");

@@ -71,6 +71,86 @@ fn check_reports_a_rejected_config() {
     assert!(t.contains("alias `x` names no model"), "{t}");
 }
 
+/// `--config` is one reading everywhere: inline JSON, a file path or `@file`, and an
+/// error naming what was tried.
+#[test]
+fn config_is_inline_json_a_file_or_an_at_file_and_errors_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad-alias.json");
+    std::fs::write(&file, r#"{"aliases": {"x": []}}"#).unwrap();
+    let path = file.to_str().unwrap();
+    // The same rejected config read three ways reaches the policy each time.
+    for arg in [
+        r#"{"aliases": {"x": []}}"#.to_owned(),
+        path.to_owned(),
+        format!("@{path}"),
+    ] {
+        let out = signalbox(&["policy", "check", "--config", &arg]);
+        let t = output_text(&out);
+        assert!(!out.status.success(), "{arg}: {t}");
+        assert!(t.contains("alias `x` names no model"), "{arg}: {t}");
+    }
+    let out = signalbox(&[
+        "policy",
+        "bench",
+        "--iterations",
+        "10",
+        "--config",
+        &format!("@{path}"),
+    ]);
+    assert!(
+        output_text(&out).contains("alias `x` names no model"),
+        "{}",
+        output_text(&out)
+    );
+
+    let missing = dir.path().join("missing.json");
+    let out = signalbox(&["policy", "check", "--config", missing.to_str().unwrap()]);
+    let t = output_text(&out);
+    assert!(!out.status.success());
+    assert!(
+        t.contains("tried it as a file path") && t.contains("missing.json"),
+        "{t}"
+    );
+    let out = signalbox(&["policy", "bench", "--config", "{\"a\":"]);
+    let t = output_text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("inline JSON is not valid JSON"), "{t}");
+}
+
+/// The ten sample targets of `check` and `bench` are listed on request, each with
+/// its id, model, prices and tags (the example configs are written for them).
+#[test]
+fn check_and_bench_list_their_sample_targets() {
+    for args in [
+        &["policy", "check", "--list-targets"][..],
+        &["policy", "bench", "--list-targets", "--iterations", "10"],
+    ] {
+        let out = signalbox(args);
+        let t = output_text(&out);
+        assert!(out.status.success(), "{t}");
+        let listed: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.trim_start().split_once("  "))
+            .filter(|(i, _)| i.parse::<usize>().is_ok())
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(listed.len(), 10, "{t}");
+        for id in [
+            "openai-gpt-4o",
+            "anthropic-sonnet",
+            "vllm-qwen-coder",
+            "mistral-small-eu",
+        ] {
+            assert!(listed.contains(&id), "{id}: {t}");
+        }
+        assert!(
+            t.contains("2.500 / 10.000") && t.contains("region:eu"),
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn bench_reports_throughput_and_percentiles() {
     let out = signalbox(&["policy", "bench", "--iterations", "2000"]);

@@ -4,6 +4,7 @@
 mod keys_new;
 mod policy_bench;
 mod policy_check;
+mod policy_config;
 mod policy_new;
 mod policy_push;
 mod replay;
@@ -82,9 +83,13 @@ enum PolicyCommand {
     Check {
         /// The policy component (`.wasm`); omit to check the embedded default policy.
         file: Option<PathBuf>,
-        /// The JSON config to activate it with.
-        #[arg(long, default_value = "{}")]
-        config: String,
+        /// The config to activate it with: inline JSON, or a JSON file (`FILE` or
+        /// `@FILE`); default `{}`.
+        #[arg(long, value_name = "JSON|FILE")]
+        config: Option<String>,
+        /// Print the sample targets the smoke call routes among, then check.
+        #[arg(long)]
+        list_targets: bool,
         /// Cache compiled policies in this directory.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -130,8 +135,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check {
             file,
             config,
+            list_targets,
             cache_dir,
-        }) => policy_check::run(file.as_deref(), &config, cache_dir),
+        }) => {
+            let config = policy_config::read(config.as_deref())?;
+            policy_check::run(file.as_deref(), &config.text, list_targets, cache_dir)
+        }
         Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
         Command::Replay(args) => replay::run(*args),
         Command::Policy(PolicyCommand::Push(args)) => policy_push::run(args),
@@ -155,5 +164,23 @@ fn policy_bytes(file: Option<&std::path::Path>) -> anyhow::Result<(String, Vec<u
             "embedded default policy".to_owned(),
             crate::embedded::DEFAULT_POLICY.to_vec(),
         )),
+    }
+}
+
+/// Prints the sample targets `policy check` and `policy bench` route among, in the
+/// order policies see them: an example config written for them works with both.
+fn print_sample_targets(targets: &[crate::policy::TargetInfo]) {
+    println!("sample targets (index, id, provider, model, $/1M in/out, context window, tags):");
+    for (i, t) in targets.iter().enumerate() {
+        println!(
+            "  {i:>2}  {:<22} {:<9} {:<18} {:>6.3} / {:<7.3} {:>7}  {}",
+            t.id,
+            t.provider,
+            t.model,
+            t.input_price,
+            t.output_price,
+            t.context_window,
+            t.tags.join(", ")
+        );
     }
 }

@@ -163,7 +163,9 @@ fn bench_reports_throughput_and_percentiles() {
 }
 
 /// `policy new` makes a crate whose unit tests pass and whose component the checker
-/// accepts, with the build command its README documents.
+/// accepts, with the build command its README documents. It builds anywhere: the
+/// crate is moved to another directory before it is built, and its manifest names no
+/// absolute path. The scaffold is stateless, so it does not ask for outcomes.
 #[test]
 fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,12 +174,20 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
         "new",
         "demo",
         "--dir",
-        dir.path().to_str().unwrap(),
+        dir.path().join("made-here").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", output_text(&out));
-    let crate_dir = dir.path().join("demo");
+    let crate_dir = dir.path().join("moved/demo");
+    std::fs::create_dir_all(crate_dir.parent().unwrap()).unwrap();
+    std::fs::rename(dir.path().join("made-here/demo"), &crate_dir).unwrap();
     let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
     assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"signalbox-sdk = { path = "signalbox-sdk/sdk" }"#),
+        "{manifest}"
+    );
+    assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "{manifest}");
 
     // Share one target directory across runs so the SDK's dependencies build once.
     let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
@@ -205,17 +215,67 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let out = signalbox(&["policy", "check", component.to_str().unwrap()]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(output_text(&out).contains("contract:  signalbox:policy@0.2.0"));
+    assert!(
+        output_text(&out).contains("outcomes:  not wanted"),
+        "{}",
+        output_text(&out)
+    );
 
     let out = signalbox(&[
         "policy",
         "new",
         "demo",
         "--dir",
-        dir.path().to_str().unwrap(),
+        dir.path().join("moved").to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "overwrote an existing crate");
     let out = signalbox(&["policy", "new", "Bad Name"]);
     assert!(!out.status.success());
+}
+
+/// With `--sdk`, the dependency is that SDK, named relative to the new crate.
+#[test]
+fn new_with_an_sdk_path_names_it_relative_to_the_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = dir.path().join("checkout/sdk");
+    std::fs::create_dir_all(&sdk).unwrap();
+    std::fs::write(
+        sdk.join("Cargo.toml"),
+        "[package]\nname = \"signalbox-sdk\"\n",
+    )
+    .unwrap();
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "demo",
+        "--dir",
+        dir.path().join("checkout/policies").to_str().unwrap(),
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let crate_dir = dir.path().join("checkout/policies/demo");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"signalbox-sdk = { path = "../../sdk" }"#),
+        "{manifest}"
+    );
+    assert!(
+        !crate_dir.join("signalbox-sdk").exists(),
+        "no copy with --sdk"
+    );
+
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "other",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk",
+        "/no/such/sdk",
+    ]);
+    let t = output_text(&out);
+    assert!(!out.status.success() && t.contains("--sdk"), "{t}");
 }
 
 #[test]

@@ -106,8 +106,9 @@ enum PolicyCommand {
         /// Where to create it (default: the current directory).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path to the `signalbox-sdk` crate (default: the one this binary was built
-        /// with).
+        /// Path to a `signalbox-sdk` crate to depend on, written relative to the new
+        /// crate (default: a copy of this binary's SDK, written into the crate, so it
+        /// builds anywhere).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -149,6 +149,12 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    tenant: Name,
+    window: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     listener: &'static str,
     reason: &'static str,
@@ -176,6 +182,8 @@ pub struct Metrics {
     refusals: Family<RefusalLabels, Counter>,
     open_connections: Family<ListenerLabels, Gauge>,
     listener_in_flight: Family<ListenerLabels, Gauge>,
+    budget_spent: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    alive_tasks: Gauge,
 }
 
 fn policy_buckets() -> Histogram {
@@ -215,6 +223,8 @@ impl Metrics {
             refusals: Family::default(),
             open_connections: Family::default(),
             listener_in_flight: Family::default(),
+            budget_spent: Family::default(),
+            alive_tasks: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -295,6 +305,16 @@ impl Metrics {
             "listener_in_flight_requests",
             "Requests in flight, by listener (streams until they end)",
             m.listener_in_flight.clone(),
+        );
+        registry.register(
+            "budget_spent_usd",
+            "Spend a tenant's budget has counted in the current UTC day and month (tenants with a budget), in US dollars",
+            m.budget_spent.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the gateway's async runtime",
+            m.alive_tasks.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -441,6 +461,25 @@ impl Metrics {
         self.circuit.get_or_create(&labels).set(circuit);
     }
 
+    /// Sets a tenant's budget gauges (called at scrape time from its quota).
+    pub fn budget_state(&self, tenant: &Name, (day_usd, month_usd): (f64, f64)) {
+        for (window, usd) in [("day", day_usd), ("month", month_usd)] {
+            self.budget_spent
+                .get_or_create(&BudgetLabels {
+                    tenant: tenant.clone(),
+                    window,
+                })
+                .set(usd);
+        }
+    }
+
+    /// Sets the runtime's task gauge (called at scrape time): a count that does not
+    /// return to its idle value after load is a task leak.
+    pub fn runtime_state(&self, alive_tasks: usize) {
+        self.alive_tasks
+            .set(i64::try_from(alive_tasks).unwrap_or(i64::MAX));
+    }
+
     /// The text exposition (OpenMetrics text format, which Prometheus reads).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
@@ -498,5 +537,21 @@ mod tests {
         assert!(text.contains(r#"signalbox_cost_usd_total{tenant="acme",target="gpt"} 0.25"#));
         assert!(text.contains("signalbox_upstream_latency_seconds_bucket"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn scrape_time_gauges_render_what_was_set_last() {
+        let m = Metrics::new();
+        let t = Name::from("acme");
+        m.budget_state(&t, (0.5, 2.0));
+        m.budget_state(&t, (0.75, 2.25));
+        m.runtime_state(12);
+        let text = m.render();
+        assert!(
+            text.contains(r#"signalbox_budget_spent_usd{tenant="acme",window="day"} 0.75"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"signalbox_budget_spent_usd{tenant="acme",window="month"} 2.25"#));
+        assert!(text.contains("signalbox_runtime_alive_tasks 12"), "{text}");
     }
 }

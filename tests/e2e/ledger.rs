@@ -259,3 +259,63 @@ async fn a_spent_budget_stays_spent_across_a_restart() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+/// An upstream's refusal (a 4xx passed on to the client) is not billed: its ledger
+/// row costs nothing, as its budget counted nothing, so a restart, which restores the
+/// budgets from the ledger, does not charge it either. (Found by the chaos soak: the
+/// ledger priced the refusal at the input estimate while the budget gave it back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusal_costs_nothing_in_the_ledger_or_after_a_restart() {
+    let up = FakeUpstream::start(Wire::OpenAi).await;
+    let state = tempfile::tempdir().unwrap();
+    // Less than any request costs: one charge exhausts it.
+    let config = lifecycle_config(
+        &up.url(),
+        &format!("state_dir = '{}'", state.path().display()),
+    )
+    .replacen(
+        "safe_route = [\"cheap\"]\n",
+        "safe_route = [\"cheap\"]\n[tenants.limits]\nbudget_usd_per_day = 0.000001\n",
+        1,
+    );
+    let chat =
+        br#"{"model":"m","messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    {
+        let gw = TestGateway::start(&config).await;
+        up.enqueue(Upstream::ok().status(400));
+        let r = send(
+            "POST",
+            &gw.url("/v1/chat/completions"),
+            Some(KEY),
+            Some(chat),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let (status, usage) = usage(&gw, OPERATOR, "tenant=acme").await;
+        assert_eq!(status, 200, "{usage}");
+        let cheap = group(&usage, "acme", "cheap");
+        assert_eq!(cheap["requests"], 1);
+        assert_eq!(cheap["cost_usd"].as_f64(), Some(0.0), "{cheap}");
+        // The budget's own count agrees.
+        let metrics = send("GET", &gw.admin_url("/metrics"), Some(OPERATOR), None).await;
+        let spent: f64 = metrics
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("signalbox_budget_spent_usd{tenant=\"acme\",window=\"day\"} ")
+            })
+            .unwrap_or_else(|| panic!("no budget gauge in {}", metrics.text()))
+            .parse()
+            .unwrap();
+        assert_eq!(spent, 0.0);
+    }
+    let gw = TestGateway::start(&config).await;
+    let r = send(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(chat),
+    )
+    .await;
+    assert_eq!(r.status, 200, "the refusal was charged: {}", r.text());
+}

@@ -333,6 +333,18 @@ fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<Respon
             .metrics
             .target_state(&target.name, in_flight, circuit);
     }
+    for tenant in gateway.tenants.values() {
+        if tenant.quota.has_budget() {
+            gateway
+                .metrics
+                .budget_state(&tenant.name(), tenant.quota.spent_usd());
+        }
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        gateway
+            .metrics
+            .runtime_state(runtime.metrics().num_alive_tasks());
+    }
     let mut response = Response::new(crate::openai::full(gateway.metrics.render()));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -122,8 +122,11 @@ impl Budget {
     pub fn restore(&self, day_usd: f64, month_usd: f64, now_unix_secs: u64) {
         let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
         spent.roll(now_unix_secs);
-        spent.day_usd = day_usd.max(0.0);
-        spent.month_usd = month_usd.max(0.0);
+        // Not `max(0.0)`: a sum of no rows is -0.0, which `max` may keep, and the
+        // metrics would show it.
+        let positive = |usd: f64| if usd > 0.0 { usd } else { 0.0 };
+        spent.day_usd = positive(day_usd);
+        spent.month_usd = positive(month_usd);
     }
 
     /// Spend in the current day and month windows, USD.
@@ -187,5 +190,18 @@ mod tests {
             b.add(usd, NOON);
         }
         assert_eq!(b.spent(NOON), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_restore_of_nothing_is_a_plain_zero() {
+        let b = Budget::new(Some(1.0), None).unwrap();
+        // What summing no ledger rows gives.
+        let nothing: f64 = std::iter::empty::<f64>().sum();
+        b.restore(nothing, f64::NAN, NOON);
+        let (day, month) = b.spent(NOON);
+        assert!(day == 0.0 && day.is_sign_positive(), "{day}");
+        assert!(month == 0.0 && month.is_sign_positive(), "{month}");
+        b.restore(0.25, -1.0, NOON);
+        assert_eq!(b.spent(NOON), (0.25, 0.0));
     }
 }

@@ -114,6 +114,11 @@ impl Routed {
             status,
             latency: self.started.elapsed(),
             tokens: match (&answer, usage) {
+                // An upstream's refusal is not billed: its quota reservation is given
+                // back (`settle`), so the ledger, the decision log and the policy hear
+                // of no tokens and no cost either, and a restart, which restores the
+                // budgets from the ledger, does not charge it.
+                _ if ending == Ending::Refused => (0, 0),
                 (_, Some(usage)) => usage,
                 (Some(_), None) => (self.input_estimate, 0),
                 (None, None) => (0, 0),

@@ -255,6 +255,131 @@ async fn upload_activate_list_and_roll_back() {
     );
 }
 
+/// `component` with a custom section appended: the same policy as another version.
+fn variant(component: &[u8], n: u32) -> Vec<u8> {
+    let name = b"signalbox-test-variant";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "one-byte LEB128 sizes");
+    let mut out = component.to_vec();
+    out.extend([0, size as u8, name.len() as u8]);
+    out.extend(name);
+    out.extend(payload);
+    out
+}
+
+/// Headers show versions as 12 hex digits: `activate` takes any unique prefix, keeps
+/// the version's last config when the request names none, and refuses an ambiguous
+/// prefix with 409 naming the candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_takes_a_unique_prefix_and_keeps_the_last_config() {
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let (default_label, _) = served(&gw, None, &[]).await;
+    let hostile = bytes(&hostile_policy());
+
+    // Uploaded with a config (one only this test uses), never bound yet.
+    let config = json!({"act": "env"});
+    let r = upload(&gw, "acme", OPERATOR, "hostile", &hostile, &config).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let version = r.json()["version"].as_str().unwrap().to_owned();
+    let on = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": &version[..12]}),
+    )
+    .await;
+    assert_eq!(on.status, 200, "{}", on.text());
+    assert_eq!(on.json()["active"]["version"], version);
+    assert_eq!(report(&gw, "acme").await["active"]["config"], config);
+
+    // Back to the default policy by a short prefix, then forward again without a
+    // config: the hostile version keeps the config it was last bound with.
+    let default_version = report(&gw, "acme").await["history"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let short = default_label.split('@').nth(1).unwrap();
+    assert!(default_version.starts_with(short));
+    let mut prefix = short[..4].to_owned();
+    while version.starts_with(&prefix) {
+        prefix = default_version[..prefix.len() + 1].to_owned();
+    }
+    let back = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": prefix}),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert_eq!(served(&gw, None, &[]).await.0, default_label);
+    let again = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": version.to_uppercase()[..8]}),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(report(&gw, "acme").await["active"]["config"], config);
+
+    // Two versions that share their first digit: that digit alone is ambiguous.
+    let first = variant(&hostile, 0);
+    let first_version = signalbox::policy::sha256_hex(&first);
+    let second = (1..)
+        .map(|n| variant(&hostile, n))
+        .find(|c| signalbox::policy::sha256_hex(c)[..1] == first_version[..1])
+        .unwrap();
+    let second_version = signalbox::policy::sha256_hex(&second);
+    for component in [&first, &second] {
+        let r = upload(&gw, "acme", OPERATOR, "variant", component, &json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let ambiguous = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": &first_version[..1]}),
+    )
+    .await;
+    assert_eq!(
+        (ambiguous.status, ambiguous.error_code().as_str()),
+        (409, "ambiguous_version"),
+        "{}",
+        ambiguous.text()
+    );
+    let message = ambiguous.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for v in [&first_version, &second_version] {
+        assert!(message.contains(&v[..12]), "{message}");
+    }
+    assert_eq!(
+        report(&gw, "acme").await["active"]["version"],
+        version,
+        "a refused activation changes nothing"
+    );
+    let unknown = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": "xyz"}),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "version_not_found")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_uploads_are_refused_with_a_reason_and_change_nothing() {
     let up = upstream().await;

@@ -4,7 +4,8 @@
 //!
 //! - `GET  /admin/tenants/{t}/policies` — versions, active binding, candidate, counters
 //! - `POST /admin/tenants/{t}/policies?name=N&config=JSON` — upload (body: the wasm)
-//! - `POST /admin/tenants/{t}/activate` — `{"version", "config"}`
+//! - `POST /admin/tenants/{t}/activate` — `{"version", "config"}` (any unique version
+//!   prefix; without `config`, the version's last one)
 //! - `POST /admin/tenants/{t}/rollback`
 //! - `POST /admin/tenants/{t}/candidate` — `{"version", "config", "mode": "shadow" |
 //!   "canary", "percent"}`; `GET` reports it
@@ -182,8 +183,12 @@ async fn tenant_request(
             let body: VersionRequest = read_json(request, &gateway).await?;
             let d = blocking(&tenant, move |t| {
                 let signals = gateway.signals.snapshot(&t.targets);
-                t.policy
-                    .activate(&gateway.deployer, &body.version, &body.config(), &signals)
+                t.policy.activate(
+                    &gateway.deployer,
+                    &body.version,
+                    body.config().as_deref(),
+                    &signals,
+                )
             })
             .await?;
             Ok(json(
@@ -218,7 +223,7 @@ async fn tenant_request(
                 t.policy.start_candidate(
                     &gateway.deployer,
                     &body.version.version,
-                    &config,
+                    config.as_deref(),
                     mode,
                     &signals,
                 )
@@ -355,7 +360,8 @@ fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<Respon
     Ok(response)
 }
 
-/// `{"version": "...", "config": {...}}`.
+/// `{"version": "...", "config": {...}}`: the version's full id or any unique prefix;
+/// without `config`, the one the version was last bound (or uploaded) with.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VersionRequest {
@@ -365,10 +371,8 @@ struct VersionRequest {
 }
 
 impl VersionRequest {
-    fn config(&self) -> String {
-        self.config
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string)
+    fn config(&self) -> Option<String> {
+        self.config.as_ref().map(serde_json::Value::to_string)
     }
 }
 
@@ -435,6 +439,7 @@ fn deploy_error(e: DeployError) -> ApiError {
         DeployError::Quarantined(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quarantined"),
         DeployError::BadShare => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_share"),
         DeployError::UnknownVersion(_) => (StatusCode::NOT_FOUND, "version_not_found"),
+        DeployError::AmbiguousVersion { .. } => (StatusCode::CONFLICT, "ambiguous_version"),
         DeployError::NoHistory => (StatusCode::CONFLICT, "no_history"),
         DeployError::NoCandidate => (StatusCode::CONFLICT, "no_candidate"),
         DeployError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),

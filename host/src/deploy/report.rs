@@ -24,7 +24,10 @@ pub(super) fn tenant_report(
         "tenant": tenant,
         "active": deployment_report(&current.active),
         "candidate": current.candidate.as_ref().map(candidate_report),
-        "history": bindings.history_newest_first().collect::<Vec<_>>(),
+        "history": bindings
+            .history_newest_first()
+            .map(|s| s.version.as_str())
+            .collect::<Vec<_>>(),
         "versions": version_reports(versions, bindings, stats, active, candidate),
     })
 }
@@ -98,6 +101,7 @@ mod tests {
             name: format!("p{v}"),
             size: 10,
             uploaded_at,
+            config: None,
         }
     }
 

@@ -151,6 +151,7 @@ impl PolicyStore {
                 name: "policy".into(),
                 size: bytes.len(),
                 uploaded_at: 0,
+                config: None,
             });
         Ok(Some((meta, bytes.into())))
     }
@@ -363,6 +364,7 @@ mod tests {
             name: "p".into(),
             size: 3,
             uploaded_at: 1,
+            config: None,
         }
     }
 

@@ -85,7 +85,7 @@ impl TenantPolicy {
             None => {
                 deployer.store.put_version(
                     &tenant,
-                    &meta_for(&seed_policy, seed.name),
+                    &meta_for(&seed_policy, seed.name, seed.config),
                     seed.bytes,
                 )?;
                 let d = build(deployer, &mut admin, &context, &targets, &seed_spec, None)?;
@@ -157,7 +157,7 @@ impl TenantPolicy {
         let meta = match known {
             Some(meta) => meta,
             None => {
-                let meta = meta_for(&policy, source.name);
+                let meta = meta_for(&policy, source.name, source.config);
                 deployer
                     .store
                     .put_version(&self.tenant, &meta, source.bytes)?;
@@ -170,13 +170,14 @@ impl TenantPolicy {
         Ok(meta)
     }
 
-    /// Makes `version` with `config` the active binding (validated first). A candidate,
-    /// if any, is dropped.
+    /// Makes `version` (a full id or any unique prefix) with `config` the active
+    /// binding (validated first); without a config, the one the version was last
+    /// bound or uploaded with. A candidate, if any, is dropped.
     pub fn activate(
         &self,
         deployer: &Deployer,
         version: &str,
-        config: &str,
+        config: Option<&str>,
         signals: &[TargetSignals],
     ) -> Result<Arc<Deployment>, DeployError> {
         let mut admin = self.admin();
@@ -222,12 +223,13 @@ impl TenantPolicy {
         Ok(d)
     }
 
-    /// Puts `version` on trial next to the active binding.
+    /// Puts `version` on trial next to the active binding (the version and config are
+    /// found as [`TenantPolicy::activate`] finds them).
     pub fn start_candidate(
         &self,
         deployer: &Deployer,
         version: &str,
-        config: &str,
+        config: Option<&str>,
         mode: CandidateMode,
         signals: &[TargetSignals],
     ) -> Result<Arc<Deployment>, DeployError> {
@@ -357,27 +359,43 @@ impl TenantPolicy {
         ))
     }
 
-    /// The binding spec for `version` with `config`, if the version is known.
+    /// The binding spec for the stored version that `version` names (its full id or
+    /// a unique prefix), with `config`, or else the config it was last bound with,
+    /// or else the one it was uploaded with.
     fn spec(
         &self,
         deployer: &Deployer,
         admin: &AdminState,
         version: &str,
-        config: &str,
+        config: Option<&str>,
     ) -> Result<BindingSpec, DeployError> {
-        if admin.bindings.is_quarantined(version) {
-            return Err(DeployError::Quarantined(version.to_owned()));
+        let versions = deployer.store.versions(&self.tenant)?;
+        let found = super::resolve_prefix(version, versions.iter().map(|m| m.version.as_str()))
+            .map_err(|matches| DeployError::AmbiguousVersion {
+                prefix: version.to_owned(),
+                matches: matches
+                    .iter()
+                    .map(|v| v[..v.len().min(12)].to_owned())
+                    .collect(),
+            })?
+            .ok_or_else(|| DeployError::UnknownVersion(version.to_owned()))?
+            .to_owned();
+        if admin.bindings.is_quarantined(&found) {
+            return Err(DeployError::Quarantined(found));
         }
-        let meta = deployer
-            .store
-            .versions(&self.tenant)?
+        let meta = versions
             .into_iter()
-            .find(|m| m.version == version)
+            .find(|m| m.version == found)
             .ok_or_else(|| DeployError::UnknownVersion(version.to_owned()))?;
+        let config = config
+            .or_else(|| admin.bindings.last_config(&meta.version))
+            .or(meta.config.as_deref())
+            .unwrap_or("{}")
+            .to_owned();
         Ok(BindingSpec {
             version: meta.version,
             name: meta.name,
-            config: config.to_owned(),
+            config,
         })
     }
 
@@ -439,10 +457,11 @@ fn build(
     Ok(deployment)
 }
 
-fn meta_for(policy: &CompiledPolicy, name: &str) -> VersionMeta {
+fn meta_for(policy: &CompiledPolicy, name: &str, config: &str) -> VersionMeta {
     VersionMeta {
         version: policy.version().to_owned(),
         name: name.to_owned(),
+        config: Some(config.to_owned()),
         size: policy.size(),
         uploaded_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

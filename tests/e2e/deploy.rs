@@ -297,7 +297,7 @@ async fn activate_takes_a_unique_prefix_and_keeps_the_last_config() {
 
     // Back to the default policy by a short prefix, then forward again without a
     // config: the hostile version keeps the config it was last bound with.
-    let default_version = report(&gw, "acme").await["history"][0]
+    let default_version = report(&gw, "acme").await["history"][0]["version"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -378,6 +378,86 @@ async fn activate_takes_a_unique_prefix_and_keeps_the_last_config() {
         (unknown.status, unknown.error_code().as_str()),
         (404, "version_not_found")
     );
+}
+
+/// `GET /admin/tenants` lists what the token may act on; the history names each
+/// earlier binding with its config; a memory-cap hit is counted as its own kind; a
+/// shadow with no decisions yet has no agreement rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_history_and_counters_say_what_they_mean() {
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let list = |token: Option<&'static str>| {
+        let url = gw.admin_url("/admin/tenants");
+        async move { send("GET", &url, token, None).await }
+    };
+    let all = list(Some(OPERATOR)).await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    let ids: Vec<Value> = all.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("acme"), json!("globex")]);
+    let own = list(Some(ACME_DEPLOY)).await.json();
+    assert_eq!(own["data"].as_array().unwrap().len(), 1, "{own}");
+    assert_eq!(own["data"][0]["id"], "acme");
+    assert!(
+        own["data"][0]["active"]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("default@"),
+        "{own}"
+    );
+    assert!(own["data"][0]["candidate"].is_null());
+    assert_eq!(list(None).await.status, 401);
+
+    let default_version = report(&gw, "acme").await["active"]["version"].clone();
+    let version = deploy(
+        &gw,
+        &bytes(&hostile_policy()),
+        "hostile",
+        json!({"act": "env"}),
+    )
+    .await;
+    let history = report(&gw, "acme").await["history"].clone();
+    assert_eq!(history[0]["version"], default_version, "{history}");
+    assert_eq!(history[0]["name"], "default", "{history}");
+    assert!(history[0]["config"].is_object(), "{history}");
+
+    // A request that runs the instance out of memory: served by the safe route,
+    // counted as a memory-cap hit, not as a trap.
+    let hog = [("x-signalbox-act", "hog")];
+    assert_eq!(served(&gw, None, &hog).await.1, "cheap");
+    let listed = report(&gw, "acme").await;
+    let entry = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == version)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&entry["memory_limits"], &entry["traps"], &entry["errors"]),
+        (&json!(1), &json!(0), &json!(1)),
+        "{entry}"
+    );
+
+    let r = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "candidate",
+        &json!({"version": default_version, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = list(Some(OPERATOR)).await.json();
+    assert_eq!(listed["data"][0]["candidate"]["mode"], "shadow", "{listed}");
+    let shadow = report(&gw, "acme").await["candidate"]["shadow"].clone();
+    assert_eq!(shadow["decisions"], 0, "{shadow}");
+    assert!(shadow["agreement_rate"].is_null(), "{shadow}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

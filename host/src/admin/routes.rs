@@ -2,6 +2,7 @@
 //! lifecycle operations (which compile and run policies) run on the blocking pool.
 //! An unknown path is a 404, a known one with the wrong method a 405 with `Allow`.
 //!
+//! - `GET  /admin/tenants` — the tenants the token may act on, with their bindings
 //! - `GET  /admin/tenants/{t}/policies` — versions, active binding, candidate, counters
 //! - `POST /admin/tenants/{t}/policies?name=N&config=JSON` — upload (body: the wasm)
 //! - `POST /admin/tenants/{t}/activate` — `{"version", "config"}` (any unique version
@@ -33,6 +34,7 @@ enum Endpoint {
     Health,
     Metrics,
     Usage,
+    Tenants,
     /// An operation on the tenant named in the path.
     Tenant(TenantOp),
 }
@@ -58,6 +60,7 @@ static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
         ("/healthz", &[(M::GET, Endpoint::Health)]),
         ("/metrics", &[(M::GET, Endpoint::Metrics)]),
         ("/admin/usage", &[(M::GET, Endpoint::Usage)]),
+        ("/admin/tenants", &[(M::GET, Endpoint::Tenants)]),
         (
             "/admin/tenants/{tenant}/policies",
             &[
@@ -104,6 +107,7 @@ pub(super) async fn handle(
         (Endpoint::Health, _) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         (Endpoint::Metrics, _) => metrics(admin, &request),
         (Endpoint::Usage, _) => usage(admin, &request).await,
+        (Endpoint::Tenants, _) => tenants(admin, &request),
         (Endpoint::Tenant(op), Some(tenant)) => tenant_request(admin, request, &tenant, op).await,
         (Endpoint::Tenant(_), None) => Err(ApiError::internal("a tenant path without a tenant")),
     };
@@ -261,6 +265,40 @@ fn token_scope(admin: &Admin, request: &Request<Incoming>) -> Result<Scope, ApiE
         .tokens
         .scope(header)
         .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))
+}
+
+/// `GET /admin/tenants`: every tenant for an operator token, its own for a deploy
+/// token, by id, each with its active binding and candidate (label and version).
+fn tenants(admin: &Admin, request: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let scope = token_scope(admin, request)?;
+    let mut tenants: Vec<&Arc<Tenant>> = admin
+        .gateway
+        .tenants
+        .values()
+        .filter(|t| scope.allows(&t.id))
+        .collect();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    let binding = |d: &crate::deploy::Deployment| serde_json::json!({"version": d.version(), "name": d.name, "label": d.label});
+    let data: Vec<serde_json::Value> = tenants
+        .into_iter()
+        .map(|t| {
+            let routing = t.policy.current();
+            let candidate = routing.candidate.as_ref().map(|c| {
+                let mut b = binding(&c.deployment);
+                b["mode"] = match c.mode {
+                    CandidateMode::Shadow => "shadow".into(),
+                    CandidateMode::Canary(_) => "canary".into(),
+                };
+                b
+            });
+            serde_json::json!({
+                "id": &*t.id,
+                "active": binding(&routing.active),
+                "candidate": candidate,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "data": data })))
 }
 
 /// `GET /admin/usage?tenant=&from=&to=&group_by=target|model|key|day`: ledger
@@ -518,13 +556,14 @@ mod tests {
 
     #[test]
     fn operator_paths_are_get_only_and_the_rest_is_unknown() {
-        for path in ["/healthz", "/metrics", "/admin/usage"] {
+        for path in ["/healthz", "/metrics", "/admin/usage", "/admin/tenants"] {
             assert!(resolved(Method::GET, path).is_ok(), "{path}");
             assert_eq!(resolved(Method::POST, path), wrong_method("GET"));
         }
         for path in [
             "/admin",
             "/admin/tenants/acme",
+            "/admin/tenant",
             "/admin/tenants/acme/bogus",
             "/admin/tenants/acme/candidate/bogus",
         ] {

@@ -56,9 +56,15 @@ impl CallCounters {
         self.failed(&FAILURE_KINDS)
     }
 
-    /// Calls that trapped, a memory-cap hit included (the guest's allocation traps).
+    /// Calls that trapped (a memory-cap hit is counted apart, as
+    /// [`memory_limits`](Self::memory_limits): the fix differs).
     pub fn traps(&self) -> u64 {
-        self.failed(&["trap", "memory_limit"])
+        self.failed(&["trap"])
+    }
+
+    /// Calls stopped because the instance reached its memory cap.
+    pub fn memory_limits(&self) -> u64 {
+        self.failed(&["memory_limit"])
     }
 
     /// Calls stopped at the deadline.
@@ -105,7 +111,8 @@ mod tests {
         counters.record(&Ok(()));
         assert_eq!(counters.calls(), 7);
         assert_eq!(counters.errors(), 6);
-        assert_eq!(counters.traps(), 2);
+        assert_eq!(counters.traps(), 1);
+        assert_eq!(counters.memory_limits(), 1);
         assert_eq!(counters.deadlines(), 1);
     }
 }

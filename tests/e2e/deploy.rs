@@ -768,6 +768,75 @@ async fn a_restart_brings_back_the_active_binding_from_the_cache() {
     println!("restart to first request served: {ready:?}");
 }
 
+/// Per-version counters, the active binding's traffic and a shadow's comparison are
+/// saved with the bindings: a restart on the same state directory reports them as
+/// they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_the_shadow_comparison_survive_a_restart() {
+    let up = upstream().await;
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!("state_dir = \"{}\"", state.path().display());
+    let config = lifecycle_config(&up.url(), &extra);
+    let before = {
+        let gw = TestGateway::start(&config).await;
+        let seed = report(&gw, "acme").await["active"]["version"].clone();
+        deploy(&gw, &bytes(&hostile_policy()), "hostile", json!({})).await;
+        let r = admin_post(
+            &gw,
+            "acme",
+            OPERATOR,
+            "candidate",
+            &json!({"version": seed, "mode": "shadow"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        for i in 0..5 {
+            served(&gw, Some(&format!("u{i}")), &[]).await;
+        }
+        served(&gw, None, &[("x-signalbox-act", "panic")]).await;
+        // Outcomes are accounted just after each response.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = report(&gw, "acme").await;
+            if r["active"]["traffic"]["requests"] == 6 && r["candidate"]["shadow"]["decisions"] == 5
+            {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "never accounted: {r}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    assert_eq!(before["candidate"]["shadow"]["agreements"], 0);
+    let hostile = before["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "hostile")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&hostile["calls"], &hostile["traps"]),
+        (&json!(6), &json!(1))
+    );
+
+    let gw = TestGateway::start(&config).await;
+    let after = report(&gw, "acme").await;
+    assert_eq!(after["versions"], before["versions"], "{after}");
+    assert_eq!(after["active"]["traffic"], before["active"]["traffic"]);
+    assert_eq!(after["candidate"]["shadow"], before["candidate"]["shadow"]);
+    assert_eq!(
+        after["candidate"]["traffic"],
+        before["candidate"]["traffic"]
+    );
+    // And they go on counting from there.
+    served(&gw, Some("u0"), &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while report(&gw, "acme").await["candidate"]["shadow"]["decisions"] != 6 {
+        assert!(Instant::now() < deadline, "the restored counters stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_decides_every_request_and_serves_none() {
     let up = upstream().await;

@@ -14,6 +14,7 @@
 mod bindings;
 mod deployment;
 mod report;
+mod saved_stats;
 mod state;
 mod store;
 mod tenant;
@@ -27,6 +28,7 @@ pub use deployment::{
     Candidate, CandidateMode, Deployment, FailureStreak, Routing, ShadowStats, TrafficStats,
     VersionStats, counts_toward_quarantine, in_canary, micro_usd,
 };
+pub use saved_stats::SavedStats;
 pub use state::{restore_state, save_states, spawn_state_snapshots};
 pub use store::{PolicyStore, StoreError, StoredVersion, is_version_id};
 pub use tenant::TenantPolicy;

@@ -31,6 +31,15 @@ impl CallCounters {
         }
     }
 
+    /// Adds counts saved by an earlier process: `calls`, and `failed(kind)` for each
+    /// kind of [`FAILURE_KINDS`].
+    pub fn restore(&self, calls: u64, failed: impl Fn(&str) -> u64) {
+        self.calls.fetch_add(calls, Ordering::Relaxed);
+        for (kind, n) in FAILURE_KINDS.iter().zip(&self.failures) {
+            n.fetch_add(failed(kind), Ordering::Relaxed);
+        }
+    }
+
     /// Calls made.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)

@@ -362,3 +362,66 @@ async fn keys_new_prints_a_fresh_key_once_and_an_entry_that_authenticates_it() {
         assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
     }
 }
+
+/// `tokens new` as a real process: a fresh token on the first line only, then an
+/// `[[admin.tokens]]` entry that, pasted into a config, makes it an operator token
+/// (every tenant) or a tenant's deploy token (that tenant only).
+#[tokio::test]
+async fn tokens_new_prints_a_token_once_and_an_entry_that_admits_it() {
+    use crate::deploy::{lifecycle_config, upstream};
+    use crate::gateway_support::{TestGateway, send};
+
+    let run = |args: &[&str]| {
+        let out = signalbox(args);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let (token, toml) = stdout.split_once('\n').unwrap();
+        let body = token.strip_prefix("sb-admin-").unwrap();
+        assert_eq!(body.len(), 43, "{token}");
+        assert!(!toml.contains(body) && !stderr.contains(body));
+        assert!(stderr.contains("shown only once"), "{stderr}");
+        (token.to_owned(), toml.to_owned())
+    };
+    let (operator, operator_toml) = run(&["tokens", "new", "--operator"]);
+    let (deploy, deploy_toml) = run(&["tokens", "new", "--tenant", "globex"]);
+    assert_ne!(operator, deploy);
+    let parsed: toml::Table = toml::from_str(&deploy_toml).unwrap();
+    assert_eq!(
+        parsed["admin"]["tokens"][0]["tenant"].as_str(),
+        Some("globex")
+    );
+
+    let up = upstream().await;
+    let config = format!(
+        "{}\n{operator_toml}\n{deploy_toml}",
+        lifecycle_config(&up.url(), "")
+    );
+    let gw = TestGateway::start(&config).await;
+    let tenants = |token: String| {
+        let url = gw.admin_url("/admin/tenants");
+        async move {
+            let r = send("GET", &url, Some(&token), None).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(tenants(operator.clone()).await, ["acme", "globex"]);
+    assert_eq!(tenants(deploy.clone()).await, ["globex"]);
+    let metrics = send("GET", &gw.admin_url("/metrics"), Some(&deploy), None).await;
+    assert_eq!(metrics.status, 403);
+
+    for bad in [
+        &["tokens", "new"][..],
+        &["tokens", "new", "--operator", "--tenant", "acme"],
+        &["tokens", "new", "--tenant", ""],
+    ] {
+        let out = signalbox(bad);
+        assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
+    }
+}

@@ -1,5 +1,5 @@
 //! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
-//! `signalbox keys new`, `signalbox replay`, `signalbox policy check|bench|push|new`.
+//! `signalbox keys new`, `signalbox tokens new`, `signalbox replay`, `signalbox policy check|bench|push|new`.
 
 mod keys_new;
 mod policy_bench;
@@ -10,6 +10,7 @@ mod policy_push;
 mod replay;
 mod route;
 mod serve;
+mod tokens_new;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,23 @@ enum Command {
     /// Work with API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Work with admin API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Make a new admin token: prints it once, and the `[[admin.tokens]]` entry
+    /// holding its hash.
+    New {
+        /// An operator token: every tenant, and `/metrics`.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        operator: bool,
+        /// A deploy token for this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             policy_new::run(&name, &dir, sdk.as_deref())
         }
         Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
+        Command::Tokens(TokensCommand::New { tenant, .. }) => tokens_new::run(tenant.as_deref()),
     }
 }
 

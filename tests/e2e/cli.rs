@@ -425,3 +425,17 @@ async fn tokens_new_prints_a_token_once_and_an_entry_that_admits_it() {
         assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
     }
 }
+
+/// `usage --help` says which bound is exclusive, as the README does.
+#[test]
+fn usage_help_says_to_is_exclusive() {
+    let out = signalbox(&["usage", "--help"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let help = output_text(&out);
+    assert!(
+        help.contains("inclusive") && help.contains("exclusive"),
+        "{help}"
+    );
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("`from` is inclusive and `to` exclusive"));
+}

@@ -18,7 +18,7 @@ use super::Admin;
 use super::auth::Scope;
 use crate::deploy::{CandidateMode, DeployError, Source};
 use crate::gateway::{Gateway, Tenant};
-use crate::openai::{ApiError, ResponseBody, json};
+use crate::openai::{ApiError, ResponseBody, codes, json};
 use crate::server::RouteTable;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -213,12 +213,16 @@ async fn tenant_request(
                 ("shadow", _) => CandidateMode::Shadow,
                 ("canary", Some(p)) => CandidateMode::Canary(p / 100.0),
                 ("canary", None) => {
-                    return Err(ApiError::invalid_request("a canary needs `percent`"));
+                    return Err(ApiError::invalid_request(
+                        codes::MISSING_PARAMETER,
+                        "a canary needs `percent`",
+                    ));
                 }
                 (other, _) => {
-                    return Err(ApiError::invalid_request(format!(
-                        "mode must be `shadow` or `canary`, not `{other}`"
-                    )));
+                    return Err(ApiError::invalid_request(
+                        codes::INVALID_VALUE,
+                        format!("mode must be `shadow` or `canary`, not `{other}`"),
+                    ));
                 }
             };
             let config = body.version.config();
@@ -315,16 +319,18 @@ async fn usage(
         group_by: crate::ledger::GroupBy::Target,
     };
     for (k, v) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
-        let bad = |e: String| ApiError::invalid_request(format!("`{k}`: {e}"));
+        let bad =
+            |e: String| ApiError::invalid_request(codes::INVALID_VALUE, format!("`{k}`: {e}"));
         match &*k {
             "tenant" => query.tenant = Some(v.into_owned()),
             "from" => query.from_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
             "to" => query.to_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
             "group_by" => query.group_by = v.parse().map_err(bad)?,
             other => {
-                return Err(ApiError::invalid_request(format!(
-                    "unknown parameter `{other}` (tenant, from, to, group_by)"
-                )));
+                return Err(ApiError::invalid_request(
+                    codes::UNKNOWN_PARAMETER,
+                    format!("unknown parameter `{other}` (tenant, from, to, group_by)"),
+                ));
             }
         }
     }
@@ -444,8 +450,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let (parts, body) = request.into_parts();
     let bytes =
         crate::server::read_body(body, &parts.headers, body_limit(gateway, 1 << 20)).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_request(codes::INVALID_JSON, format!("invalid JSON body: {e}"))
+    })
 }
 
 /// At most `bytes`, within the listeners' body timeout.

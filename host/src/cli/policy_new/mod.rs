@@ -237,7 +237,8 @@ signalbox policy check target/wasm32-wasip2/release/{file}.wasm
 the gateway that created this crate, so the crate builds anywhere, offline. To use an
 SDK checkout instead, point `signalbox-sdk` in `Cargo.toml` at its `sdk/` directory
 (or create the crate with `signalbox policy new --sdk PATH`). The SDK's reference:
-`cargo doc -p signalbox-sdk --no-deps --open`.
+`cargo doc -p signalbox-sdk --no-deps --open`; its guide of common tasks:
+`signalbox-sdk/docs/policy-sdk.md`.
 "#;
 
 #[cfg(test)]

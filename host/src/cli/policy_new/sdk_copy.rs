@@ -76,6 +76,11 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../../contract/src/tokens.rs"),
     ),
     ("wit/policy.wit", include_str!("../../../../wit/policy.wit")),
+    // The guide of common tasks; the SDK's doc tests compile its examples.
+    (
+        "docs/policy-sdk.md",
+        include_str!("../../../../docs/policy-sdk.md"),
+    ),
 ];
 
 /// The two manifests, whose `key.workspace = true` lines are filled in from the
@@ -157,6 +162,7 @@ mod tests {
                 }
             }
         }
+        found.push("docs/policy-sdk.md".to_owned());
         found.sort();
         found
     }

@@ -40,6 +40,7 @@ mod policy_latency;
 mod policy_least_loaded;
 mod policy_rules;
 mod policy_weighted;
+mod quickstart;
 mod quota;
 mod replay;
 mod swap;

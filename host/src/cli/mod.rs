@@ -1,5 +1,6 @@
 //! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
-//! `signalbox keys new`, `signalbox tokens new`, `signalbox replay`, `signalbox policy check|bench|push|new`.
+//! `signalbox keys new`, `signalbox tokens new`, `signalbox config print-default`,
+//! `signalbox replay`, `signalbox policy check|bench|push|new`.
 
 mod keys_new;
 mod policy_bench;
@@ -7,6 +8,7 @@ mod policy_check;
 mod policy_config;
 mod policy_new;
 mod policy_push;
+mod quickstart;
 mod replay;
 mod route;
 mod serve;
@@ -65,6 +67,16 @@ enum Command {
     /// Work with admin API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the embedded default config (what `serve` runs without --config), as a
+    /// starting point: `signalbox config print-default > gateway.toml`.
+    PrintDefault,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +180,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
         Command::Tokens(TokensCommand::New { tenant, .. }) => tokens_new::run(tenant.as_deref()),
+        Command::Config(ConfigCommand::PrintDefault) => {
+            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            Ok(())
+        }
     }
 }
 

@@ -25,6 +25,7 @@ mod endings;
 mod explain;
 mod feedback;
 mod gateway;
+mod grafana;
 mod handover;
 mod hostile_clients;
 mod hostile_upstreams;

@@ -50,6 +50,12 @@
 //! [`export_policy!`] embeds [`CONTRACT_VERSION`] in the component, so a gateway
 //! speaking another version refuses it with "built for X, host speaks Y".
 
+//! # Guide
+//!
+//! `docs/policy-sdk.md` in the repository walks through the common tasks (reading the
+//! prompt, naming targets, keeping state, learning from outcomes, testing); its
+//! examples are this crate's doc tests.
+
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -81,6 +87,12 @@ pub mod bindings {
         default_bindings_module: "signalbox_sdk::__private::bindings",
     });
 }
+
+/// The examples of the guide, `docs/policy-sdk.md`, compiled and run as doc tests
+/// (only then: a copy of this crate outside the repository has no guide).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/policy-sdk.md")]
+pub struct GuideExamples;
 
 pub use decision::Decision;
 pub use hash::weighted_pick;

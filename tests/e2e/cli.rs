@@ -71,6 +71,86 @@ fn check_reports_a_rejected_config() {
     assert!(t.contains("alias `x` names no model"), "{t}");
 }
 
+/// `--config` is one reading everywhere: inline JSON, a file path or `@file`, and an
+/// error naming what was tried.
+#[test]
+fn config_is_inline_json_a_file_or_an_at_file_and_errors_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad-alias.json");
+    std::fs::write(&file, r#"{"aliases": {"x": []}}"#).unwrap();
+    let path = file.to_str().unwrap();
+    // The same rejected config read three ways reaches the policy each time.
+    for arg in [
+        r#"{"aliases": {"x": []}}"#.to_owned(),
+        path.to_owned(),
+        format!("@{path}"),
+    ] {
+        let out = signalbox(&["policy", "check", "--config", &arg]);
+        let t = output_text(&out);
+        assert!(!out.status.success(), "{arg}: {t}");
+        assert!(t.contains("alias `x` names no model"), "{arg}: {t}");
+    }
+    let out = signalbox(&[
+        "policy",
+        "bench",
+        "--iterations",
+        "10",
+        "--config",
+        &format!("@{path}"),
+    ]);
+    assert!(
+        output_text(&out).contains("alias `x` names no model"),
+        "{}",
+        output_text(&out)
+    );
+
+    let missing = dir.path().join("missing.json");
+    let out = signalbox(&["policy", "check", "--config", missing.to_str().unwrap()]);
+    let t = output_text(&out);
+    assert!(!out.status.success());
+    assert!(
+        t.contains("tried it as a file path") && t.contains("missing.json"),
+        "{t}"
+    );
+    let out = signalbox(&["policy", "bench", "--config", "{\"a\":"]);
+    let t = output_text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("inline JSON is not valid JSON"), "{t}");
+}
+
+/// The ten sample targets of `check` and `bench` are listed on request, each with
+/// its id, model, prices and tags (the example configs are written for them).
+#[test]
+fn check_and_bench_list_their_sample_targets() {
+    for args in [
+        &["policy", "check", "--list-targets"][..],
+        &["policy", "bench", "--list-targets", "--iterations", "10"],
+    ] {
+        let out = signalbox(args);
+        let t = output_text(&out);
+        assert!(out.status.success(), "{t}");
+        let listed: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.trim_start().split_once("  "))
+            .filter(|(i, _)| i.parse::<usize>().is_ok())
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(listed.len(), 10, "{t}");
+        for id in [
+            "openai-gpt-4o",
+            "anthropic-sonnet",
+            "vllm-qwen-coder",
+            "mistral-small-eu",
+        ] {
+            assert!(listed.contains(&id), "{id}: {t}");
+        }
+        assert!(
+            t.contains("2.500 / 10.000") && t.contains("region:eu"),
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn bench_reports_throughput_and_percentiles() {
     let out = signalbox(&["policy", "bench", "--iterations", "2000"]);
@@ -83,7 +163,9 @@ fn bench_reports_throughput_and_percentiles() {
 }
 
 /// `policy new` makes a crate whose unit tests pass and whose component the checker
-/// accepts, with the build command its README documents.
+/// accepts, with the build command its README documents. It builds anywhere: the
+/// crate is moved to another directory before it is built, and its manifest names no
+/// absolute path. The scaffold is stateless, so it does not ask for outcomes.
 #[test]
 fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,12 +174,20 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
         "new",
         "demo",
         "--dir",
-        dir.path().to_str().unwrap(),
+        dir.path().join("made-here").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", output_text(&out));
-    let crate_dir = dir.path().join("demo");
+    let crate_dir = dir.path().join("moved/demo");
+    std::fs::create_dir_all(crate_dir.parent().unwrap()).unwrap();
+    std::fs::rename(dir.path().join("made-here/demo"), &crate_dir).unwrap();
     let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
     assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"signalbox-sdk = { path = "signalbox-sdk/sdk" }"#),
+        "{manifest}"
+    );
+    assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "{manifest}");
 
     // Share one target directory across runs so the SDK's dependencies build once.
     let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
@@ -125,17 +215,67 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let out = signalbox(&["policy", "check", component.to_str().unwrap()]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(output_text(&out).contains("contract:  signalbox:policy@0.2.0"));
+    assert!(
+        output_text(&out).contains("outcomes:  not wanted"),
+        "{}",
+        output_text(&out)
+    );
 
     let out = signalbox(&[
         "policy",
         "new",
         "demo",
         "--dir",
-        dir.path().to_str().unwrap(),
+        dir.path().join("moved").to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "overwrote an existing crate");
     let out = signalbox(&["policy", "new", "Bad Name"]);
     assert!(!out.status.success());
+}
+
+/// With `--sdk`, the dependency is that SDK, named relative to the new crate.
+#[test]
+fn new_with_an_sdk_path_names_it_relative_to_the_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = dir.path().join("checkout/sdk");
+    std::fs::create_dir_all(&sdk).unwrap();
+    std::fs::write(
+        sdk.join("Cargo.toml"),
+        "[package]\nname = \"signalbox-sdk\"\n",
+    )
+    .unwrap();
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "demo",
+        "--dir",
+        dir.path().join("checkout/policies").to_str().unwrap(),
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let crate_dir = dir.path().join("checkout/policies/demo");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"signalbox-sdk = { path = "../../sdk" }"#),
+        "{manifest}"
+    );
+    assert!(
+        !crate_dir.join("signalbox-sdk").exists(),
+        "no copy with --sdk"
+    );
+
+    let out = signalbox(&[
+        "policy",
+        "new",
+        "other",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk",
+        "/no/such/sdk",
+    ]);
+    let t = output_text(&out);
+    assert!(!out.status.success() && t.contains("--sdk"), "{t}");
 }
 
 #[test]
@@ -221,4 +361,81 @@ async fn keys_new_prints_a_fresh_key_once_and_an_entry_that_authenticates_it() {
         let out = signalbox(bad);
         assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
     }
+}
+
+/// `tokens new` as a real process: a fresh token on the first line only, then an
+/// `[[admin.tokens]]` entry that, pasted into a config, makes it an operator token
+/// (every tenant) or a tenant's deploy token (that tenant only).
+#[tokio::test]
+async fn tokens_new_prints_a_token_once_and_an_entry_that_admits_it() {
+    use crate::deploy::{lifecycle_config, upstream};
+    use crate::gateway_support::{TestGateway, send};
+
+    let run = |args: &[&str]| {
+        let out = signalbox(args);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let (token, toml) = stdout.split_once('\n').unwrap();
+        let body = token.strip_prefix("sb-admin-").unwrap();
+        assert_eq!(body.len(), 43, "{token}");
+        assert!(!toml.contains(body) && !stderr.contains(body));
+        assert!(stderr.contains("shown only once"), "{stderr}");
+        (token.to_owned(), toml.to_owned())
+    };
+    let (operator, operator_toml) = run(&["tokens", "new", "--operator"]);
+    let (deploy, deploy_toml) = run(&["tokens", "new", "--tenant", "globex"]);
+    assert_ne!(operator, deploy);
+    let parsed: toml::Table = toml::from_str(&deploy_toml).unwrap();
+    assert_eq!(
+        parsed["admin"]["tokens"][0]["tenant"].as_str(),
+        Some("globex")
+    );
+
+    let up = upstream().await;
+    let config = format!(
+        "{}\n{operator_toml}\n{deploy_toml}",
+        lifecycle_config(&up.url(), "")
+    );
+    let gw = TestGateway::start(&config).await;
+    let tenants = |token: String| {
+        let url = gw.admin_url("/admin/tenants");
+        async move {
+            let r = send("GET", &url, Some(&token), None).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(tenants(operator.clone()).await, ["acme", "globex"]);
+    assert_eq!(tenants(deploy.clone()).await, ["globex"]);
+    let metrics = send("GET", &gw.admin_url("/metrics"), Some(&deploy), None).await;
+    assert_eq!(metrics.status, 403);
+
+    for bad in [
+        &["tokens", "new"][..],
+        &["tokens", "new", "--operator", "--tenant", "acme"],
+        &["tokens", "new", "--tenant", ""],
+    ] {
+        let out = signalbox(bad);
+        assert!(!out.status.success(), "{bad:?}: {}", output_text(&out));
+    }
+}
+
+/// `usage --help` says which bound is exclusive, as the README does.
+#[test]
+fn usage_help_says_to_is_exclusive() {
+    let out = signalbox(&["usage", "--help"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let help = output_text(&out);
+    assert!(
+        help.contains("inclusive") && help.contains("exclusive"),
+        "{help}"
+    );
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("`from` is inclusive and `to` exclusive"));
 }

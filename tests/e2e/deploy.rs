@@ -255,6 +255,211 @@ async fn upload_activate_list_and_roll_back() {
     );
 }
 
+/// `component` with a custom section appended: the same policy as another version.
+fn variant(component: &[u8], n: u32) -> Vec<u8> {
+    let name = b"signalbox-test-variant";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "one-byte LEB128 sizes");
+    let mut out = component.to_vec();
+    out.extend([0, size as u8, name.len() as u8]);
+    out.extend(name);
+    out.extend(payload);
+    out
+}
+
+/// Headers show versions as 12 hex digits: `activate` takes any unique prefix, keeps
+/// the version's last config when the request names none, and refuses an ambiguous
+/// prefix with 409 naming the candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_takes_a_unique_prefix_and_keeps_the_last_config() {
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let (default_label, _) = served(&gw, None, &[]).await;
+    let hostile = bytes(&hostile_policy());
+
+    // Uploaded with a config (one only this test uses), never bound yet.
+    let config = json!({"act": "env"});
+    let r = upload(&gw, "acme", OPERATOR, "hostile", &hostile, &config).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let version = r.json()["version"].as_str().unwrap().to_owned();
+    let on = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": &version[..12]}),
+    )
+    .await;
+    assert_eq!(on.status, 200, "{}", on.text());
+    assert_eq!(on.json()["active"]["version"], version);
+    assert_eq!(report(&gw, "acme").await["active"]["config"], config);
+
+    // Back to the default policy by a short prefix, then forward again without a
+    // config: the hostile version keeps the config it was last bound with.
+    let default_version = report(&gw, "acme").await["history"][0]["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let short = default_label.split('@').nth(1).unwrap();
+    assert!(default_version.starts_with(short));
+    let mut prefix = short[..4].to_owned();
+    while version.starts_with(&prefix) {
+        prefix = default_version[..prefix.len() + 1].to_owned();
+    }
+    let back = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": prefix}),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    assert_eq!(served(&gw, None, &[]).await.0, default_label);
+    let again = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": version.to_uppercase()[..8]}),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(report(&gw, "acme").await["active"]["config"], config);
+
+    // Two versions that share their first digit: that digit alone is ambiguous.
+    let first = variant(&hostile, 0);
+    let first_version = signalbox::policy::sha256_hex(&first);
+    let second = (1..)
+        .map(|n| variant(&hostile, n))
+        .find(|c| signalbox::policy::sha256_hex(c)[..1] == first_version[..1])
+        .unwrap();
+    let second_version = signalbox::policy::sha256_hex(&second);
+    for component in [&first, &second] {
+        let r = upload(&gw, "acme", OPERATOR, "variant", component, &json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let ambiguous = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": &first_version[..1]}),
+    )
+    .await;
+    assert_eq!(
+        (ambiguous.status, ambiguous.error_code().as_str()),
+        (409, "ambiguous_version"),
+        "{}",
+        ambiguous.text()
+    );
+    let message = ambiguous.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for v in [&first_version, &second_version] {
+        assert!(message.contains(&v[..12]), "{message}");
+    }
+    assert_eq!(
+        report(&gw, "acme").await["active"]["version"],
+        version,
+        "a refused activation changes nothing"
+    );
+    let unknown = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "activate",
+        &json!({"version": "xyz"}),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "version_not_found")
+    );
+}
+
+/// `GET /admin/tenants` lists what the token may act on; the history names each
+/// earlier binding with its config; a memory-cap hit is counted as its own kind; a
+/// shadow with no decisions yet has no agreement rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_history_and_counters_say_what_they_mean() {
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let list = |token: Option<&'static str>| {
+        let url = gw.admin_url("/admin/tenants");
+        async move { send("GET", &url, token, None).await }
+    };
+    let all = list(Some(OPERATOR)).await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    let ids: Vec<Value> = all.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("acme"), json!("globex")]);
+    let own = list(Some(ACME_DEPLOY)).await.json();
+    assert_eq!(own["data"].as_array().unwrap().len(), 1, "{own}");
+    assert_eq!(own["data"][0]["id"], "acme");
+    assert!(
+        own["data"][0]["active"]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("default@"),
+        "{own}"
+    );
+    assert!(own["data"][0]["candidate"].is_null());
+    assert_eq!(list(None).await.status, 401);
+
+    let default_version = report(&gw, "acme").await["active"]["version"].clone();
+    let version = deploy(
+        &gw,
+        &bytes(&hostile_policy()),
+        "hostile",
+        json!({"act": "env"}),
+    )
+    .await;
+    let history = report(&gw, "acme").await["history"].clone();
+    assert_eq!(history[0]["version"], default_version, "{history}");
+    assert_eq!(history[0]["name"], "default", "{history}");
+    assert!(history[0]["config"].is_object(), "{history}");
+
+    // A request that runs the instance out of memory: served by the safe route,
+    // counted as a memory-cap hit, not as a trap.
+    let hog = [("x-signalbox-act", "hog")];
+    assert_eq!(served(&gw, None, &hog).await.1, "cheap");
+    let listed = report(&gw, "acme").await;
+    let entry = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == version)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&entry["memory_limits"], &entry["traps"], &entry["errors"]),
+        (&json!(1), &json!(0), &json!(1)),
+        "{entry}"
+    );
+
+    let r = admin_post(
+        &gw,
+        "acme",
+        OPERATOR,
+        "candidate",
+        &json!({"version": default_version, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = list(Some(OPERATOR)).await.json();
+    assert_eq!(listed["data"][0]["candidate"]["mode"], "shadow", "{listed}");
+    let shadow = report(&gw, "acme").await["candidate"]["shadow"].clone();
+    assert_eq!(shadow["decisions"], 0, "{shadow}");
+    assert!(shadow["agreement_rate"].is_null(), "{shadow}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_uploads_are_refused_with_a_reason_and_change_nothing() {
     let up = upstream().await;
@@ -561,6 +766,75 @@ async fn a_restart_brings_back_the_active_binding_from_the_cache() {
     assert_eq!(back.status, 200, "{}", back.text());
     assert_eq!(served(&gw, None, &[]).await.1, "cheap");
     println!("restart to first request served: {ready:?}");
+}
+
+/// Per-version counters, the active binding's traffic and a shadow's comparison are
+/// saved with the bindings: a restart on the same state directory reports them as
+/// they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_the_shadow_comparison_survive_a_restart() {
+    let up = upstream().await;
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!("state_dir = \"{}\"", state.path().display());
+    let config = lifecycle_config(&up.url(), &extra);
+    let before = {
+        let gw = TestGateway::start(&config).await;
+        let seed = report(&gw, "acme").await["active"]["version"].clone();
+        deploy(&gw, &bytes(&hostile_policy()), "hostile", json!({})).await;
+        let r = admin_post(
+            &gw,
+            "acme",
+            OPERATOR,
+            "candidate",
+            &json!({"version": seed, "mode": "shadow"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        for i in 0..5 {
+            served(&gw, Some(&format!("u{i}")), &[]).await;
+        }
+        served(&gw, None, &[("x-signalbox-act", "panic")]).await;
+        // Outcomes are accounted just after each response.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = report(&gw, "acme").await;
+            if r["active"]["traffic"]["requests"] == 6 && r["candidate"]["shadow"]["decisions"] == 5
+            {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "never accounted: {r}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    assert_eq!(before["candidate"]["shadow"]["agreements"], 0);
+    let hostile = before["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "hostile")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&hostile["calls"], &hostile["traps"]),
+        (&json!(6), &json!(1))
+    );
+
+    let gw = TestGateway::start(&config).await;
+    let after = report(&gw, "acme").await;
+    assert_eq!(after["versions"], before["versions"], "{after}");
+    assert_eq!(after["active"]["traffic"], before["active"]["traffic"]);
+    assert_eq!(after["candidate"]["shadow"], before["candidate"]["shadow"]);
+    assert_eq!(
+        after["candidate"]["traffic"],
+        before["candidate"]["traffic"]
+    );
+    // And they go on counting from there.
+    served(&gw, Some("u0"), &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while report(&gw, "acme").await["candidate"]["shadow"]["decisions"] != 6 {
+        assert!(Instant::now() < deadline, "the restored counters stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

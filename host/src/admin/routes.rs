@@ -2,9 +2,11 @@
 //! lifecycle operations (which compile and run policies) run on the blocking pool.
 //! An unknown path is a 404, a known one with the wrong method a 405 with `Allow`.
 //!
+//! - `GET  /admin/tenants` — the tenants the token may act on, with their bindings
 //! - `GET  /admin/tenants/{t}/policies` — versions, active binding, candidate, counters
 //! - `POST /admin/tenants/{t}/policies?name=N&config=JSON` — upload (body: the wasm)
-//! - `POST /admin/tenants/{t}/activate` — `{"version", "config"}`
+//! - `POST /admin/tenants/{t}/activate` — `{"version", "config"}` (any unique version
+//!   prefix; without `config`, the version's last one)
 //! - `POST /admin/tenants/{t}/rollback`
 //! - `POST /admin/tenants/{t}/candidate` — `{"version", "config", "mode": "shadow" |
 //!   "canary", "percent"}`; `GET` reports it
@@ -16,7 +18,7 @@ use super::Admin;
 use super::auth::Scope;
 use crate::deploy::{CandidateMode, DeployError, Source};
 use crate::gateway::{Gateway, Tenant};
-use crate::openai::{ApiError, ResponseBody, json};
+use crate::openai::{ApiError, ResponseBody, codes, json};
 use crate::server::RouteTable;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -32,6 +34,7 @@ enum Endpoint {
     Health,
     Metrics,
     Usage,
+    Tenants,
     /// An operation on the tenant named in the path.
     Tenant(TenantOp),
 }
@@ -57,6 +60,7 @@ static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
         ("/healthz", &[(M::GET, Endpoint::Health)]),
         ("/metrics", &[(M::GET, Endpoint::Metrics)]),
         ("/admin/usage", &[(M::GET, Endpoint::Usage)]),
+        ("/admin/tenants", &[(M::GET, Endpoint::Tenants)]),
         (
             "/admin/tenants/{tenant}/policies",
             &[
@@ -103,6 +107,7 @@ pub(super) async fn handle(
         (Endpoint::Health, _) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         (Endpoint::Metrics, _) => metrics(admin, &request),
         (Endpoint::Usage, _) => usage(admin, &request).await,
+        (Endpoint::Tenants, _) => tenants(admin, &request),
         (Endpoint::Tenant(op), Some(tenant)) => tenant_request(admin, request, &tenant, op).await,
         (Endpoint::Tenant(_), None) => Err(ApiError::internal("a tenant path without a tenant")),
     };
@@ -182,8 +187,12 @@ async fn tenant_request(
             let body: VersionRequest = read_json(request, &gateway).await?;
             let d = blocking(&tenant, move |t| {
                 let signals = gateway.signals.snapshot(&t.targets);
-                t.policy
-                    .activate(&gateway.deployer, &body.version, &body.config(), &signals)
+                t.policy.activate(
+                    &gateway.deployer,
+                    &body.version,
+                    body.config().as_deref(),
+                    &signals,
+                )
             })
             .await?;
             Ok(json(
@@ -204,12 +213,16 @@ async fn tenant_request(
                 ("shadow", _) => CandidateMode::Shadow,
                 ("canary", Some(p)) => CandidateMode::Canary(p / 100.0),
                 ("canary", None) => {
-                    return Err(ApiError::invalid_request("a canary needs `percent`"));
+                    return Err(ApiError::invalid_request(
+                        codes::MISSING_PARAMETER,
+                        "a canary needs `percent`",
+                    ));
                 }
                 (other, _) => {
-                    return Err(ApiError::invalid_request(format!(
-                        "mode must be `shadow` or `canary`, not `{other}`"
-                    )));
+                    return Err(ApiError::invalid_request(
+                        codes::INVALID_VALUE,
+                        format!("mode must be `shadow` or `canary`, not `{other}`"),
+                    ));
                 }
             };
             let config = body.version.config();
@@ -218,7 +231,7 @@ async fn tenant_request(
                 t.policy.start_candidate(
                     &gateway.deployer,
                     &body.version.version,
-                    &config,
+                    config.as_deref(),
                     mode,
                     &signals,
                 )
@@ -258,6 +271,40 @@ fn token_scope(admin: &Admin, request: &Request<Incoming>) -> Result<Scope, ApiE
         .ok_or_else(|| ApiError::unauthorized("missing or invalid admin token"))
 }
 
+/// `GET /admin/tenants`: every tenant for an operator token, its own for a deploy
+/// token, by id, each with its active binding and candidate (label and version).
+fn tenants(admin: &Admin, request: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let scope = token_scope(admin, request)?;
+    let mut tenants: Vec<&Arc<Tenant>> = admin
+        .gateway
+        .tenants
+        .values()
+        .filter(|t| scope.allows(&t.id))
+        .collect();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    let binding = |d: &crate::deploy::Deployment| serde_json::json!({"version": d.version(), "name": d.name, "label": d.label});
+    let data: Vec<serde_json::Value> = tenants
+        .into_iter()
+        .map(|t| {
+            let routing = t.policy.current();
+            let candidate = routing.candidate.as_ref().map(|c| {
+                let mut b = binding(&c.deployment);
+                b["mode"] = match c.mode {
+                    CandidateMode::Shadow => "shadow".into(),
+                    CandidateMode::Canary(_) => "canary".into(),
+                };
+                b
+            });
+            serde_json::json!({
+                "id": &*t.id,
+                "active": binding(&routing.active),
+                "candidate": candidate,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "data": data })))
+}
+
 /// `GET /admin/usage?tenant=&from=&to=&group_by=target|model|key|day`: ledger
 /// aggregates. A tenant-scoped token sees its own tenant only.
 async fn usage(
@@ -272,16 +319,18 @@ async fn usage(
         group_by: crate::ledger::GroupBy::Target,
     };
     for (k, v) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
-        let bad = |e: String| ApiError::invalid_request(format!("`{k}`: {e}"));
+        let bad =
+            |e: String| ApiError::invalid_request(codes::INVALID_VALUE, format!("`{k}`: {e}"));
         match &*k {
             "tenant" => query.tenant = Some(v.into_owned()),
             "from" => query.from_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
             "to" => query.to_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
             "group_by" => query.group_by = v.parse().map_err(bad)?,
             other => {
-                return Err(ApiError::invalid_request(format!(
-                    "unknown parameter `{other}` (tenant, from, to, group_by)"
-                )));
+                return Err(ApiError::invalid_request(
+                    codes::UNKNOWN_PARAMETER,
+                    format!("unknown parameter `{other}` (tenant, from, to, group_by)"),
+                ));
             }
         }
     }
@@ -355,7 +404,8 @@ fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<Respon
     Ok(response)
 }
 
-/// `{"version": "...", "config": {...}}`.
+/// `{"version": "...", "config": {...}}`: the version's full id or any unique prefix;
+/// without `config`, the one the version was last bound (or uploaded) with.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VersionRequest {
@@ -365,10 +415,8 @@ struct VersionRequest {
 }
 
 impl VersionRequest {
-    fn config(&self) -> String {
-        self.config
-            .as_ref()
-            .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string)
+    fn config(&self) -> Option<String> {
+        self.config.as_ref().map(serde_json::Value::to_string)
     }
 }
 
@@ -402,8 +450,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let (parts, body) = request.into_parts();
     let bytes =
         crate::server::read_body(body, &parts.headers, body_limit(gateway, 1 << 20)).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_request(codes::INVALID_JSON, format!("invalid JSON body: {e}"))
+    })
 }
 
 /// At most `bytes`, within the listeners' body timeout.
@@ -435,6 +484,7 @@ fn deploy_error(e: DeployError) -> ApiError {
         DeployError::Quarantined(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quarantined"),
         DeployError::BadShare => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_share"),
         DeployError::UnknownVersion(_) => (StatusCode::NOT_FOUND, "version_not_found"),
+        DeployError::AmbiguousVersion { .. } => (StatusCode::CONFLICT, "ambiguous_version"),
         DeployError::NoHistory => (StatusCode::CONFLICT, "no_history"),
         DeployError::NoCandidate => (StatusCode::CONFLICT, "no_candidate"),
         DeployError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
@@ -513,13 +563,14 @@ mod tests {
 
     #[test]
     fn operator_paths_are_get_only_and_the_rest_is_unknown() {
-        for path in ["/healthz", "/metrics", "/admin/usage"] {
+        for path in ["/healthz", "/metrics", "/admin/usage", "/admin/tenants"] {
             assert!(resolved(Method::GET, path).is_ok(), "{path}");
             assert_eq!(resolved(Method::POST, path), wrong_method("GET"));
         }
         for path in [
             "/admin",
             "/admin/tenants/acme",
+            "/admin/tenant",
             "/admin/tenants/acme/bogus",
             "/admin/tenants/acme/candidate/bogus",
         ] {

@@ -1,14 +1,18 @@
 //! The command line: `signalbox serve`, `signalbox route`, `signalbox usage`,
-//! `signalbox keys new`, `signalbox replay`, `signalbox policy check|bench|push|new`.
+//! `signalbox keys new`, `signalbox tokens new`, `signalbox config print-default`,
+//! `signalbox replay`, `signalbox policy check|bench|push|new`.
 
 mod keys_new;
 mod policy_bench;
 mod policy_check;
+mod policy_config;
 mod policy_new;
 mod policy_push;
+mod quickstart;
 mod replay;
 mod route;
 mod serve;
+mod tokens_new;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +64,33 @@ enum Command {
     /// Work with API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Work with admin API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the embedded default config (what `serve` runs without --config), as a
+    /// starting point: `signalbox config print-default > gateway.toml`.
+    PrintDefault,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Make a new admin token: prints it once, and the `[[admin.tokens]]` entry
+    /// holding its hash.
+    New {
+        /// An operator token: every tenant, and `/metrics`.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        operator: bool,
+        /// A deploy token for this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,9 +113,13 @@ enum PolicyCommand {
     Check {
         /// The policy component (`.wasm`); omit to check the embedded default policy.
         file: Option<PathBuf>,
-        /// The JSON config to activate it with.
-        #[arg(long, default_value = "{}")]
-        config: String,
+        /// The config to activate it with: inline JSON, or a JSON file (`FILE` or
+        /// `@FILE`); default `{}`.
+        #[arg(long, value_name = "JSON|FILE")]
+        config: Option<String>,
+        /// Print the sample targets the smoke call routes among, then check.
+        #[arg(long)]
+        list_targets: bool,
         /// Cache compiled policies in this directory.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -101,8 +136,9 @@ enum PolicyCommand {
         /// Where to create it (default: the current directory).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path to the `signalbox-sdk` crate (default: the one this binary was built
-        /// with).
+        /// Path to a `signalbox-sdk` crate to depend on, written relative to the new
+        /// crate (default: a copy of this binary's SDK, written into the crate, so it
+        /// builds anywhere).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -130,8 +166,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check {
             file,
             config,
+            list_targets,
             cache_dir,
-        }) => policy_check::run(file.as_deref(), &config, cache_dir),
+        }) => {
+            let config = policy_config::read(config.as_deref())?;
+            policy_check::run(file.as_deref(), &config.text, list_targets, cache_dir)
+        }
         Command::Policy(PolicyCommand::Bench(args)) => policy_bench::run(args),
         Command::Replay(args) => replay::run(*args),
         Command::Policy(PolicyCommand::Push(args)) => policy_push::run(args),
@@ -139,6 +179,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             policy_new::run(&name, &dir, sdk.as_deref())
         }
         Command::Keys(KeysCommand::New { tenant, id }) => keys_new::run(&tenant, id.as_deref()),
+        Command::Tokens(TokensCommand::New { tenant, .. }) => tokens_new::run(tenant.as_deref()),
+        Command::Config(ConfigCommand::PrintDefault) => {
+            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            Ok(())
+        }
     }
 }
 
@@ -155,5 +200,23 @@ fn policy_bytes(file: Option<&std::path::Path>) -> anyhow::Result<(String, Vec<u
             "embedded default policy".to_owned(),
             crate::embedded::DEFAULT_POLICY.to_vec(),
         )),
+    }
+}
+
+/// Prints the sample targets `policy check` and `policy bench` route among, in the
+/// order policies see them: an example config written for them works with both.
+fn print_sample_targets(targets: &[crate::policy::TargetInfo]) {
+    println!("sample targets (index, id, provider, model, $/1M in/out, context window, tags):");
+    for (i, t) in targets.iter().enumerate() {
+        println!(
+            "  {i:>2}  {:<22} {:<9} {:<18} {:>6.3} / {:<7.3} {:>7}  {}",
+            t.id,
+            t.provider,
+            t.model,
+            t.input_price,
+            t.output_price,
+            t.context_window,
+            t.tags.join(", ")
+        );
     }
 }

@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 pub struct BenchArgs {
     /// The policy component (`.wasm`); omit to bench the embedded default policy.
     file: Option<PathBuf>,
-    /// The JSON config to activate it with.
-    #[arg(long, default_value = "{}")]
-    config: String,
+    /// The config to activate it with: inline JSON, or a JSON file (`FILE` or `@FILE`);
+    /// default `{}`.
+    #[arg(long, value_name = "JSON|FILE")]
+    config: Option<String>,
+    /// Print the sample targets the decisions route among, then measure.
+    #[arg(long)]
+    list_targets: bool,
     /// Decisions measured per thread.
     #[arg(long, default_value_t = 200_000)]
     iterations: usize,
@@ -24,15 +28,19 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let config = super::policy_config::read(args.config.as_deref())?;
     let (name, bytes) = super::policy_bytes(args.file.as_deref())?;
     let engine = PolicyEngine::new(EngineConfig::default())?;
     let policy = engine
         .load(&bytes)
         .with_context(|| format!("loading {name}"))?;
     let targets = sample_targets();
+    if args.list_targets {
+        super::print_sample_targets(&targets);
+    }
     let model = targets.first().map(|t| t.model.clone()).unwrap_or_default();
     let binding = policy
-        .bind(TenantContext::new("policy-bench"), &args.config, targets)
+        .bind(TenantContext::new("policy-bench"), &config.text, targets)
         .context("activation failed")?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 

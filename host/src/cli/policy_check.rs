@@ -8,7 +8,12 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub fn run(file: Option<&Path>, config: &str, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(
+    file: Option<&Path>,
+    config: &str,
+    list_targets: bool,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (name, bytes) = super::policy_bytes(file)?;
     let engine = PolicyEngine::new(EngineConfig {
         cache_dir,
@@ -43,6 +48,9 @@ pub fn run(file: Option<&Path>, config: &str, cache_dir: Option<PathBuf>) -> any
     println!("imports:   {}", policy.imports().join(", "));
 
     let targets = sample_targets();
+    if list_targets {
+        super::print_sample_targets(&targets);
+    }
     let model = targets.first().map(|t| t.model.clone()).unwrap_or_default();
     let signals = sample_signals(targets.len());
     let binding = policy

@@ -16,9 +16,10 @@ pub struct PushArgs {
     /// The tenant to deploy it for.
     #[arg(long)]
     tenant: String,
-    /// The policy's JSON config file (default: `{}`).
-    #[arg(long)]
-    config: Option<PathBuf>,
+    /// The policy's config: inline JSON, or a JSON file (`FILE` or `@FILE`); default
+    /// `{}`.
+    #[arg(long, value_name = "JSON|FILE")]
+    config: Option<String>,
     /// The version's name in labels (default: the file name without extension).
     #[arg(long)]
     name: Option<String>,
@@ -39,13 +40,10 @@ pub struct PushArgs {
 pub fn run(args: PushArgs) -> anyhow::Result<()> {
     let wasm = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let config = match &args.config {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        None => "{}".to_owned(),
-    };
-    let config_json: serde_json::Value =
-        serde_json::from_str(&config).with_context(|| "the config file is not JSON".to_owned())?;
+    let super::policy_config::PolicyConfig {
+        text: config,
+        value: config_json,
+    } = super::policy_config::read(args.config.as_deref())?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.file
             .file_stem()

@@ -11,9 +11,9 @@ pub struct ReplayArgs {
     /// The policy component (`.wasm`) the gateway would load.
     #[arg(long)]
     policy: PathBuf,
-    /// Its JSON config file (default: `{}`).
-    #[arg(long)]
-    config: Option<PathBuf>,
+    /// Its config: inline JSON, or a JSON file (`FILE` or `@FILE`); default `{}`.
+    #[arg(long, value_name = "JSON|FILE")]
+    config: Option<String>,
     /// The dataset: JSONL rows of prompts with each model's recorded outcome.
     #[arg(long)]
     dataset: PathBuf,
@@ -60,15 +60,7 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let config: serde_json::Value = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", path.display()))?
-        }
-        None => serde_json::json!({}),
-    };
+    let config = super::policy_config::read(args.config.as_deref())?.value;
     let dataset = Dataset::read(&args.dataset, args.split)?;
 
     let price_file = args.prices.clone().or_else(|| {

@@ -22,6 +22,10 @@ pub fn run(
         config.server.listen = listen;
     }
     let embedded = config.source == crate::config::EMBEDDED_NAME;
+    // No config: the quick start, with the admin API, a ledger and a decision log.
+    let quick_start = embedded
+        .then(|| super::quickstart::QuickStart::prepare(&mut config))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,11 +63,8 @@ pub fn run(
         let scheme = if running.tls { "https" } else { "http" };
         // Tests and scripts read this line to learn the port when listening on :0.
         println!("signalbox listening on {scheme}://{addr}");
-        if embedded {
-            println!("embedded default config: demo tenant key {DEMO_KEY}");
-            println!(
-                "try: curl -s http://{addr}/v1/chat/completions -H 'authorization: Bearer {DEMO_KEY}' -H 'content-type: application/json' -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
-            );
+        if let Some(quick_start) = &quick_start {
+            quick_start.announce(addr, running.admin_addr);
         }
         if let Some(admin) = running.admin_addr {
             let scheme = if running.admin_tls { "https" } else { "http" };
@@ -82,6 +83,8 @@ pub fn run(
         telemetry.shutdown().await;
         // Only now does the successor learn this process has stopped.
         drop(successor);
+        // The ledger and decision log are flushed: the quick start's state can go.
+        drop(quick_start);
         println!("signalbox stopped");
         Ok(())
     })

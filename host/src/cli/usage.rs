@@ -15,10 +15,12 @@ pub struct UsageArgs {
     /// One tenant (default: all).
     #[arg(long)]
     tenant: Option<String>,
-    /// From this day (`YYYY-MM-DD`, UTC) or time (seconds since the epoch).
+    /// From this day (`YYYY-MM-DD`, UTC, from its midnight) or time (seconds since
+    /// the epoch), inclusive.
     #[arg(long)]
     from: Option<String>,
-    /// Until this day or time (exclusive).
+    /// Until this day (its midnight) or time, exclusive: `--from 2026-03-01 --to
+    /// 2026-03-02` is the one day of March 1st.
     #[arg(long)]
     to: Option<String>,
     /// Group by `target`, `model`, `key` or `day`.

@@ -16,6 +16,10 @@ pub struct VersionMeta {
     pub size: usize,
     /// Upload time, seconds since the Unix epoch.
     pub uploaded_at: u64,
+    /// The config JSON it was first uploaded with: what an activation that names no
+    /// config uses when the version was never bound (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// A version with the config it runs with.
@@ -127,9 +131,42 @@ impl TenantBindings {
         self.quarantined.retain(|v| v != version);
     }
 
-    /// Earlier versions, most recent first, as the admin API lists them.
-    pub fn history_newest_first(&self) -> impl Iterator<Item = &str> {
-        self.history.iter().rev().map(|s| s.version.as_str())
+    /// Earlier bindings, most recent first, as the admin API lists them.
+    pub fn history_newest_first(&self) -> impl Iterator<Item = &BindingSpec> {
+        self.history.iter().rev()
+    }
+
+    /// The config `version` was last bound with: the active binding's, the
+    /// candidate's, then the history's from the most recent.
+    pub fn last_config(&self, version: &str) -> Option<&str> {
+        self.active
+            .iter()
+            .chain(self.candidate.as_ref().map(|c| &c.binding))
+            .chain(self.history.iter().rev())
+            .find(|s| s.version == version)
+            .map(|s| s.config.as_str())
+    }
+}
+
+/// The one version id among `versions` that starts with `prefix`: `Ok(None)` when
+/// none does, `Err` with every match when several do. Ids are lower-case hex; the
+/// prefix is compared case-insensitively, as people copy it from headers and logs.
+pub fn resolve_prefix<'a>(
+    prefix: &str,
+    versions: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<&'a str>, Vec<&'a str>> {
+    let prefix = prefix.to_ascii_lowercase();
+    if prefix.is_empty() {
+        return Ok(None);
+    }
+    let matches: Vec<&str> = versions
+        .into_iter()
+        .filter(|v| v.starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(matches),
     }
 }
 
@@ -153,7 +190,10 @@ pub(crate) mod tests {
         }
         assert_eq!(b.active, Some(spec('c')));
         assert_eq!(b.history, vec![spec('a'), spec('b')]);
-        let newest_first: Vec<&str> = b.history_newest_first().collect();
+        let newest_first: Vec<&str> = b
+            .history_newest_first()
+            .map(|s| s.version.as_str())
+            .collect();
         assert_eq!(newest_first, vec![spec('b').version, spec('a').version]);
     }
 
@@ -191,6 +231,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_version_keeps_the_config_it_was_last_bound_with() {
+        let mut b = TenantBindings::default();
+        let with = |c: char, config: &str| BindingSpec {
+            config: config.into(),
+            ..spec(c)
+        };
+        b.activate(with('a', r#"{"n":1}"#));
+        b.activate(with('b', "{}"));
+        b.activate(with('a', r#"{"n":2}"#));
+        b.candidate = Some(CandidateSpec::new(
+            with('c', r#"{"n":3}"#),
+            CandidateMode::Shadow,
+        ));
+        assert_eq!(b.last_config(&spec('a').version), Some(r#"{"n":2}"#));
+        assert_eq!(b.last_config(&spec('b').version), Some("{}"));
+        assert_eq!(b.last_config(&spec('c').version), Some(r#"{"n":3}"#));
+        assert_eq!(b.last_config(&spec('d').version), None);
+    }
+
+    #[test]
+    fn a_unique_prefix_names_its_version() {
+        let versions = ["ab12", "ab34", "cd56"];
+        let resolve = |p: &str| resolve_prefix(p, versions);
+        assert_eq!(resolve("c"), Ok(Some("cd56")));
+        assert_eq!(resolve("AB3"), Ok(Some("ab34")));
+        assert_eq!(resolve("ab12"), Ok(Some("ab12")));
+        assert_eq!(resolve("ab"), Err(vec!["ab12", "ab34"]));
+        assert_eq!(resolve("ef"), Ok(None));
+        assert_eq!(resolve(""), Ok(None));
+        assert_eq!(resolve("ab123"), Ok(None));
+    }
+
+    #[test]
     fn quarantine_is_recorded_once_and_lifted_by_a_new_upload() {
         let mut b = TenantBindings::default();
         let v = spec('a').version;
@@ -223,5 +296,9 @@ pub(crate) mod tests {
                 .unwrap();
         assert_eq!(old.active.map(|a| a.version), Some("v".to_owned()));
         assert!(old.history.is_empty() && old.quarantined.is_empty() && old.seed.is_none());
+        let meta: VersionMeta =
+            serde_json::from_str(r#"{"version": "v", "name": "p", "size": 1, "uploaded_at": 2}"#)
+                .unwrap();
+        assert_eq!(meta.config, None);
     }
 }

@@ -194,7 +194,9 @@ impl ShadowStats {
         serde_json::json!({
             "decisions": decisions,
             "agreements": self.agreements.load(Ordering::Relaxed),
-            "agreement_rate": ratio(self.agreements.load(Ordering::Relaxed), decisions),
+            // No decisions yet: no rate (0.0 would read as total disagreement).
+            "agreement_rate": (decisions > 0)
+                .then(|| ratio(self.agreements.load(Ordering::Relaxed), decisions)),
             "failures": self.failures.load(Ordering::Relaxed),
             "active_cost_usd": active,
             "shadow_cost_usd": shadow,
@@ -333,6 +335,15 @@ mod tests {
         assert_eq!(r["errors"], 1, "only 5xx are errors");
         assert_eq!(r["mean_latency_ms"], 2.0);
         assert_eq!(r["cost_usd"], 0.5);
+    }
+
+    #[test]
+    fn a_shadow_without_decisions_has_no_agreement_rate() {
+        let s = ShadowStats::default();
+        assert_eq!(s.report()["agreement_rate"], serde_json::Value::Null);
+        s.decisions.fetch_add(4, Ordering::Relaxed);
+        s.agreements.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(s.report()["agreement_rate"], 0.25);
     }
 
     #[test]

@@ -14,17 +14,21 @@
 mod bindings;
 mod deployment;
 mod report;
+mod saved_stats;
 mod state;
 mod store;
 mod tenant;
 mod validate;
 pub mod watch;
 
-pub use bindings::{BindingSpec, CandidateSpec, HISTORY_LIMIT, TenantBindings, VersionMeta};
+pub use bindings::{
+    BindingSpec, CandidateSpec, HISTORY_LIMIT, TenantBindings, VersionMeta, resolve_prefix,
+};
 pub use deployment::{
     Candidate, CandidateMode, Deployment, FailureStreak, Routing, ShadowStats, TrafficStats,
     VersionStats, counts_toward_quarantine, in_canary, micro_usd,
 };
+pub use saved_stats::SavedStats;
 pub use state::{restore_state, save_states, spawn_state_snapshots};
 pub use store::{PolicyStore, StoreError, StoredVersion, is_version_id};
 pub use tenant::TenantPolicy;
@@ -50,6 +54,14 @@ pub enum DeployError {
     /// No such version for this tenant.
     #[error("unknown version `{0}`")]
     UnknownVersion(String),
+    /// A version prefix that more than one stored version starts with.
+    #[error("version prefix `{prefix}` is ambiguous: it matches {}; give more digits", .matches.join(", "))]
+    AmbiguousVersion {
+        /// What was asked for.
+        prefix: String,
+        /// The matching versions' short forms (12 hex digits, as in labels).
+        matches: Vec<String>,
+    },
     /// The version was quarantined after failing on live traffic.
     #[error("version {0} is quarantined; upload a fixed version")]
     Quarantined(String),

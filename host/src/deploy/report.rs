@@ -24,7 +24,14 @@ pub(super) fn tenant_report(
         "tenant": tenant,
         "active": deployment_report(&current.active),
         "candidate": current.candidate.as_ref().map(candidate_report),
-        "history": bindings.history_newest_first().collect::<Vec<_>>(),
+        "history": bindings
+            .history_newest_first()
+            .map(|s| json!({
+                "version": s.version,
+                "name": s.name,
+                "config": config_json(&s.config),
+            }))
+            .collect::<Vec<_>>(),
         "versions": version_reports(versions, bindings, stats, active, candidate),
     })
 }
@@ -54,6 +61,7 @@ fn version_reports(
                 "calls": count(|s| s.calls.calls()),
                 "errors": count(|s| s.calls.errors()),
                 "traps": count(|s| s.calls.traps()),
+                "memory_limits": count(|s| s.calls.memory_limits()),
                 "deadlines": count(|s| s.calls.deadlines()),
                 "quarantines": count(|s| s.quarantines.load(Ordering::Relaxed)),
             })
@@ -66,9 +74,14 @@ fn deployment_report(d: &Arc<Deployment>) -> Value {
         "version": d.version(),
         "name": d.name,
         "label": d.label,
-        "config": serde_json::from_str::<Value>(d.config()).unwrap_or_default(),
+        "config": config_json(d.config()),
         "traffic": d.traffic.report(),
     })
+}
+
+/// A binding's config as JSON (it was validated as JSON when it was bound).
+fn config_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 fn candidate_report(c: &Candidate) -> Value {
@@ -98,6 +111,7 @@ mod tests {
             name: format!("p{v}"),
             size: 10,
             uploaded_at,
+            config: None,
         }
     }
 

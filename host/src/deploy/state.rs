@@ -1,5 +1,6 @@
 //! Policy state stores across restarts: each tenant's store (what learning policies
-//! learned) is restored at start-up and snapshotted while the gateway runs and at exit.
+//! learned) is restored at start-up and snapshotted while the gateway runs and at exit,
+//! and so are its policy counters (`saved_stats`).
 
 use super::{Deployer, LiveTenants, PolicyStore, StoreError, TenantPolicy};
 use crate::policy::{StateLimits, StateStore};
@@ -32,6 +33,22 @@ impl TenantPolicy {
         self.snapshot_writes.store(writes, Ordering::Relaxed);
         Ok(true)
     }
+
+    /// Saves the tenant's policy counters if they changed since the last save.
+    /// Returns whether it wrote.
+    pub fn save_stats(&self, deployer: &Deployer) -> Result<bool, StoreError> {
+        if !deployer.store.is_persistent() {
+            return Ok(false);
+        }
+        let now = self.capture_stats();
+        let mut saved = self.saved_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if *saved == now {
+            return Ok(false);
+        }
+        deployer.store.save_stats(&self.tenant, &now)?;
+        *saved = now;
+        Ok(true)
+    }
 }
 
 /// Saves every tenant's changed state store; errors are logged, not returned, so
@@ -42,10 +59,14 @@ pub fn save_states(tenants: &dyn LiveTenants) {
         if let Err(e) = policy.save_state(deployer) {
             tracing::error!(tenant = %policy.tenant, error = %e, "cannot save the policy state snapshot");
         }
+        if let Err(e) = policy.save_stats(deployer) {
+            tracing::error!(tenant = %policy.tenant, error = %e, "cannot save the policy counters");
+        }
     }
 }
 
-/// Snapshots changed state stores every `every` until `tenants` is dropped.
+/// Snapshots changed state stores and counters every `every` until `tenants` is
+/// dropped.
 pub fn spawn_state_snapshots<T: LiveTenants + 'static>(
     tenants: &Arc<T>,
     every: std::time::Duration,

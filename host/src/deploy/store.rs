@@ -3,7 +3,8 @@
 //! On disk (when a state directory is configured), one folder per tenant:
 //! `tenants/<tenant>/versions/<sha256>.wasm` with a `<sha256>.json` beside it (name,
 //! size, upload time), `tenants/<tenant>/bindings.json` (active, history, candidate,
-//! quarantine) and `tenants/<tenant>/state.bin` (the policy state store's snapshot).
+//! quarantine), `tenants/<tenant>/stats.json` (the counters the admin API reports)
+//! and `tenants/<tenant>/state.bin` (the policy state store's snapshot).
 //! Without a directory the same data is kept in memory and lost at exit.
 //!
 //! Nothing stored is ever silently replaced by defaults. Every write is atomic and
@@ -13,7 +14,7 @@
 //! place; when there is no good copy either, the read fails with an error naming the
 //! file, and start-up stops there: the operator decides what to do with it.
 
-use super::{TenantBindings, VersionMeta};
+use super::{SavedStats, TenantBindings, VersionMeta};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,7 @@ pub struct PolicyStore {
 
 const BINDINGS_FILE: &str = "bindings.json";
 const STATE_FILE: &str = "state.bin";
+const STATS_FILE: &str = "stats.json";
 
 impl PolicyStore {
     /// A store in `dir` (created if missing), or in memory.
@@ -151,6 +153,7 @@ impl PolicyStore {
                 name: "policy".into(),
                 size: bytes.len(),
                 uploaded_at: 0,
+                config: None,
             });
         Ok(Some((meta, bytes.into())))
     }
@@ -218,6 +221,23 @@ impl PolicyStore {
                 Ok(())
             }
             Some(dir) => write_record(&dir.join(BINDINGS_FILE), &json(bindings)),
+        }
+    }
+
+    /// A tenant's saved policy counters, if any were saved (never without a
+    /// directory).
+    pub fn load_stats(&self, tenant: &str) -> Result<Option<SavedStats>, StoreError> {
+        match self.tenant_dir(tenant) {
+            Some(dir) => read_record(&dir.join(STATS_FILE), parse_json),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves a tenant's policy counters (nothing to do without a directory).
+    pub fn save_stats(&self, tenant: &str, stats: &SavedStats) -> Result<(), StoreError> {
+        match self.tenant_dir(tenant) {
+            Some(dir) => write_record(&dir.join(STATS_FILE), &json(stats)),
+            None => Ok(()),
         }
     }
 
@@ -363,6 +383,7 @@ mod tests {
             name: "p".into(),
             size: 3,
             uploaded_at: 1,
+            config: None,
         }
     }
 

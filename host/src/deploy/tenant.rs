@@ -7,7 +7,7 @@
 use super::report;
 use super::{
     BindingSpec, Candidate, CandidateMode, CandidateSpec, DeployError, Deployer, Deployment,
-    Routing, ShadowStats, Source, TenantBindings, VersionMeta, VersionStats, validate,
+    Routing, SavedStats, ShadowStats, Source, TenantBindings, VersionMeta, VersionStats, validate,
 };
 use crate::policy::{CompiledPolicy, TargetInfo, TargetSignals, TenantContext};
 use arc_swap::ArcSwap;
@@ -27,6 +27,8 @@ pub struct TenantPolicy {
     admin: Mutex<AdminState>,
     /// The state store's write count at the last snapshot.
     pub(super) snapshot_writes: AtomicU64,
+    /// The counters as last saved (nothing is written while they stand still).
+    pub(super) saved_stats: Mutex<SavedStats>,
 }
 
 /// What only lifecycle operations touch.
@@ -35,6 +37,18 @@ struct AdminState {
     /// Compiled versions seen by this process (compiling is the slow part).
     compiled: HashMap<String, CompiledPolicy>,
     stats: HashMap<String, Arc<VersionStats>>,
+    /// Counters saved by an earlier process for versions not bound yet in this one
+    /// (moved into `stats` when they are).
+    restored: HashMap<String, Arc<VersionStats>>,
+}
+
+impl AdminState {
+    /// Every version's counters: those bound in this process and those restored.
+    fn all_stats(&self) -> HashMap<String, Arc<VersionStats>> {
+        let mut all = self.restored.clone();
+        all.extend(self.stats.iter().map(|(v, s)| (v.clone(), s.clone())));
+        all
+    }
 }
 
 impl TenantPolicy {
@@ -48,10 +62,18 @@ impl TenantPolicy {
         seed: Source<'_>,
     ) -> Result<TenantPolicy, DeployError> {
         let tenant = context.tenant.clone();
+        // Counters are worth less than the bindings: a damaged record (and no good
+        // copy) starts them at zero rather than stopping start-up.
+        let saved = deployer.store.load_stats(&tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "policy counters not restored; they start at zero");
+            None
+        });
+        let saved = saved.unwrap_or_default();
         let mut admin = AdminState {
             bindings: deployer.store.bindings(&tenant)?,
             compiled: HashMap::new(),
             stats: HashMap::new(),
+            restored: saved.version_stats(),
         };
         // Every stored record is read once now, so a damaged one stops start-up
         // (or is replaced by its last good copy) before any request depends on it.
@@ -73,7 +95,10 @@ impl TenantPolicy {
             .filter(|_| admin.bindings.seed.as_ref() == Some(&seed_spec));
         let restored = stored.and_then(|spec| {
             match build(deployer, &mut admin, &context, &targets, &spec, None) {
-                Ok(d) => Some(d),
+                Ok(d) => {
+                    saved.restore_traffic(&spec, &d.traffic);
+                    Some(d)
+                }
                 Err(e) => {
                     tracing::error!(%tenant, version = %spec.version, error = %e, "stored binding failed to start; using the configured policy");
                     None
@@ -85,7 +110,7 @@ impl TenantPolicy {
             None => {
                 deployer.store.put_version(
                     &tenant,
-                    &meta_for(&seed_policy, seed.name),
+                    &meta_for(&seed_policy, seed.name, seed.config),
                     seed.bytes,
                 )?;
                 let d = build(deployer, &mut admin, &context, &targets, &seed_spec, None)?;
@@ -100,10 +125,11 @@ impl TenantPolicy {
         };
         let candidate = admin.bindings.candidate.clone().and_then(|c| {
             let built = build(deployer, &mut admin, &context, &targets, &c.binding, None).ok()?;
+            saved.restore_traffic(&c.binding, &built.traffic);
             Some(Candidate {
                 deployment: built,
                 mode: c.mode(),
-                shadow: ShadowStats::default(),
+                shadow: saved.shadow_stats(&c.binding),
             })
         });
         Ok(TenantPolicy {
@@ -113,6 +139,7 @@ impl TenantPolicy {
             routing: ArcSwap::from_pointee(Routing { active, candidate }),
             admin: Mutex::new(admin),
             snapshot_writes: AtomicU64::new(0),
+            saved_stats: Mutex::new(saved),
         })
     }
 
@@ -157,7 +184,7 @@ impl TenantPolicy {
         let meta = match known {
             Some(meta) => meta,
             None => {
-                let meta = meta_for(&policy, source.name);
+                let meta = meta_for(&policy, source.name, source.config);
                 deployer
                     .store
                     .put_version(&self.tenant, &meta, source.bytes)?;
@@ -170,13 +197,14 @@ impl TenantPolicy {
         Ok(meta)
     }
 
-    /// Makes `version` with `config` the active binding (validated first). A candidate,
-    /// if any, is dropped.
+    /// Makes `version` (a full id or any unique prefix) with `config` the active
+    /// binding (validated first); without a config, the one the version was last
+    /// bound or uploaded with. A candidate, if any, is dropped.
     pub fn activate(
         &self,
         deployer: &Deployer,
         version: &str,
-        config: &str,
+        config: Option<&str>,
         signals: &[TargetSignals],
     ) -> Result<Arc<Deployment>, DeployError> {
         let mut admin = self.admin();
@@ -222,12 +250,13 @@ impl TenantPolicy {
         Ok(d)
     }
 
-    /// Puts `version` on trial next to the active binding.
+    /// Puts `version` on trial next to the active binding (the version and config are
+    /// found as [`TenantPolicy::activate`] finds them).
     pub fn start_candidate(
         &self,
         deployer: &Deployer,
         version: &str,
-        config: &str,
+        config: Option<&str>,
         mode: CandidateMode,
         signals: &[TargetSignals],
     ) -> Result<Arc<Deployment>, DeployError> {
@@ -353,31 +382,60 @@ impl TenantPolicy {
             &self.current(),
             &admin.bindings,
             &versions,
-            &admin.stats,
+            &admin.all_stats(),
         ))
     }
 
-    /// The binding spec for `version` with `config`, if the version is known.
+    /// The counters as they stand, as they are saved.
+    pub(super) fn capture_stats(&self) -> SavedStats {
+        let admin = self.admin();
+        let current = self.current();
+        let candidate = current.candidate.as_ref().map(|c| {
+            (
+                &*c.deployment,
+                (c.mode == CandidateMode::Shadow).then_some(&c.shadow),
+            )
+        });
+        SavedStats::capture(&admin.all_stats(), &current.active, candidate)
+    }
+
+    /// The binding spec for the stored version that `version` names (its full id or
+    /// a unique prefix), with `config`, or else the config it was last bound with,
+    /// or else the one it was uploaded with.
     fn spec(
         &self,
         deployer: &Deployer,
         admin: &AdminState,
         version: &str,
-        config: &str,
+        config: Option<&str>,
     ) -> Result<BindingSpec, DeployError> {
-        if admin.bindings.is_quarantined(version) {
-            return Err(DeployError::Quarantined(version.to_owned()));
+        let versions = deployer.store.versions(&self.tenant)?;
+        let found = super::resolve_prefix(version, versions.iter().map(|m| m.version.as_str()))
+            .map_err(|matches| DeployError::AmbiguousVersion {
+                prefix: version.to_owned(),
+                matches: matches
+                    .iter()
+                    .map(|v| v[..v.len().min(12)].to_owned())
+                    .collect(),
+            })?
+            .ok_or_else(|| DeployError::UnknownVersion(version.to_owned()))?
+            .to_owned();
+        if admin.bindings.is_quarantined(&found) {
+            return Err(DeployError::Quarantined(found));
         }
-        let meta = deployer
-            .store
-            .versions(&self.tenant)?
+        let meta = versions
             .into_iter()
-            .find(|m| m.version == version)
+            .find(|m| m.version == found)
             .ok_or_else(|| DeployError::UnknownVersion(version.to_owned()))?;
+        let config = config
+            .or_else(|| admin.bindings.last_config(&meta.version))
+            .or(meta.config.as_deref())
+            .unwrap_or("{}")
+            .to_owned();
         Ok(BindingSpec {
             version: meta.version,
             name: meta.name,
-            config: config.to_owned(),
+            config,
         })
     }
 
@@ -427,7 +485,11 @@ fn build(
             .map_err(DeployError::Activation)?,
     };
     let fresh = !admin.stats.contains_key(&spec.version);
-    let stats = admin.stats.entry(spec.version.clone()).or_default().clone();
+    if fresh {
+        let restored = admin.restored.remove(&spec.version).unwrap_or_default();
+        admin.stats.insert(spec.version.clone(), restored);
+    }
+    let stats = admin.stats[&spec.version].clone();
     let deployment = Arc::new(Deployment::new(binding, &spec.name, stats));
     if fresh {
         deployer.metrics.track_policy(
@@ -439,10 +501,11 @@ fn build(
     Ok(deployment)
 }
 
-fn meta_for(policy: &CompiledPolicy, name: &str) -> VersionMeta {
+fn meta_for(policy: &CompiledPolicy, name: &str, config: &str) -> VersionMeta {
     VersionMeta {
         version: policy.version().to_owned(),
         name: name.to_owned(),
+        config: Some(config.to_owned()),
         size: policy.size(),
         uploaded_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -111,7 +111,7 @@ fn apply(tenants: &dyn LiveTenants, dir: &Path, tenant: &str, at_start: bool) {
     };
     let result = policy
         .upload(deployer, source, &signals)
-        .and_then(|meta| policy.activate(deployer, &meta.version, &config, &signals));
+        .and_then(|meta| policy.activate(deployer, &meta.version, Some(&config), &signals));
     match result {
         Ok(d) => {
             tracing::info!(tenant, policy = %d.label, folder = %folder.display(), "policy folder activated")

@@ -2,6 +2,22 @@
 
 use http::StatusCode;
 
+/// The `code`s of 400 answers for a request the gateway cannot understand.
+pub mod codes {
+    /// The body is not JSON.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// The body is JSON but not of the expected shape (not an object, unreadable).
+    pub const INVALID_BODY: &str = "invalid_body";
+    /// A required field is missing.
+    pub const MISSING_PARAMETER: &str = "missing_required_parameter";
+    /// A field has the wrong type.
+    pub const INVALID_TYPE: &str = "invalid_type";
+    /// A field has a value out of its range or set.
+    pub const INVALID_VALUE: &str = "invalid_value";
+    /// A query parameter the endpoint does not know.
+    pub const UNKNOWN_PARAMETER: &str = "unknown_parameter";
+}
+
 /// An error answered to a client. Messages are written for the client and never
 /// contain secrets or internal addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +50,13 @@ impl ApiError {
         }
     }
 
-    /// 400: the request cannot be understood.
-    pub fn invalid_request(message: impl Into<String>) -> Self {
+    /// 400: the request cannot be understood. `code` says why in a word a client can
+    /// branch on (every 400 has one), e.g. [`codes::MISSING_PARAMETER`].
+    pub fn invalid_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            None,
+            Some(code),
             message,
         )
     }

@@ -7,6 +7,6 @@ mod request;
 mod response;
 
 pub use body::{BodyError, JsonBody};
-pub use error::ApiError;
+pub use error::{ApiError, codes};
 pub use request::{ChatRequest, EmbeddingsRequest, parse_chat, parse_embeddings};
 pub use response::{ResponseBody, full, json};

@@ -1,8 +1,8 @@
 //! Reading a client's request body once: what the gateway and the policy need, with
 //! everything else kept verbatim for the upstream.
 
-use super::ApiError;
 use super::body::{BodyError, JsonBody};
+use super::{ApiError, codes};
 use crate::policy::{ChatMessage, Endpoint, RequestFields, Role, RouteRequest};
 use bytes::Bytes;
 use http::HeaderMap;
@@ -52,12 +52,14 @@ pub struct EmbeddingsRequest {
 
 fn object(bytes: Bytes) -> Result<JsonBody, ApiError> {
     JsonBody::parse(bytes).map_err(|e| match e {
-        BodyError::NotObject => {
-            ApiError::invalid_request("The request body must be a JSON object.")
-        }
-        BodyError::Syntax(e) => ApiError::invalid_request(format!(
-            "We could not parse the JSON body of your request: {e}."
-        )),
+        BodyError::NotObject => ApiError::invalid_request(
+            codes::INVALID_BODY,
+            "The request body must be a JSON object.",
+        ),
+        BodyError::Syntax(e) => ApiError::invalid_request(
+            codes::INVALID_JSON,
+            format!("We could not parse the JSON body of your request: {e}."),
+        ),
     })
 }
 
@@ -65,9 +67,13 @@ fn model_of(body: &JsonBody) -> Result<String, ApiError> {
     match body.get::<String>("model") {
         Some(Ok(m)) if !m.is_empty() => Ok(m),
         Some(Ok(_)) | None => Err(ApiError::invalid_request(
+            codes::MISSING_PARAMETER,
             "You must provide a model parameter.",
         )),
-        Some(Err(_)) => Err(ApiError::invalid_request("`model` must be a string.")),
+        Some(Err(_)) => Err(ApiError::invalid_request(
+            codes::INVALID_TYPE,
+            "`model` must be a string.",
+        )),
     }
 }
 
@@ -83,11 +89,20 @@ pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiE
     let messages = match lenient::<Value>(&body, "messages") {
         Some(Value::Array(list)) if !list.is_empty() => list,
         Some(Value::Array(_)) => {
-            return Err(ApiError::invalid_request("`messages` must not be empty."));
+            return Err(ApiError::invalid_request(
+                codes::INVALID_VALUE,
+                "`messages` must not be empty.",
+            ));
         }
-        Some(_) => return Err(ApiError::invalid_request("`messages` must be an array.")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                codes::INVALID_TYPE,
+                "`messages` must be an array.",
+            ));
+        }
         None => {
             return Err(ApiError::invalid_request(
+                codes::MISSING_PARAMETER,
                 "Missing required parameter: 'messages'.",
             ));
         }
@@ -101,9 +116,10 @@ pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiE
             Some("tool") | Some("function") => Role::Tool,
             Some(_) => Role::Other,
             None => {
-                return Err(ApiError::invalid_request(format!(
-                    "Missing required parameter: 'messages[{i}].role'."
-                )));
+                return Err(ApiError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    format!("Missing required parameter: 'messages[{i}].role'."),
+                ));
             }
         };
         parsed.push(ChatMessage::new(role, text_of(m.get("content"))));
@@ -154,6 +170,7 @@ pub fn parse_embeddings(bytes: Bytes, headers: &HeaderMap) -> Result<EmbeddingsR
             .fold(0u32, u32::saturating_add),
         _ => {
             return Err(ApiError::invalid_request(
+                codes::MISSING_PARAMETER,
                 "Missing required parameter: 'input' (a string or a non-empty array).",
             ));
         }

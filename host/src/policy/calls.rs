@@ -31,6 +31,15 @@ impl CallCounters {
         }
     }
 
+    /// Adds counts saved by an earlier process: `calls`, and `failed(kind)` for each
+    /// kind of [`FAILURE_KINDS`].
+    pub fn restore(&self, calls: u64, failed: impl Fn(&str) -> u64) {
+        self.calls.fetch_add(calls, Ordering::Relaxed);
+        for (kind, n) in FAILURE_KINDS.iter().zip(&self.failures) {
+            n.fetch_add(failed(kind), Ordering::Relaxed);
+        }
+    }
+
     /// Calls made.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -56,9 +65,15 @@ impl CallCounters {
         self.failed(&FAILURE_KINDS)
     }
 
-    /// Calls that trapped, a memory-cap hit included (the guest's allocation traps).
+    /// Calls that trapped (a memory-cap hit is counted apart, as
+    /// [`memory_limits`](Self::memory_limits): the fix differs).
     pub fn traps(&self) -> u64 {
-        self.failed(&["trap", "memory_limit"])
+        self.failed(&["trap"])
+    }
+
+    /// Calls stopped because the instance reached its memory cap.
+    pub fn memory_limits(&self) -> u64 {
+        self.failed(&["memory_limit"])
     }
 
     /// Calls stopped at the deadline.
@@ -105,7 +120,8 @@ mod tests {
         counters.record(&Ok(()));
         assert_eq!(counters.calls(), 7);
         assert_eq!(counters.errors(), 6);
-        assert_eq!(counters.traps(), 2);
+        assert_eq!(counters.traps(), 1);
+        assert_eq!(counters.memory_limits(), 1);
         assert_eq!(counters.deadlines(), 1);
     }
 }

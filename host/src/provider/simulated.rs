@@ -1,5 +1,7 @@
 //! An in-process model for demos and load tests: configurable time to first token,
-//! output speed and error rate, answering in the OpenAI wire format. Never used by the
+//! output speed and error rate, answering in the OpenAI wire format. It also answers
+//! embeddings: a deterministic unit vector per input text, so a quick start's
+//! `/v1/embeddings` works offline (similar texts are not close: it is no model). Never used by the
 //! tests of the HTTP path, which use real fake servers over TCP.
 
 use super::{Attempt, AttemptKind, UpstreamBody, UpstreamError};
@@ -67,15 +69,33 @@ impl Simulated {
         model: &str,
         attempt: Attempt<'_>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
-        if attempt.kind == AttemptKind::Embeddings {
-            return Err(UpstreamError::Unsupported(
-                "simulated targets do not serve embeddings",
-            ));
-        }
         tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
         if self.fails() {
             let body = json!({"error": {"message": "simulated failure", "type": "server_error", "param": null, "code": null}});
             return respond(500, "application/json", full(body.to_string()));
+        }
+        if attempt.kind == AttemptKind::Embeddings {
+            let inputs = match attempt.body.get::<Value>("input") {
+                Some(Ok(Value::Array(items))) => items,
+                Some(Ok(one)) => vec![one],
+                _ => Vec::new(),
+            };
+            let data: Vec<Value> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| {
+                    let text = input
+                        .as_str()
+                        .map_or_else(|| input.to_string(), str::to_owned);
+                    json!({"object": "embedding", "index": i, "embedding": embedding(&text)})
+                })
+                .collect();
+            let tokens: usize = inputs.iter().map(|v| v.to_string().len() / 4 + 1).sum();
+            let body = json!({
+                "object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            });
+            return respond(200, "application/json", full(body.to_string()));
         }
         let max = ["max_completion_tokens", "max_tokens"]
             .iter()
@@ -158,6 +178,34 @@ impl Simulated {
     }
 }
 
+/// Dimensions of a simulated embedding.
+pub const EMBEDDING_DIMENSIONS: usize = 64;
+
+/// A unit vector that depends only on `text`: a SplitMix64 sequence seeded with the
+/// text's FNV-1a hash (fixed here, so the same text embeds the same everywhere).
+fn embedding(text: &str) -> Vec<f32> {
+    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let raw: Vec<f64> = (0..EMBEDDING_DIMENSIONS)
+        .map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        .collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    raw.iter().map(|x| (x / norm) as f32).collect()
+}
+
 fn full(text: String) -> UpstreamBody {
     http_body_util::Full::new(Bytes::from(text))
         .map_err(|never| match never {})
@@ -184,4 +232,19 @@ where
     T: Send + 'static,
 {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors() {
+        let a = embedding("hello");
+        assert_eq!(a.len(), EMBEDDING_DIMENSIONS);
+        assert_eq!(a, embedding("hello"));
+        assert_ne!(a, embedding("hello!"));
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
 }

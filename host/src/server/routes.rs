@@ -320,6 +320,7 @@ pub(crate) async fn read_body(
             Err(ApiError::too_large(limit.bytes))
         }
         Ok(Err(_)) => Err(ApiError::invalid_request(
+            crate::openai::codes::INVALID_BODY,
             "The request body could not be read.",
         )),
         Err(_elapsed) => {
@@ -336,16 +337,21 @@ fn feedback(
     tenant: &Tenant,
     body: &[u8],
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let request: FeedbackRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_request(format!("invalid feedback: {e}")))?;
+    let request: FeedbackRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_request(
+            crate::openai::codes::INVALID_BODY,
+            format!("invalid feedback: {e}"),
+        )
+    })?;
     if !(0.0..=1.0).contains(&request.score) {
         return Err(ApiError::invalid_request(
+            crate::openai::codes::INVALID_VALUE,
             "`score` must be a number from 0 to 1",
         ));
     }
     let Some(decided) = gateway.decisions.find(&tenant.id, &request.request_id) else {
         return Err(ApiError::not_found(format!(
-            "no recent request `{}` for this key",
+            "no recent request `{}` for this tenant",
             request.request_id
         )));
     };

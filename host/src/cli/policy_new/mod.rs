@@ -1,20 +1,35 @@
-//! `signalbox policy new`: a policy crate that builds and tests out of the box.
+//! `signalbox policy new`: a policy crate that builds and tests out of the box, on
+//! any machine.
+//!
+//! The SDK dependency is a copy of this binary's SDK written into the crate
+//! ([`sdk_copy`]), or, with `--sdk PATH`, a path to an SDK checkout written relative
+//! to the crate (so moving both together keeps it building). Never an absolute path
+//! of the machine the binary was built on.
+
+mod sdk_copy;
 
 use anyhow::{Context, bail};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 pub fn run(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
     check_name(name)?;
     let sdk = match sdk {
-        Some(path) => path.to_owned(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+        Some(path) => Some(path.canonicalize().with_context(|| {
+            format!(
+                "--sdk: cannot find the signalbox-sdk crate at {}",
+                path.display()
+            )
+        })?),
+        None => None,
     };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "cannot find the signalbox-sdk crate at {}; pass --sdk PATH",
+    if let Some(sdk) = &sdk
+        && !sdk.join("Cargo.toml").is_file()
+    {
+        bail!(
+            "--sdk: {} has no Cargo.toml; name the SDK crate's directory",
             sdk.display()
-        )
-    })?;
+        );
+    }
     let root = dir.join(name);
     if root.exists() {
         bail!("{} already exists", root.display());
@@ -22,7 +37,17 @@ pub fn run(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("src"))
         .with_context(|| format!("cannot create {}", root.display()))?;
 
-    let sdk_path = sdk.display().to_string().replace('\\', "/");
+    let root_abs = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    let sdk_path = match &sdk {
+        Some(sdk) => relative_path(&root_abs, sdk),
+        None => {
+            sdk_copy::write(&root)?;
+            PathBuf::from(sdk_copy::DIR).join("sdk")
+        }
+    };
+    let sdk_path = sdk_path.display().to_string().replace('\\', "/");
     let files = [
         (
             "Cargo.toml",
@@ -55,6 +80,21 @@ pub fn run(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
         name.replace('-', "_")
     );
     Ok(())
+}
+
+/// `to` as a path relative to `from` (both absolute and resolved).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for part in &to[common..] {
+        path.push(part);
+    }
+    path
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -119,6 +159,9 @@ pub struct MyPolicy {
 
 impl Policy for MyPolicy {
     type Config = Config;
+    // Stateless: it learns nothing from outcomes, so the gateway skips `on_outcome`.
+    // Set it to `true` (or remove it) when you write an `on_outcome`.
+    const OBSERVES_OUTCOMES: bool = false;
 
     fn activate(config: Config, _targets: &[Target]) -> Result<Self, String> {
         if config.prefer_tag.as_deref() == Some("") {
@@ -189,4 +232,30 @@ cargo test                                      # native unit tests
 cargo build --release --target wasm32-wasip2    # the component
 signalbox policy check target/wasm32-wasip2/release/{file}.wasm
 ```
+
+`src/lib.rs` is the policy; `signalbox-sdk/` (when present) is a copy of the SDK of
+the gateway that created this crate, so the crate builds anywhere, offline. To use an
+SDK checkout instead, point `signalbox-sdk` in `Cargo.toml` at its `sdk/` directory
+(or create the crate with `signalbox policy new --sdk PATH`). The SDK's reference:
+`cargo doc -p signalbox-sdk --no-deps --open`; its guide of common tasks:
+`signalbox-sdk/docs/policy-sdk.md`.
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_to_the_common_ancestor() {
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b));
+        assert_eq!(
+            rel("/w/repo/policies/p", "/w/repo/sdk"),
+            Path::new("../../sdk")
+        );
+        assert_eq!(
+            rel("/w/p", "/w/p/signalbox-sdk/sdk"),
+            Path::new("signalbox-sdk/sdk")
+        );
+        assert_eq!(rel("/a/b", "/c"), Path::new("../../c"));
+    }
+}

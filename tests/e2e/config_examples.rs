@@ -17,7 +17,10 @@ fn example(name: &str) -> String {
 /// Every field of every config section (read from the structs that parse them), so a
 /// key added to the code and not to the example fails here.
 fn config_fields() -> Vec<String> {
-    let source = include_str!("../../host/src/config/sections.rs");
+    let source = concat!(
+        include_str!("../../host/src/config/sections.rs"),
+        include_str!("../../host/src/config/cluster.rs"),
+    );
     let mut fields = Vec::new();
     let mut in_section = false;
     let mut skip_next = false;

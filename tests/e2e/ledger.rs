@@ -296,7 +296,9 @@ async fn an_upstream_refusal_costs_nothing_in_the_ledger_or_after_a_restart() {
         let usage = loop {
             let (status, usage) = usage(&gw, OPERATOR, "tenant=acme").await;
             assert_eq!(status, 200, "{usage}");
-            if usage["data"].as_array().is_some_and(|rows| !rows.is_empty())
+            if usage["data"]
+                .as_array()
+                .is_some_and(|rows| !rows.is_empty())
                 || std::time::Instant::now() > deadline
             {
                 break usage;

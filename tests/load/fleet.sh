@@ -3,8 +3,10 @@
 # a tenant's requests- and tokens-per-minute limits and a daily budget (all far above
 # the load) kept in process, then the same limits kept in a local redis-server
 # ([cluster]). The gateway on core 0 alone; the fake upstream, Redis and oha on core 1;
-# concurrency 32, JSON answers. Prints per run: requests, req/s, the gateway's user and
-# system CPU µs per request, and the latency p50 and p99 in µs as oha measured them.
+# JSON answers. Prints per run: requests and req/s at concurrency 32 and the gateway's
+# user and system CPU µs per request then; the latency p50 and p99 in µs of one client
+# alone (concurrency 1, so no queueing hides the round trip to Redis); and the
+# admission scripts Redis ran (0 in process, at least one per request with Redis).
 #   tests/load/fleet.sh [SECONDS] [PROFILE]     (PROFILE: production (default) or release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,26 +56,29 @@ for round in 1 2; do
         gateway=$!
         ready 9003
         load() {
-            taskset -c 1 oha --no-tui --output-format json -z "$1s" -c 32 -m POST \
+            taskset -c 1 oha --no-tui --output-format json -z "$1s" -c "${2:-32}" -m POST \
                 -H "authorization: Bearer $key" -H 'content-type: application/json' -d "$json" \
                 http://127.0.0.1:9003/v1/chat/completions
         }
         load 1 >/dev/null # warm the pools
+        redis-cli -p 9379 config resetstat >/dev/null
         read -r u0 s0 < <(cpu $gateway)
         load "$secs" > "$dir/oha.json"
         read -r u1 s1 < <(cpu $gateway)
-        python3 - "$dir/oha.json" <<PY
+        load "$secs" 1 > "$dir/oha1.json"
+        scripts=$(redis-cli -p 9379 info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
+        python3 - "$dir/oha.json" "$dir/oha1.json" "${scripts:-0}" <<PY
 import json, sys
 r = json.load(open(sys.argv[1]))
 codes = r["statusCodeDistribution"]
 if set(codes) - {"200"}:
     print("non-200 answers:", codes, file=sys.stderr)
 n = codes.get("200", 0)
-p = r["latencyPercentiles"]
+p = json.load(open(sys.argv[2]))["latencyPercentiles"]
 t = $tick
 print("round $round $mode", n, round(n / $secs),
       "%.1f %.1f" % (($u1 - $u0) / t * 1e6 / n, ($s1 - $s0) / t * 1e6 / n),
-      "%.0f %.0f" % (p["p50"] * 1e6, p["p99"] * 1e6))
+      "%.0f %.0f" % (p["p50"] * 1e6, p["p99"] * 1e6), sys.argv[3])
 PY
         kill $gateway
         wait $gateway 2>/dev/null || true

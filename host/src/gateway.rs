@@ -121,11 +121,21 @@ impl Gateway {
             ..EngineConfig::default()
         })?;
         let metrics = Arc::new(Metrics::new());
+        // Connects on first use: a replica starts (on its failure mode) while Redis
+        // is down.
+        let cluster = match &config.cluster {
+            Some(section) => Some(Arc::new(crate::cluster::Cluster::new(
+                section,
+                metrics.clone(),
+            )?)),
+            None => None,
+        };
         let deployer = Deployer {
             engine,
             store: PolicyStore::open(state_dir.as_deref())?,
             quarantine_after: config.admin.quarantine_after,
             metrics: metrics.clone(),
+            fleet: cluster.clone(),
         };
 
         let providers: HashMap<&str, &ProviderSection> = config
@@ -266,15 +276,6 @@ impl Gateway {
                 DecisionLog::open(std::path::Path::new(path))
                     .with_context(|| format!("decision log {path}"))?,
             ),
-            None => None,
-        };
-        // Connects on first use: a replica starts (on its failure mode) while Redis
-        // is down.
-        let cluster = match &config.cluster {
-            Some(section) => Some(Arc::new(crate::cluster::Cluster::new(
-                section,
-                metrics.clone(),
-            )?)),
             None => None,
         };
         let decisions = RecentDecisions::new(

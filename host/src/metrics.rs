@@ -149,6 +149,11 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BudgetLabels {
     tenant: Name,
     window: &'static str,
@@ -203,6 +208,7 @@ pub struct Metrics {
     cluster_calls: Family<ClusterOutcomeLabels, Counter>,
     cluster_seconds: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     cluster_up: Family<StoreLabels, Gauge>,
+    policy_sync_failures: Family<TenantLabels, Counter>,
 }
 
 fn cluster_buckets() -> Histogram {
@@ -252,6 +258,7 @@ impl Metrics {
             cluster_calls: Family::default(),
             cluster_seconds: Family::new_with_constructor(cluster_buckets),
             cluster_up: Family::default(),
+            policy_sync_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -355,11 +362,25 @@ impl Metrics {
             m.cluster_seconds.clone(),
         );
         registry.register(
+            "policy_sync_failures",
+            "Policy bindings another replica of the fleet set that this one could not take (it keeps its own), by tenant",
+            m.policy_sync_failures.clone(),
+        );
+        registry.register(
             "cluster_up",
             "Whether the last call to the fleet's shared store (redis) succeeded (1) or not (0); absent without [cluster]",
             m.cluster_up.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Bindings from the fleet that this replica could not take.
+    pub fn policy_sync_failed(&self, tenant: &str) {
+        self.policy_sync_failures
+            .get_or_create(&TenantLabels {
+                tenant: Name(tenant.into()),
+            })
+            .inc();
     }
 
     /// A call to the fleet's shared store.

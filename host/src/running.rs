@@ -86,6 +86,8 @@ pub struct Running {
     snapshots: Option<JoinHandle<()>>,
     /// The fleet heartbeat, with `[cluster]`.
     heartbeat: Option<JoinHandle<()>>,
+    /// The fleet's policy sync, with `[cluster]`.
+    policy_sync: Option<JoinHandle<()>>,
     _watcher: Option<crate::deploy::watch::DirWatcher>,
 }
 
@@ -139,6 +141,10 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         Duration::from_secs(gateway.config.admin.state_snapshot_secs.max(1)),
     );
     let heartbeat = gateway.cluster.clone().map(crate::cluster::spawn_heartbeat);
+    let policy_sync = gateway.cluster.clone().map(|cluster| {
+        let live: Arc<dyn crate::deploy::LiveTenants> = gateway.clone();
+        crate::cluster::spawn_policy_sync(cluster, live)
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async {
         let _ = stopped.await;
@@ -169,6 +175,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         admin,
         snapshots: Some(snapshots),
         heartbeat,
+        policy_sync,
         _watcher: watcher,
     })
 }
@@ -208,6 +215,9 @@ impl Running {
         }
         if let Some(heartbeat) = self.heartbeat.take() {
             heartbeat.abort();
+        }
+        if let Some(sync) = self.policy_sync.take() {
+            sync.abort();
         }
         crate::deploy::save_states(&*self.gateway);
         if let Some(ledger) = &self.gateway.ledger

@@ -193,7 +193,7 @@ pub async fn served(
     )
 }
 
-fn label(name: &str, version: &str) -> String {
+pub fn label(name: &str, version: &str) -> String {
     format!("{name}@{}", &version[..12])
 }
 

@@ -8,9 +8,11 @@
 //! re-made by itself, so enforcement resumes when Redis returns, without a restart.
 
 mod limits;
+mod policies;
 mod replicas;
 
 pub use limits::SharedReservation;
+pub use policies::spawn_policy_sync;
 pub use replicas::spawn_heartbeat;
 
 use crate::config::{ClusterSection, FailMode};
@@ -60,6 +62,10 @@ pub struct Cluster {
     replica_id: String,
     /// Replicas alive at the last heartbeat Redis answered.
     replicas: AtomicU64,
+    /// Policy changes made here, for the policy sync to send.
+    outbox: tokio::sync::mpsc::UnboundedSender<policies::Announcement>,
+    /// Their receiving end, until the policy sync takes it.
+    inbox: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<policies::Announcement>>>,
 }
 
 impl Cluster {
@@ -83,12 +89,15 @@ impl Cluster {
         let timeout = section.timeout();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            // Each call is bounded by its own timeout (`call_within`); this only stops
+            // a connection from waiting forever, and lets a component through.
+            .set_response_timeout(Some(policies::SYNC_TIMEOUT))
             // Reconnection happens in the background of the next calls; none of them
             // waits past the timeout for it.
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
         Ok(Cluster {
             connection,
             timeout,
@@ -101,6 +110,8 @@ impl Cluster {
             settling: AtomicUsize::new(0),
             replica_id: replica_id()?,
             replicas: AtomicU64::new(1),
+            outbox,
+            inbox: Mutex::new(Some(inbox)),
         })
     }
 
@@ -152,18 +163,40 @@ impl Cluster {
         }
     }
 
+    /// The receiving end of the policy changes made here (once).
+    fn inbox(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<policies::Announcement>> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     /// Runs one call on the shared connection, bounded by the timeout; counts it and
     /// notes whether Redis is up.
     async fn call<T, F>(&self, op: &'static str, call: F) -> Result<T, ClusterError>
     where
         F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     {
+        self.call_within(op, self.timeout, call).await
+    }
+
+    /// [`Cluster::call`] with its own bound: for work off the request path that moves
+    /// more than a few bytes (policy components).
+    async fn call_within<T, F>(
+        &self,
+        op: &'static str,
+        limit: Duration,
+        call: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    {
         let started = Instant::now();
         let mut connection = self.connection.clone();
-        let result = match tokio::time::timeout(self.timeout, call(&mut connection)).await {
+        let result = match tokio::time::timeout(limit, call(&mut connection)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(ClusterError::Redis(e)),
-            Err(_) => Err(ClusterError::Timeout(self.timeout)),
+            Err(_) => Err(ClusterError::Timeout(limit)),
         };
         self.metrics
             .cluster_call(op, result.is_ok(), started.elapsed());

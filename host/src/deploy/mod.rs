@@ -96,6 +96,10 @@ pub struct Deployer {
     pub quarantine_after: u32,
     /// Where quarantines are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The fleet's shared store, with `[cluster]`: every change made here (an upload,
+    /// an activation, a rollback, a candidate, a quarantine) is announced to the other
+    /// replicas through it, and theirs arrive through [`TenantPolicy::apply_fleet`].
+    pub fleet: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A policy version to bind, however it arrived.

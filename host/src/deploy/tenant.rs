@@ -188,6 +188,9 @@ impl TenantPolicy {
                 deployer
                     .store
                     .put_version(&self.tenant, &meta, source.bytes)?;
+                if let Some(fleet) = &deployer.fleet {
+                    fleet.announce_version(&self.tenant, &meta, source.bytes);
+                }
                 meta
             }
         };
@@ -440,8 +443,25 @@ impl TenantPolicy {
     }
 
     /// Stores `next`, then swaps in the routing it describes: stored first, so a
-    /// failed write changes nothing.
+    /// failed write changes nothing. In a fleet, the change is then announced to the
+    /// other replicas.
     fn commit(
+        &self,
+        deployer: &Deployer,
+        admin: &mut AdminState,
+        next: TenantBindings,
+        active: Arc<Deployment>,
+        candidate: Option<Candidate>,
+    ) -> Result<(), DeployError> {
+        self.apply(deployer, admin, next, active, candidate)?;
+        if let Some(fleet) = &deployer.fleet {
+            fleet.announce_bindings(&self.tenant, &admin.bindings);
+        }
+        Ok(())
+    }
+
+    /// [`TenantPolicy::commit`] without the announcement.
+    fn apply(
         &self,
         deployer: &Deployer,
         admin: &mut AdminState,
@@ -453,6 +473,69 @@ impl TenantPolicy {
         admin.bindings = next;
         self.routing.store(Arc::new(Routing { active, candidate }));
         Ok(())
+    }
+
+    /// Takes the bindings another replica of the fleet announced: builds what they
+    /// name that this process does not run yet (compiling for itself, from versions
+    /// already in its store), stores them and swaps them in. Bindings equal to the
+    /// current ones change nothing (returns false). A version that does not build here
+    /// leaves everything as it was and is the error.
+    pub fn apply_fleet(
+        &self,
+        deployer: &Deployer,
+        remote: TenantBindings,
+    ) -> Result<bool, DeployError> {
+        let mut admin = self.admin();
+        // The config file's policy is this process's own business.
+        let remote = TenantBindings {
+            seed: admin.bindings.seed.clone(),
+            ..remote
+        };
+        if admin.bindings == remote {
+            return Ok(false);
+        }
+        if admin.bindings.active == remote.active && admin.bindings.candidate == remote.candidate {
+            // History or quarantine list only: what serves stays, with its counters.
+            deployer.store.save_bindings(&self.tenant, &remote)?;
+            admin.bindings = remote;
+            return Ok(true);
+        }
+        let current = self.current();
+        let active = match &remote.active {
+            Some(spec) if admin.bindings.active.as_ref() != Some(spec) => build(
+                deployer,
+                &mut admin,
+                &self.context,
+                &self.targets,
+                spec,
+                None,
+            )?,
+            _ => current.active.clone(),
+        };
+        let candidate = match &remote.candidate {
+            None => None,
+            Some(c) if admin.bindings.candidate.as_ref() == Some(c) => {
+                current.candidate.as_ref().map(|now| Candidate {
+                    deployment: now.deployment.clone(),
+                    mode: now.mode,
+                    shadow: ShadowStats::default(),
+                })
+            }
+            Some(c) => Some(Candidate {
+                deployment: build(
+                    deployer,
+                    &mut admin,
+                    &self.context,
+                    &self.targets,
+                    &c.binding,
+                    None,
+                )?,
+                mode: c.mode(),
+                shadow: ShadowStats::default(),
+            }),
+        };
+        self.apply(deployer, &mut admin, remote, active, candidate)?;
+        Ok(true)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `redis-server`. These run in their own stage of `tests/run` (which installs Redis
 //! when it is missing): `cargo test -p signalbox --test e2e fleet:: -- --ignored`.
 
+mod policies;
 mod redis_server;
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};

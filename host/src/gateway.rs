@@ -264,9 +264,17 @@ impl Gateway {
         }
 
         let capacities: Vec<u32> = config.targets.iter().map(|t| t.max_in_flight).collect();
-        let ledger = match &config.ledger.path {
-            Some(path) => Some(Ledger::open(std::path::Path::new(path))?),
-            None => None,
+        let ledger = match (&config.ledger.url, &config.ledger.path) {
+            (Some(url), _) => Some(Ledger::open_postgres(
+                url,
+                config.ledger.credentials.password.as_deref(),
+                config.ledger.max_spill_rows,
+            )?),
+            (None, Some(path)) => Some(Ledger::open(
+                std::path::Path::new(path),
+                config.ledger.max_spill_rows,
+            )?),
+            (None, None) => None,
         };
         if let Some(ledger) = &ledger {
             restore_spend(ledger, &config, &tenants);

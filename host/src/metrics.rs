@@ -149,6 +149,11 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LedgerLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     tenant: Name,
 }
@@ -205,6 +210,7 @@ pub struct Metrics {
     listener_in_flight: Family<ListenerLabels, Gauge>,
     budget_spent: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     alive_tasks: Gauge,
+    ledger_rows: Family<LedgerLabels, Gauge>,
     cluster_calls: Family<ClusterOutcomeLabels, Counter>,
     cluster_seconds: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     cluster_up: Family<StoreLabels, Gauge>,
@@ -255,6 +261,7 @@ impl Metrics {
             listener_in_flight: Family::default(),
             budget_spent: Family::default(),
             alive_tasks: Gauge::default(),
+            ledger_rows: Family::default(),
             cluster_calls: Family::default(),
             cluster_seconds: Family::new_with_constructor(cluster_buckets),
             cluster_up: Family::default(),
@@ -344,6 +351,11 @@ impl Metrics {
             "budget_spent_usd",
             "Spend a tenant's budget has counted in the current UTC day and month (tenants with a budget), in US dollars",
             m.budget_spent.clone(),
+        );
+        registry.register(
+            "ledger_rows",
+            "Usage ledger rows since start, by state: recorded, spilled (found the queue full and waited in the spill list), written, dropped (the spill list full while the database could not be written)",
+            m.ledger_rows.clone(),
         );
         registry.register(
             "runtime_alive_tasks",
@@ -548,6 +560,21 @@ impl Metrics {
                     window,
                 })
                 .set(usd);
+        }
+    }
+
+    /// The ledger's row counts (at scrape time): recorded, spilled, written, dropped.
+    pub fn ledger_state(&self, counts: (u64, u64, u64, u64)) {
+        let (recorded, spilled, written, dropped) = counts;
+        for (state, n) in [
+            ("recorded", recorded),
+            ("spilled", spilled),
+            ("written", written),
+            ("dropped", dropped),
+        ] {
+            self.ledger_rows
+                .get_or_create(&LedgerLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -389,6 +389,9 @@ fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<Respon
                 .budget_state(&tenant.name(), tenant.quota.spent_usd());
         }
     }
+    if let Some(ledger) = &gateway.ledger {
+        gateway.metrics.ledger_state(ledger.counts());
+    }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         gateway
             .metrics

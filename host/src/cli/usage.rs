@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::ledger::{GroupBy, UsageQuery, parse_time};
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use std::path::PathBuf;
 
 /// Arguments of `usage`.
@@ -33,10 +33,7 @@ pub struct UsageArgs {
 
 pub fn run(args: UsageArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let path = config
-        .ledger
-        .path
-        .context("the config has no usage ledger ([ledger] path or [admin] state_dir)")?;
+    let ledger = &config.ledger;
     let time = |t: &Option<String>| -> anyhow::Result<Option<i64>> {
         t.as_deref()
             .map(parse_time)
@@ -49,7 +46,17 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
         to_ms: time(&args.to)?,
         group_by: args.group_by.parse::<GroupBy>().map_err(|e| anyhow!(e))?,
     };
-    let rows = crate::ledger::query_file(std::path::Path::new(&path), &query)?;
+    let rows = match (&ledger.url, &ledger.path) {
+        (Some(url), _) => {
+            crate::ledger::query_postgres(url, ledger.credentials.password.as_deref(), &query)?
+        }
+        (None, Some(path)) => crate::ledger::query_file(std::path::Path::new(path), &query)?,
+        (None, None) => {
+            return Err(anyhow!(
+                "the config has no usage ledger ([ledger] path or url, or [admin] state_dir)"
+            ));
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());

@@ -80,6 +80,69 @@ impl ClusterSection {
     }
 }
 
+/// Checks `[ledger]`'s PostgreSQL settings and reads its password with `env`.
+pub(super) fn validate_ledger(
+    section: &super::LedgerSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<super::cluster::Credentials, Invalid> {
+    let at = |key: &str| KeyPath::dotted("ledger").key(key);
+    if section.max_spill_rows == 0 {
+        return Err(Invalid::new(at("max_spill_rows"), "must be above zero"));
+    }
+    let Some(url) = &section.url else {
+        if section.password_env.is_some() {
+            return Err(Invalid::new(
+                at("password_env"),
+                "is for `url`, which is not set",
+            ));
+        }
+        return Ok(Credentials::default());
+    };
+    if section.path.is_some() {
+        return Err(Invalid::new(
+            at("url"),
+            "set either `path` (a SQLite file) or `url` (PostgreSQL), not both",
+        ));
+    }
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(Invalid::new(at("url"), "is not a postgres:// URL"));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some((user, _)) = authority.rsplit_once('@')
+        && user.contains(':')
+    {
+        return Err(Invalid::new(
+            at("url"),
+            "holds a password: name the environment variable that holds it in `password_env` instead",
+        ));
+    }
+    if rest.contains("password=") {
+        return Err(Invalid::new(
+            at("url"),
+            "holds a password: name the environment variable that holds it in `password_env` instead",
+        ));
+    }
+    let password = match &section.password_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(value) if !value.is_empty() => Some(value),
+            _ => {
+                return Err(Invalid::new(
+                    at("password_env"),
+                    format!("environment variable `{var}` is not set"),
+                ));
+            }
+        },
+    };
+    Ok(Credentials {
+        username: None,
+        password,
+    })
+}
+
 /// Checks `[cluster]` and reads its credentials with `env`.
 pub(super) fn validate_cluster(
     section: Option<&ClusterSection>,
@@ -91,10 +154,7 @@ pub(super) fn validate_cluster(
     let at = |key: &str| KeyPath::dotted("cluster").key(key);
     let url = &section.redis_url;
     let Some(rest) = url.strip_prefix("redis://") else {
-        return Err(Invalid::new(
-            at("redis_url"),
-            format!("`{url}` is not a redis:// URL"),
-        ));
+        return Err(Invalid::new(at("redis_url"), "is not a redis:// URL"));
     };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.contains('@') {

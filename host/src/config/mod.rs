@@ -159,7 +159,10 @@ impl Config {
             aliases: raw.aliases,
             tenants: raw.tenants,
             admin: raw.admin,
-            ledger: raw.ledger,
+            ledger: LedgerSection {
+                credentials: validated.ledger_credentials,
+                ..raw.ledger
+            },
             decision_log: raw.decision_log,
             telemetry: validated.telemetry,
             secrets: Secrets(validated.secrets),

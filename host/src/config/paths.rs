@@ -43,6 +43,9 @@ pub(super) fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
     let ledger = &mut raw.ledger;
     if !ledger.enabled {
         ledger.path = None;
+        ledger.url = None;
+    } else if ledger.url.is_some() {
+        // The fleet's database: no file.
     } else if let Some(path) = &mut ledger.path {
         text(path);
     } else if let Some(state) = &admin.state_dir {

@@ -382,7 +382,8 @@ pub struct AdminTokenSection {
     pub tenant: Option<String>,
 }
 
-/// `[ledger]`: the usage ledger (SQLite).
+/// `[ledger]`: the usage ledger: a SQLite file by default, or a fleet's PostgreSQL
+/// database (`url`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSection {
@@ -391,6 +392,18 @@ pub struct LedgerSection {
     /// The database file (default: `usage.db` in `admin.state_dir`; with neither,
     /// no ledger). Relative to the config file.
     pub path: Option<String>,
+    /// `postgres://user@host:port/database`: the fleet's ledger in PostgreSQL instead
+    /// of a file (every replica writes there, and reads the fleet's rows). No password
+    /// in it: name its variable in `password_env`.
+    pub url: Option<String>,
+    /// The environment variable holding PostgreSQL's password.
+    pub password_env: Option<String>,
+    /// Rows kept in memory while the database cannot be written (it is down, or
+    /// slower than the traffic); past this, rows are dropped, counted and logged.
+    pub max_spill_rows: usize,
+    /// The password, read from the environment at load.
+    #[serde(skip)]
+    pub credentials: super::cluster::Credentials,
 }
 
 impl Default for LedgerSection {
@@ -398,6 +411,10 @@ impl Default for LedgerSection {
         LedgerSection {
             enabled: true,
             path: None,
+            url: None,
+            password_env: None,
+            max_spill_rows: 1_000_000,
+            credentials: super::cluster::Credentials::default(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub(super) struct Validated {
     pub telemetry: TelemetrySection,
     /// `[cluster]`, checked, with its credentials.
     pub cluster: Option<super::ClusterSection>,
+    /// `[ledger]`'s database password, when it has one.
+    pub ledger_credentials: super::Credentials,
 }
 
 /// Checks `raw`, looking secrets up with `env`.
@@ -34,10 +36,12 @@ pub(super) fn validate(
         super::telemetry::validate_telemetry(raw.telemetry.clone(), None, OTLP_BUILT_IN)?;
     super::server::validate_server(&raw.server)?;
     let cluster = super::cluster::validate_cluster(raw.cluster.as_ref(), env)?;
+    let ledger_credentials = super::cluster::validate_ledger(&raw.ledger, env)?;
     Ok(Validated {
         secrets,
         telemetry,
         cluster,
+        ledger_credentials,
     })
 }
 

@@ -1,12 +1,16 @@
 //! The usage ledger: one row per routed request, whichever way it ended, in an
-//! embedded SQLite database, for billing and the usage API.
+//! embedded SQLite database, or in a fleet's PostgreSQL database (`[ledger] url`), for
+//! billing and the usage API.
 //!
 //! Rows are written by a background thread in batches (one transaction per batch),
-//! so a slow disk never slows a request. The request path hands a row over without
-//! blocking: into a bounded queue, or — when the queue is full — into a spill list
-//! the writer drains next, counted in `signalbox_ledger_spilled_total`. Nothing is
-//! dropped.
+//! so a slow disk or database never slows a request. The request path hands a row
+//! over without blocking: into a bounded queue, or — when the queue is full — into a
+//! spill list the writer drains next (`signalbox_ledger_rows{state="spilled"}`). The
+//! spill list is bounded too (`max_spill_rows`): past it, while the database cannot
+//! be written for a long time, rows are dropped, counted and logged, rather than the
+//! gateway running out of memory.
 
+mod postgres;
 mod query;
 mod writer;
 
@@ -72,45 +76,123 @@ pub enum LedgerError {
     /// The writer thread could not start.
     #[error("usage ledger: cannot start its writer: {0}")]
     Thread(std::io::Error),
+    /// PostgreSQL refused, or could not be reached.
+    #[error("usage ledger (postgres): {0}")]
+    Postgres(String),
 }
 
 /// Rows waiting in memory between the request path and the writer.
 const QUEUE: usize = 16 * 1024;
 
-/// The ledger: a handle for recording rows, and the database path for queries.
+/// How long a stopping gateway's writer keeps retrying a database it cannot write.
+const LAST_TRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where the rows go.
+enum Store {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(Box<::postgres::Config>),
+}
+
+/// The ledger: a handle for recording rows, and where to read them for queries.
 pub struct Ledger {
-    path: PathBuf,
+    store: Store,
     queue: SyncSender<UsageRow>,
     shared: Arc<Shared>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What the request path and the writer share.
-#[derive(Default)]
 struct Shared {
     /// Rows that found the queue full; the writer takes them next.
     spill: Mutex<Vec<UsageRow>>,
     spilled: AtomicU64,
     written: AtomicU64,
     recorded: AtomicU64,
+    /// Rows dropped because the spill list was full.
+    dropped: AtomicU64,
+    /// When the ledger was dropped: a writer retrying a failing database gives up
+    /// [`LAST_TRY`] after it instead of holding the exit forever.
+    closed_at: std::sync::OnceLock<std::time::Instant>,
+    /// The most rows the spill list holds.
+    max_spill: usize,
+}
+
+impl Shared {
+    /// Whether the gateway stopped more than [`LAST_TRY`] ago: what the writer still
+    /// cannot write is given up (counted as dropped).
+    fn past_last_try(&self) -> bool {
+        self.closed_at
+            .get()
+            .is_some_and(|at| at.elapsed() > LAST_TRY)
+    }
+
+    /// Gives a batch up at exit.
+    fn give_up(&self, rows: usize, database: &str) {
+        self.dropped.fetch_add(rows as u64, Ordering::Relaxed);
+        tracing::error!(database, rows, "usage ledger: rows not written at exit");
+    }
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the database at `path` and starts the writer.
-    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+    /// Opens (creating if needed) the database at `path` and starts the writer; at
+    /// most `max_spill` rows wait in memory beyond the queue.
+    pub fn open(path: &Path, max_spill: usize) -> Result<Self, LedgerError> {
         let connection = writer::open(path)?;
+        let store_path = path.to_owned();
+        Ledger::start(
+            Store::Sqlite(path.to_owned()),
+            max_spill,
+            move |rows, shared| {
+                writer::run(connection, &store_path, rows, shared);
+            },
+        )
+    }
+
+    /// Starts a ledger in the PostgreSQL database at `url`. It does not wait for the
+    /// database: rows wait (bounded) until it can be written.
+    pub fn open_postgres(
+        url: &str,
+        password: Option<&str>,
+        max_spill: usize,
+    ) -> Result<Self, LedgerError> {
+        let config = postgres::settings(url, password)?;
+        tracing::info!(database = %postgres::describe(&config), "usage ledger in postgres");
+        let writer_config = config.clone();
+        Ledger::start(
+            Store::Postgres(Box::new(config)),
+            max_spill,
+            move |rows, shared| {
+                postgres::run(&writer_config, rows, shared);
+            },
+        )
+    }
+
+    fn start(
+        store: Store,
+        max_spill: usize,
+        writer: impl FnOnce(&std::sync::mpsc::Receiver<UsageRow>, &Shared) + Send + 'static,
+    ) -> Result<Self, LedgerError> {
         let (queue, rows) = std::sync::mpsc::sync_channel(QUEUE);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            spill: Mutex::default(),
+            spilled: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            closed_at: std::sync::OnceLock::new(),
+            max_spill: max_spill.max(1),
+        });
         let writer = {
             let shared = shared.clone();
-            let path = path.to_owned();
             std::thread::Builder::new()
                 .name("signalbox-ledger".into())
-                .spawn(move || writer::run(connection, &path, &rows, &shared))
+                .spawn(move || writer(&rows, &shared))
                 .map_err(LedgerError::Thread)?
         };
         Ok(Ledger {
-            path: path.to_owned(),
+            store,
             queue,
             shared,
             writer: Mutex::new(Some(writer)),
@@ -123,20 +205,35 @@ impl Ledger {
         match self.queue.try_send(row) {
             Ok(()) => {}
             Err(TrySendError::Full(row) | TrySendError::Disconnected(row)) => {
-                self.shared.spilled.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut spill) = self.shared.spill.lock() {
+                let Ok(mut spill) = self.shared.spill.lock() else {
+                    return;
+                };
+                if spill.len() < self.shared.max_spill {
+                    self.shared.spilled.fetch_add(1, Ordering::Relaxed);
                     spill.push(row);
+                    return;
+                }
+                drop(spill);
+                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                // The first, then one line per 10,000.
+                if dropped.is_multiple_of(10_000) {
+                    tracing::error!(
+                        dropped = dropped + 1,
+                        "usage ledger: the database has not been written for too long and the spill is full; rows are dropped"
+                    );
                 }
             }
         }
     }
 
-    /// Rows recorded, rows that went through the spill list, rows written.
-    pub fn counts(&self) -> (u64, u64, u64) {
+    /// Rows recorded, rows that went through the spill list, rows written, rows
+    /// dropped (the spill list full).
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
         (
             self.shared.recorded.load(Ordering::Relaxed),
             self.shared.spilled.load(Ordering::Relaxed),
             self.shared.written.load(Ordering::Relaxed),
+            self.shared.dropped.load(Ordering::Relaxed),
         )
     }
 
@@ -145,7 +242,9 @@ impl Ledger {
         let until = std::time::Instant::now() + timeout;
         loop {
             let recorded = self.shared.recorded.load(Ordering::Relaxed);
-            if self.shared.written.load(Ordering::Relaxed) >= recorded {
+            let gone = self.shared.written.load(Ordering::Relaxed)
+                + self.shared.dropped.load(Ordering::Relaxed);
+            if gone >= recorded {
                 return true;
             }
             if std::time::Instant::now() >= until {
@@ -155,15 +254,23 @@ impl Ledger {
         }
     }
 
-    /// Aggregates from the database (a separate read connection).
+    /// Aggregates from the database (a separate read connection). Blocks: call it off
+    /// the async workers.
     pub fn query(&self, query: &UsageQuery) -> Result<Vec<Aggregate>, LedgerError> {
-        query::run(&self.path, query)
+        match &self.store {
+            Store::Sqlite(path) => query::run(path, query),
+            Store::Postgres(config) => postgres::query(config, query),
+        }
     }
+}
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
+/// Aggregates from a PostgreSQL ledger, without a running gateway.
+pub fn query_postgres(
+    url: &str,
+    password: Option<&str>,
+    query: &UsageQuery,
+) -> Result<Vec<Aggregate>, LedgerError> {
+    postgres::query(&postgres::settings(url, password)?, query)
 }
 
 /// Aggregates from a ledger database file, without a running gateway.
@@ -174,10 +281,58 @@ pub fn query_file(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, Led
 impl Drop for Ledger {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what it holds and exit.
+        let _ = self.shared.closed_at.set(std::time::Instant::now());
         let (closed, _) = std::sync::mpsc::sync_channel(1);
         drop(std::mem::replace(&mut self.queue, closed));
         if let Some(writer) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = writer.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> UsageRow {
+        UsageRow {
+            ts_ms: 0,
+            tenant: "t".into(),
+            key_id: "k".into(),
+            target: "a".into(),
+            model: "m".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            cost_usd: 0.0,
+            latency_ms: 1,
+            status: 200,
+            policy: "p".into(),
+            fallback_depth: 0,
+            request_id: format!("r{i}"),
+        }
+    }
+
+    /// A database that cannot be reached holds rows in the writer's hand, the queue and
+    /// the spill list, and no more: memory stays bounded, what is dropped is counted,
+    /// and dropping the ledger does not wait forever for the database.
+    #[test]
+    fn an_unreachable_database_bounds_what_waits_and_counts_what_is_dropped() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let ledger =
+            Ledger::open_postgres(&format!("postgres://u@127.0.0.1:{port}/db"), None, 5).unwrap();
+        let total = QUEUE + writer::BATCH + 1_000;
+        for i in 0..total {
+            ledger.record(row(i));
+        }
+        let (recorded, spilled, written, dropped) = ledger.counts();
+        assert_eq!(recorded, total as u64);
+        assert_eq!(written, 0);
+        assert!(spilled <= 5, "{spilled}");
+        assert!(dropped >= 1_000 - 5, "{dropped}");
+        let started = std::time::Instant::now();
+        drop(ledger);
+        assert!(started.elapsed() < LAST_TRY + std::time::Duration::from_secs(10));
     }
 }

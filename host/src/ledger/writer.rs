@@ -1,4 +1,4 @@
-//! The ledger's writer thread: batches rows into one transaction each.
+//! The SQLite ledger's writer thread: batches rows into one transaction each.
 
 use super::{LedgerError, Shared, UsageRow};
 use rusqlite::Connection;
@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// Most rows per transaction.
-const BATCH: usize = 2048;
+pub(super) const BATCH: usize = 2048;
 /// How long a write waits for another process's lock on the file.
 pub(super) const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// How long a batch waits to fill before it is written anyway.
@@ -63,23 +63,7 @@ pub(super) fn run(
 ) {
     let mut batch: Vec<UsageRow> = Vec::with_capacity(BATCH);
     loop {
-        let open = match rows.recv_timeout(LINGER) {
-            Ok(row) => {
-                batch.push(row);
-                while batch.len() < BATCH {
-                    match rows.try_recv() {
-                        Ok(row) => batch.push(row),
-                        Err(_) => break,
-                    }
-                }
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => true,
-            Err(RecvTimeoutError::Disconnected) => false,
-        };
-        if let Ok(mut spill) = shared.spill.lock() {
-            batch.append(&mut spill);
-        }
+        let open = gather(rows, shared, &mut batch);
         if !batch.is_empty() {
             write(&mut connection, path, &batch, shared);
             batch.clear();
@@ -90,11 +74,43 @@ pub(super) fn run(
     }
 }
 
+/// Fills `batch` with what is waiting: rows from the queue (waiting up to [`LINGER`]
+/// for the first), then the spill list. False once the queue is closed (the gateway
+/// is stopping; what was gathered is still to be written).
+pub(super) fn gather(
+    rows: &Receiver<UsageRow>,
+    shared: &Shared,
+    batch: &mut Vec<UsageRow>,
+) -> bool {
+    let open = match rows.recv_timeout(LINGER) {
+        Ok(row) => {
+            batch.push(row);
+            while batch.len() < BATCH {
+                match rows.try_recv() {
+                    Ok(row) => batch.push(row),
+                    Err(_) => break,
+                }
+            }
+            true
+        }
+        Err(RecvTimeoutError::Timeout) => true,
+        Err(RecvTimeoutError::Disconnected) => false,
+    };
+    if let Ok(mut spill) = shared.spill.lock() {
+        batch.append(&mut spill);
+    }
+    open
+}
+
 /// Writes a batch; on failure retries with back-off, keeping the rows (a ledger
 /// that loses rows cannot be billed from).
 fn write(connection: &mut Connection, path: &Path, batch: &[UsageRow], shared: &Shared) {
     let mut wait = Duration::from_millis(50);
     loop {
+        if shared.past_last_try() {
+            shared.give_up(batch.len(), &path.display().to_string());
+            return;
+        }
         match insert(connection, batch) {
             Ok(()) => {
                 shared

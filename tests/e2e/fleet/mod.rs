@@ -2,7 +2,9 @@
 //! `redis-server`. These run in their own stage of `tests/run` (which installs Redis
 //! when it is missing): `cargo test -p signalbox --test e2e fleet:: -- --ignored`.
 
+mod ledger;
 mod policies;
+mod postgres_server;
 mod redis_server;
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};

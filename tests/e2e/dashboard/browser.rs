@@ -171,6 +171,25 @@ async fn an_operator_of_one_tenant_works_the_dashboard_in_a_browser() {
     assert!(!source.contains(ACME_DEPLOY), "the page holds the token");
     shot(&c, "overview").await;
 
+    // Routing: the first choices of acme's policy, as /metrics counts them.
+    c.goto(&d.url("/dashboard/routing")).await.unwrap();
+    let chosen = wait_js(
+        &c,
+        "(document.querySelector('#choices tr[data-target=\"cheap\"]') || {dataset: {}}).dataset.decisions",
+    )
+    .await;
+    let decided: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("signalbox_route_decisions_total{tenant=\"acme\""))
+        .filter(|l| l.contains("target=\"cheap\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(chosen.as_str().unwrap().parse::<f64>().unwrap(), decided);
+    assert_eq!(decided, N as f64);
+    wait_js(&c, "document.querySelector('#reasons tbody tr')").await;
+    assert!(!c.source().await.unwrap().contains("globex"));
+    shot(&c, "routing").await;
+
     // Policies: start the uploaded version as a canary, then promote it.
     c.goto(&d.url("/dashboard/policies")).await.unwrap();
     wait_js(&c, "document.querySelector('#versions tbody tr')").await;
@@ -284,6 +303,11 @@ async fn an_operator_of_one_tenant_works_the_dashboard_in_a_browser() {
     // Usage (the ledger) and Replay (a report opened in the page).
     c.goto(&d.url("/dashboard/usage")).await.unwrap();
     wait_js(&c, "document.querySelector('#usage tbody tr')").await;
+    wait_js(
+        &c,
+        "document.querySelector('#budgets tr[data-tenant=\"acme\"]')",
+    )
+    .await;
     assert!(!c.source().await.unwrap().contains("globex"));
     shot(&c, "usage").await;
     let report_file = d.dir.path().join("replay.json");

@@ -6,7 +6,7 @@ use crate::deploy::{
 };
 use crate::gateway_support::send;
 use crate::support::hostile_policy;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_sets_a_strict_http_only_cookie_and_never_echoes_the_token() {
@@ -61,6 +61,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_never_echoes_the_token() {
         "/dashboard/usage",
         "/dashboard/decisions",
         "/dashboard/replay",
+        "/dashboard/routing",
     ] {
         let r = d.get(page, session).await;
         assert_eq!(r.status, 200, "{page}");
@@ -219,6 +220,15 @@ async fn a_deploy_token_session_sees_and_acts_on_its_own_tenant_only() {
     let own = d.get("/dashboard/api/tenants/acme/policies", &cookie).await;
     assert_eq!(own.status, 200, "{}", own.text());
     assert_eq!(own.json()["tenant"], "acme");
+    // Budgets: its own tenant's only.
+    let budgets = d.get("/dashboard/api/budgets", &cookie).await.json();
+    let tenants: Vec<&Value> = budgets["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["tenant"])
+        .collect();
+    assert_eq!(tenants, [&json!("acme")], "{budgets}");
     // Usage without a tenant is its own tenant's.
     let usage = d
         .get("/dashboard/api/usage?group_by=target", &cookie)

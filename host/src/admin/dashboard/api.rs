@@ -26,6 +26,8 @@ pub enum Query {
     Decisions,
     /// One decision-log entry.
     Decision,
+    /// Each tenant's spend against its budgets, and its rate limits.
+    Budgets,
 }
 
 /// The path's and query's parameters.
@@ -64,6 +66,7 @@ pub async fn answer(
             serde_json::to_value(overview).unwrap_or_default()
         }
         Query::Tenants => serde_json::json!({ "data": tenant_bindings(admin, scope) }),
+        Query::Budgets => serde_json::json!({ "data": budgets(admin, scope) }),
         Query::Usage => {
             serde_json::json!({ "data": usage_rows(admin, scope, target.query).await? })
         }
@@ -138,4 +141,31 @@ fn allowed_tenant(
             format!("no tenant `{id}`"),
         )
     })
+}
+
+/// Each tenant `scope` may see: its spend in the current UTC day and month against its
+/// budgets (the figures `/metrics` exports as `signalbox_budget_spent_usd`), and its
+/// rate limits.
+fn budgets(admin: &Admin, scope: &Scope) -> Vec<serde_json::Value> {
+    let mut tenants: Vec<_> = admin
+        .gateway
+        .tenants
+        .values()
+        .filter(|t| scope.allows(&t.id))
+        .collect();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    tenants
+        .into_iter()
+        .map(|t| {
+            let limits = t.quota.limits();
+            let (day, month) = t.quota.spent_usd();
+            serde_json::json!({
+                "tenant": &*t.id,
+                "day": {"spent_usd": day, "limit_usd": limits.usd_per_day},
+                "month": {"spent_usd": month, "limit_usd": limits.usd_per_month},
+                "requests_per_minute": limits.requests_per_minute,
+                "tokens_per_minute": limits.tokens_per_minute,
+            })
+        })
+        .collect()
 }

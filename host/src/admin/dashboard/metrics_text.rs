@@ -114,9 +114,14 @@ pub struct TargetState {
     pub ttft_p99_s: Option<f64>,
 }
 
-/// The overview: traffic by tenant and target, target states, refusals by limit.
+/// The overview: traffic by tenant and target, target states, refusals by limit, and
+/// routing (first choices by policy version, fallbacks by cause).
 #[derive(Debug, Default, Serialize)]
 pub struct Overview {
+    /// `tenant` → `policy` → first-choice `target` → decisions.
+    pub decisions: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
+    /// `tenant` → given-up `target` → `cause` → fallbacks.
+    pub fallbacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     /// `tenant` → `target` → traffic.
     pub traffic: BTreeMap<String, BTreeMap<String, Traffic>>,
     /// `target` → state.
@@ -160,6 +165,26 @@ pub fn overview(
                     .entry(tg.to_owned())
                     .or_default()
                     .cost_usd += s.value;
+            }
+            ("signalbox_route_decisions_total", Some(tn), Some(tg)) if tenant_ok(tn) => {
+                let policy = s.label("policy").unwrap_or("").to_owned();
+                *o.decisions
+                    .entry(tn.to_owned())
+                    .or_default()
+                    .entry(policy)
+                    .or_default()
+                    .entry(tg.to_owned())
+                    .or_default() += s.value;
+            }
+            ("signalbox_fallbacks_total", Some(tn), Some(tg)) if tenant_ok(tn) => {
+                let cause = s.label("cause").unwrap_or("").to_owned();
+                *o.fallbacks
+                    .entry(tn.to_owned())
+                    .or_default()
+                    .entry(tg.to_owned())
+                    .or_default()
+                    .entry(cause)
+                    .or_default() += s.value;
             }
             ("signalbox_rejections_total", Some(tn), _) if tenant_ok(tn) => {
                 let reason = s.label("reason").unwrap_or("other").to_owned();
@@ -267,7 +292,23 @@ mod tests {
                 cost_usd: 0.5,
             });
         }
+        m.decision(
+            &a,
+            &"p@1".into(),
+            std::time::Duration::from_micros(5),
+            Some(&x),
+        );
+        m.fallback(&a, &x, "timeout");
+        m.decision(
+            &b,
+            &"p@1".into(),
+            std::time::Duration::from_micros(5),
+            Some(&x),
+        );
         let o = overview(&parse(&m.render()), |t| t == "acme", |_| true);
+        assert_eq!(o.decisions["acme"]["p@1"]["gpt"], 1.0);
+        assert_eq!(o.fallbacks["acme"]["gpt"]["timeout"], 1.0);
+        assert!(!o.decisions.contains_key("globex"));
         assert!(!o.traffic.contains_key("globex"));
         let t = &o.traffic["acme"]["gpt"];
         assert_eq!((t.requests, t.server_errors, t.cost_usd), (2.0, 1.0, 2.0));

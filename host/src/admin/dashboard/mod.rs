@@ -60,6 +60,7 @@ static ROUTES: LazyLock<RouteTable<View>> = LazyLock::new(|| {
             &[(M::GET, View::Page(Page::Decisions))],
         ),
         ("/dashboard/replay", &[(M::GET, View::Page(Page::Replay))]),
+        ("/dashboard/routing", &[(M::GET, View::Page(Page::Routing))]),
         ("/dashboard/sign-in", &[(M::POST, View::SignIn)]),
         ("/dashboard/sign-out", &[(M::POST, View::SignOut)]),
         (
@@ -81,6 +82,10 @@ static ROUTES: LazyLock<RouteTable<View>> = LazyLock::new(|| {
         (
             "/dashboard/api/usage",
             &[(M::GET, View::Api(api::Query::Usage))],
+        ),
+        (
+            "/dashboard/api/budgets",
+            &[(M::GET, View::Api(api::Query::Budgets))],
         ),
         (
             "/dashboard/api/tenants/{tenant}/policies",

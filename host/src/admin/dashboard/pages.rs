@@ -17,6 +17,8 @@ const JS: &str = include_str!("assets/dashboard.js");
 pub enum Page {
     /// Traffic, errors, latency, spend; circuit states.
     Overview,
+    /// Which targets each policy chooses, fallbacks by cause, route reasons.
+    Routing,
     /// A tenant's versions, binding, history and candidate, with the actions.
     Policies,
     /// Spend by tenant, key, model and day.
@@ -28,8 +30,9 @@ pub enum Page {
 }
 
 impl Page {
-    const ALL: [(Page, &'static str, &'static str); 5] = [
+    const ALL: [(Page, &'static str, &'static str); 6] = [
         (Page::Overview, "overview", "Overview"),
+        (Page::Routing, "routing", "Routing"),
         (Page::Policies, "policies", "Policies"),
         (Page::Usage, "usage", "Usage"),
         (Page::Decisions, "decisions", "Decisions"),
@@ -51,7 +54,7 @@ impl Page {
     }
 
     fn per_tenant(self) -> bool {
-        matches!(self, Page::Policies | Page::Decisions)
+        matches!(self, Page::Policies | Page::Decisions | Page::Routing)
     }
 }
 
@@ -161,6 +164,7 @@ pub fn page(
     }
     body += match page {
         Page::Overview => OVERVIEW,
+        Page::Routing => ROUTING,
         Page::Policies => POLICIES,
         Page::Usage => USAGE,
         Page::Decisions => DECISIONS,
@@ -176,6 +180,12 @@ const OVERVIEW: &str = "<h1>Overview</h1><p class=\"hint\">Counts since the gate
 <h2>Targets</h2><table id=\"targets\"><thead><tr><th>Target</th><th>Circuit</th><th>In flight</th><th>p50</th><th>p99</th><th>TTFT p50</th><th>TTFT p99</th></tr></thead><tbody></tbody></table>\
 <h2>Refused by a limit</h2><table id=\"rejections\"><thead><tr><th>Tenant</th><th>Reason</th><th>Requests</th></tr></thead><tbody></tbody></table>";
 
+const ROUTING: &str = "<h1>Routing</h1><p class=\"hint\">Counts over the window chosen below; reasons among the tenant's newest decisions.</p>\
+<form id=\"routing-form\"><label>Window <select id=\"routing-window\"><option value=\"start\">since the gateway started</option><option value=\"page\">since this page opened</option></select></label></form>\
+<h2>First choices by policy version</h2><table id=\"choices\"><thead><tr><th>Policy</th><th>Target</th><th>Decisions</th><th>Share</th></tr></thead><tbody></tbody></table>\
+<h2>Fallbacks by cause</h2><table id=\"fallbacks\"><thead><tr><th>Target given up on</th><th>Cause</th><th>Fallbacks</th></tr></thead><tbody></tbody></table>\
+<h2>Route reasons</h2><table id=\"reasons\"><thead><tr><th>Reason</th><th>Decisions</th></tr></thead><tbody></tbody></table>";
+
 const POLICIES: &str = "<h1>Policies</h1><p id=\"action-result\" class=\"notice\" hidden></p>\
 <h2>Active</h2><div id=\"active\"></div><button id=\"rollback\" type=\"button\">Roll back</button>\
 <h2>Candidate</h2><div id=\"candidate\"></div><div class=\"actions\"><button id=\"promote\" type=\"button\">Promote</button> <button id=\"discard\" type=\"button\">Discard</button></div>\
@@ -185,7 +195,9 @@ const POLICIES: &str = "<h1>Policies</h1><p id=\"action-result\" class=\"notice\
 <h2>Versions</h2><table id=\"versions\"><thead><tr><th>Name</th><th>Version</th><th>Role</th><th>Calls</th><th>Errors</th><th>Quarantined</th><th></th></tr></thead><tbody></tbody></table>\
 <h2>History (newest first)</h2><table id=\"history\"><thead><tr><th>Name</th><th>Version</th><th>Config</th></tr></thead><tbody></tbody></table>";
 
-const USAGE: &str = "<h1>Usage and budgets</h1><form id=\"usage-form\"><label>Group by <select id=\"group-by\">\
+const USAGE: &str = "<h1>Usage and budgets</h1>\
+<h2>Budgets (current UTC day and month)</h2><table id=\"budgets\"><thead><tr><th>Tenant</th><th>Window</th><th>Spent ($)</th><th>Limit ($)</th><th>Burn</th></tr></thead><tbody></tbody></table>\
+<h2>Spend from the ledger</h2><form id=\"usage-form\"><label>Group by <select id=\"group-by\">\
 <option value=\"day\">day</option><option value=\"target\">target</option><option value=\"model\">model</option><option value=\"key\">key</option></select></label></form>\
 <svg id=\"usage-chart\" class=\"chart\" viewBox=\"0 0 600 160\" role=\"img\" aria-label=\"spend\"></svg>\
 <table id=\"usage\"><thead><tr><th>Tenant</th><th>Group</th><th>Requests</th><th>Input tokens</th><th>Output tokens</th><th>Spend ($)</th></tr></thead><tbody></tbody></table>";

@@ -122,6 +122,48 @@ function lineChart(svg, values) {
   );
 }
 
+// ---- Routing --------------------------------------------------------------------
+
+let routingBase = null;
+
+async function routing() {
+  const o = await getJson("/dashboard/api/overview");
+  if (!routingBase) routingBase = o;
+  const sincePage = document.getElementById("routing-window").value === "page";
+  const base = (map, ...keys) => {
+    if (!sincePage) return 0;
+    let v = routingBase[map];
+    for (const k of keys) v = v && v[k];
+    return typeof v === "number" ? v : 0;
+  };
+  const choices = [];
+  for (const [policy, byTarget] of Object.entries(o.decisions[tenant] || {})) {
+    const counts = Object.entries(byTarget).map(([tg, n]) => [tg, n - base("decisions", tenant, policy, tg)]);
+    const total = counts.reduce((a, [, n]) => a + n, 0);
+    for (const [tg, n] of counts) {
+      const tr = row([policy, tg, n, total > 0 ? `${((n / total) * 100).toFixed(1)} %` : "–"]);
+      tr.dataset.policy = policy;
+      tr.dataset.target = tg;
+      tr.dataset.decisions = String(n);
+      choices.push(tr);
+    }
+  }
+  fill("choices", choices);
+  const fallbacks = [];
+  for (const [tg, byCause] of Object.entries(o.fallbacks[tenant] || {})) {
+    for (const [cause, n] of Object.entries(byCause)) fallbacks.push(row([tg, cause, n - base("fallbacks", tenant, tg, cause)]));
+  }
+  fill("fallbacks", fallbacks);
+  const recent = await getJson(`/dashboard/api/tenants/${enc(tenant)}/decisions`);
+  const reasons = new Map();
+  for (const d of recent.data) {
+    const r = d.decision.reason || (d.decision.rejection ? "rejected" : d.decision.error || "");
+    reasons.set(r, (reasons.get(r) || 0) + 1);
+  }
+  fill("reasons", [...reasons.entries()].sort((a, b) => b[1] - a[1]).map(([r, n]) => row([r, n])));
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
 // ---- Policies -------------------------------------------------------------------
 
 const short = (v) => (v ? v.slice(0, 12) : "");
@@ -190,7 +232,29 @@ function policiesPage() {
 
 // ---- Usage ----------------------------------------------------------------------
 
+async function budgets() {
+  const r = await getJson("/dashboard/api/budgets");
+  const rows = [];
+  for (const b of r.data) {
+    for (const window of ["day", "month"]) {
+      const { spent_usd: spent, limit_usd: limit } = b[window];
+      const burn = svgEl("svg", { viewBox: "0 0 200 12", width: 200, height: 12, class: "chart" });
+      if (limit) {
+        const share = Math.min(1, spent / limit);
+        burn.appendChild(svgEl("rect", { x: 0, y: 0, width: 200 * share, height: 12, class: "bar" }));
+        burn.appendChild(svgEl("title", {}, `${(share * 100).toFixed(1)} % of the ${window}'s budget`));
+      }
+      const tr = row([b.tenant, window, usd(spent), limit ? usd(limit) : "no budget", burn]);
+      tr.dataset.tenant = b.tenant;
+      tr.dataset.window = window;
+      rows.push(tr);
+    }
+  }
+  fill("budgets", rows);
+}
+
 async function usage() {
+  await budgets();
   const groupBy = document.getElementById("group-by").value;
   const r = await getJson(`/dashboard/api/usage?group_by=${enc(groupBy)}`);
   fill("usage", r.data.map((a) => row([a.tenant, a.group, a.requests, a.input_tokens, a.output_tokens, usd(a.cost_usd)])));
@@ -295,6 +359,10 @@ function poll(fn, everyMs) {
 }
 
 if (page === "overview") poll(overview, 3000);
+else if (page === "routing") {
+  document.getElementById("routing-window").addEventListener("change", () => routing().catch((e) => notice(e.message)));
+  poll(routing, 5000);
+}
 else if (page === "policies") policiesPage();
 else if (page === "usage") {
   document.getElementById("group-by").addEventListener("change", () => usage().catch((e) => notice(e.message)));

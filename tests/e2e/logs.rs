@@ -3,7 +3,7 @@
 //! client keys, admin tokens) appears in logs, metrics or responses.
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};
-use crate::gateway_support::{Reply, config, send};
+use crate::gateway_support::{Reply, config, send, send_with};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
@@ -104,6 +104,55 @@ async fn json_logs_carry_request_ids_and_no_secret_reaches_any_output() {
         )
         .await,
     );
+    // The dashboard: a refused and an accepted sign-in, and an action, which is logged
+    // with the session's scope (never the token, nor the session id).
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let sign_in = format!("{admin}/dashboard/sign-in");
+    let body = format!("token={WRONG_KEY}");
+    replies.push(send_with("POST", &sign_in, None, Some(body.as_bytes()), &form).await);
+    assert_eq!(replies.last().unwrap().status, 401);
+    let body = format!("token={ADMIN_TOKEN}");
+    replies.push(send_with("POST", &sign_in, None, Some(body.as_bytes()), &form).await);
+    let signed_in = replies.last().unwrap();
+    assert_eq!(signed_in.status, 303);
+    let cookie = signed_in
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session_id = cookie.split_once('=').unwrap().1.to_owned();
+    let page = send_with(
+        "GET",
+        &format!("{admin}/dashboard"),
+        None,
+        None,
+        &[("cookie", &cookie)],
+    )
+    .await;
+    let csrf = crate::dashboard::csrf_of(&page.text());
+    replies.push(page);
+    let active = replies[4].json()["active"]["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let activate = serde_json::json!({ "version": active }).to_string();
+    replies.push(
+        send_with(
+            "POST",
+            &format!("{admin}/dashboard/api/tenants/sentinel/activate"),
+            None,
+            Some(activate.as_bytes()),
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        )
+        .await,
+    );
+    assert_eq!(
+        replies.last().unwrap().status,
+        200,
+        "{}",
+        replies.last().unwrap().text()
+    );
     let metrics = send("GET", &format!("{admin}/metrics"), Some(ADMIN_TOKEN), None).await;
     assert_eq!(replies[0].status, 200, "{}", replies[0].text());
     assert_eq!(replies[2].status, 401);
@@ -145,6 +194,24 @@ async fn json_logs_carry_request_ids_and_no_secret_reaches_any_output() {
         logs.iter()
             .any(|l| l.contains("attempt failed; trying the next target")),
         "the 500 left no log line"
+    );
+    let audited = logs.iter().any(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["fields"]["message"] == "dashboard action"
+            && v["fields"]["scope"] == "operator"
+            && v["fields"]["tenant"] == "sentinel"
+            && v["fields"]["action"] == "Activate"
+    });
+    assert!(
+        audited,
+        "the dashboard's action left no audit line:\n{}",
+        logs.join("\n")
+    );
+    assert!(logs.iter().any(|l| l.contains("dashboard sign-in")));
+    assert!(
+        logs.iter()
+            .all(|l| !l.contains(&session_id) && !l.contains(&csrf)),
+        "a session id or CSRF token reached the logs"
     );
 
     let mut outputs: Vec<String> = logs;

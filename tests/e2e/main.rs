@@ -17,6 +17,7 @@ mod config_examples;
 mod containment;
 mod contract;
 mod contract_upgrade;
+mod dashboard;
 mod decision_log;
 mod decisions;
 mod deploy;

@@ -20,6 +20,7 @@ async fn serve_without_a_config_shows_everything_offline() {
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut api, mut admin, mut token, mut state) = (None, None, None, None);
+    let mut dashboard = None;
     while state.is_none() {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
@@ -32,6 +33,8 @@ async fn serve_without_a_config_shows_everything_offline() {
             let (url, t) = rest.split_once(" operator token ").unwrap();
             admin = Some(url.to_owned());
             token = Some(t.to_owned());
+        } else if let Some(rest) = line.strip_prefix("dashboard: ") {
+            dashboard = rest.split_once(' ').map(|(url, _)| url.to_owned());
         } else if let Some(rest) = line.strip_prefix("usage ledger and decision log in ") {
             state = Some(rest.strip_suffix(" (removed at exit)").unwrap().to_owned());
         }
@@ -48,6 +51,23 @@ async fn serve_without_a_config_shows_everything_offline() {
         "{token}"
     );
     assert!(state.is_dir(), "{}", state.display());
+    // The dashboard is printed beside the admin API, and signs in with its token.
+    assert_eq!(
+        dashboard.expect("no dashboard line"),
+        format!("{admin}/dashboard")
+    );
+    let form = send("GET", &format!("{admin}/dashboard"), None, None).await;
+    assert_eq!(form.status, 200);
+    assert!(form.text().contains("id=\"sign-in\""), "{}", form.text());
+    let signed_in = crate::gateway_support::send_with(
+        "POST",
+        &format!("{admin}/dashboard/sign-in"),
+        None,
+        Some(format!("token={token}").as_bytes()),
+        &[],
+    )
+    .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text());
 
     let chat = json!({"model": "auto", "messages": [{"role": "user", "content": "Hello"}]});
     let r = send(

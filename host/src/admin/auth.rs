@@ -46,7 +46,12 @@ impl AdminTokens {
     /// The scope of the token in an `Authorization: Bearer …` header. The comparison
     /// after the lookup is constant-time; nothing about a wrong token is logged.
     pub fn scope(&self, authorization: Option<&[u8]>) -> Option<Scope> {
-        let token = crate::tenancy::bearer_token(authorization?)?;
+        self.scope_of_token(crate::tenancy::bearer_token(authorization?)?)
+    }
+
+    /// The scope of a bare token (the dashboard's sign-in form); the same check as
+    /// [`AdminTokens::scope`].
+    pub fn scope_of_token(&self, token: &str) -> Option<Scope> {
         let presented = hash_key(token);
         let (stored, scope) = self.by_hash.get_key_value(&presented)?;
         let same = stored

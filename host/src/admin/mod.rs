@@ -1,7 +1,10 @@
 //! The admin API, on its own listener: policy uploads, activation, rollback,
-//! candidates (shadow, canary), for operators and for teams' deploy tokens.
+//! candidates (shadow, canary), for operators and for teams' deploy tokens; and the
+//! dashboard, the same in a browser.
 
 mod auth;
+mod dashboard;
+mod reports;
 pub(crate) mod routes;
 
 pub use auth::{AdminTokens, Scope};
@@ -21,13 +24,19 @@ pub struct Admin {
     pub gateway: Arc<Gateway>,
     /// Who may call it.
     pub tokens: AdminTokens,
+    /// The dashboard's signed-in browsers.
+    pub sessions: dashboard::Sessions,
 }
 
 impl Admin {
     /// The admin API for `gateway`, with the tokens of its config.
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let tokens = AdminTokens::new(&gateway.config.admin.tokens);
-        Admin { gateway, tokens }
+        Admin {
+            gateway,
+            tokens,
+            sessions: dashboard::Sessions::default(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 use super::Admin;
 use super::auth::Scope;
+use super::reports::{metrics_text, tenant_bindings, usage_rows};
 use crate::deploy::{CandidateMode, DeployError, Source};
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, ResponseBody, codes, json};
@@ -39,9 +40,9 @@ enum Endpoint {
     Tenant(TenantOp),
 }
 
-/// The lifecycle operations on one tenant.
+/// The lifecycle operations on one tenant (the dashboard's actions are these too).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum TenantOp {
+pub(super) enum TenantOp {
     Report,
     Upload,
     Activate,
@@ -99,6 +100,9 @@ pub(super) async fn handle(
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = request.uri().path().to_owned();
+    if path == "/dashboard" || path.starts_with("/dashboard/") {
+        return super::dashboard::handle(admin, request).await;
+    }
     let (endpoint, tenant) = match ROUTES.resolve(request.method(), &path) {
         Ok((endpoint, params)) => (endpoint, params.get("tenant").map(str::to_owned)),
         Err(unrouted) => return unrouted.into_response(request.method(), &path),
@@ -108,19 +112,24 @@ pub(super) async fn handle(
         (Endpoint::Metrics, _) => metrics(admin, &request),
         (Endpoint::Usage, _) => usage(admin, &request).await,
         (Endpoint::Tenants, _) => tenants(admin, &request),
-        (Endpoint::Tenant(op), Some(tenant)) => tenant_request(admin, request, &tenant, op).await,
+        (Endpoint::Tenant(op), Some(tenant)) => match token_scope(admin, &request) {
+            Ok(scope) => tenant_request(admin, request, &scope, &tenant, op).await,
+            Err(e) => Err(e),
+        },
         (Endpoint::Tenant(_), None) => Err(ApiError::internal("a tenant path without a tenant")),
     };
     result.unwrap_or_else(ApiError::into_response)
 }
 
-async fn tenant_request(
+/// A lifecycle operation on `tenant_id` by a caller of `scope` (an admin token's, or
+/// a dashboard session's).
+pub(super) async fn tenant_request(
     admin: &Arc<Admin>,
     request: Request<Incoming>,
+    scope: &Scope,
     tenant_id: &str,
     op: TenantOp,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let scope = token_scope(admin, &request)?;
     if !scope.allows(tenant_id) {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -140,7 +149,7 @@ async fn tenant_request(
                 format!("no tenant `{tenant_id}`"),
             )
         })?;
-    debug_assert!(scope == Scope::Operator || scope.allows(&tenant.id));
+    debug_assert!(*scope == Scope::Operator || scope.allows(&tenant.id));
 
     let gateway = admin.gateway.clone();
     match op {
@@ -275,34 +284,10 @@ fn token_scope(admin: &Admin, request: &Request<Incoming>) -> Result<Scope, ApiE
 /// token, by id, each with its active binding and candidate (label and version).
 fn tenants(admin: &Admin, request: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let scope = token_scope(admin, request)?;
-    let mut tenants: Vec<&Arc<Tenant>> = admin
-        .gateway
-        .tenants
-        .values()
-        .filter(|t| scope.allows(&t.id))
-        .collect();
-    tenants.sort_by(|a, b| a.id.cmp(&b.id));
-    let binding = |d: &crate::deploy::Deployment| serde_json::json!({"version": d.version(), "name": d.name, "label": d.label});
-    let data: Vec<serde_json::Value> = tenants
-        .into_iter()
-        .map(|t| {
-            let routing = t.policy.current();
-            let candidate = routing.candidate.as_ref().map(|c| {
-                let mut b = binding(&c.deployment);
-                b["mode"] = match c.mode {
-                    CandidateMode::Shadow => "shadow".into(),
-                    CandidateMode::Canary(_) => "canary".into(),
-                };
-                b
-            });
-            serde_json::json!({
-                "id": &*t.id,
-                "active": binding(&routing.active),
-                "candidate": candidate,
-            })
-        })
-        .collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "data": data })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "data": tenant_bindings(admin, &scope) }),
+    ))
 }
 
 /// `GET /admin/usage?tenant=&from=&to=&group_by=target|model|key|day`: ledger
@@ -312,57 +297,7 @@ async fn usage(
     request: &Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let scope = token_scope(admin, request)?;
-    let mut query = crate::ledger::UsageQuery {
-        tenant: None,
-        from_ms: None,
-        to_ms: None,
-        group_by: crate::ledger::GroupBy::Target,
-    };
-    for (k, v) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
-        let bad =
-            |e: String| ApiError::invalid_request(codes::INVALID_VALUE, format!("`{k}`: {e}"));
-        match &*k {
-            "tenant" => query.tenant = Some(v.into_owned()),
-            "from" => query.from_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
-            "to" => query.to_ms = Some(crate::ledger::parse_time(&v).map_err(bad)?),
-            "group_by" => query.group_by = v.parse().map_err(bad)?,
-            other => {
-                return Err(ApiError::invalid_request(
-                    codes::UNKNOWN_PARAMETER,
-                    format!("unknown parameter `{other}` (tenant, from, to, group_by)"),
-                ));
-            }
-        }
-    }
-    match (&scope, &query.tenant) {
-        (Scope::Tenant(own), Some(asked)) if own != asked => {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "permission_denied",
-                "this token may not read that tenant's usage",
-            ));
-        }
-        (Scope::Tenant(own), None) => query.tenant = Some(own.clone()),
-        _ => {}
-    }
-    let gateway = admin.gateway.clone();
-    let rows = tokio::task::spawn_blocking(move || match &gateway.ledger {
-        Some(ledger) => ledger.query(&query).map(Some),
-        None => Ok(None),
-    })
-    .await
-    .map_err(|_| ApiError::internal("the query was interrupted"))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "usage query failed");
-        ApiError::internal("the usage ledger could not be read")
-    })?
-    .ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "ledger_disabled",
-            "no usage ledger is configured ([ledger] path or [admin] state_dir)",
-        )
-    })?;
+    let rows = usage_rows(admin, &scope, request.uri().query().unwrap_or("")).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "data": rows })))
 }
 
@@ -375,29 +310,7 @@ fn metrics(admin: &Admin, request: &Request<Incoming>) -> Result<Response<Respon
             "metrics span every tenant: use an operator token",
         ));
     }
-    let gateway = &admin.gateway;
-    for (i, target) in gateway.targets.iter().enumerate() {
-        let (in_flight, circuit) = gateway.signals.gauges(i);
-        gateway
-            .metrics
-            .target_state(&target.name, in_flight, circuit);
-    }
-    for tenant in gateway.tenants.values() {
-        if tenant.quota.has_budget() {
-            gateway
-                .metrics
-                .budget_state(&tenant.name(), tenant.quota.spent_usd());
-        }
-    }
-    if let Some(ledger) = &gateway.ledger {
-        gateway.metrics.ledger_state(ledger.counts());
-    }
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        gateway
-            .metrics
-            .runtime_state(runtime.metrics().num_alive_tasks());
-    }
-    let mut response = Response::new(crate::openai::full(gateway.metrics.render()));
+    let mut response = Response::new(crate::openai::full(metrics_text(&admin.gateway)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(
@@ -459,7 +372,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 }
 
 /// At most `bytes`, within the listeners' body timeout.
-fn body_limit(gateway: &Gateway, bytes: usize) -> crate::server::BodyLimit {
+pub(super) fn body_limit(gateway: &Gateway, bytes: usize) -> crate::server::BodyLimit {
     crate::server::BodyLimit {
         bytes,
         timeout: gateway.config.server.body_read_timeout(),
@@ -498,7 +411,11 @@ fn deploy_error(e: DeployError) -> ApiError {
     error(status, code, e.to_string())
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+pub(super) fn error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> ApiError {
     ApiError {
         status,
         message: message.into(),

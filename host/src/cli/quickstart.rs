@@ -48,7 +48,7 @@ impl QuickStart {
     }
 
     /// The start-up lines: the demo key and a request to try, the admin API's URL with
-    /// the operator token, and where the state is kept.
+    /// the operator token, the dashboard's URL, and where the state is kept.
     pub fn announce(&self, api: SocketAddr, admin: Option<SocketAddr>) {
         let key = super::serve::DEMO_KEY;
         println!("embedded default config: demo tenant key {key}");
@@ -60,6 +60,7 @@ impl QuickStart {
         );
         if let Some(admin) = admin {
             println!("admin API: http://{admin} operator token {}", self.token);
+            println!("dashboard: http://{admin}/dashboard (sign in with the operator token)");
             println!(
                 "try: curl -s http://{admin}/admin/tenants/demo/policies -H 'authorization: Bearer {}'",
                 self.token

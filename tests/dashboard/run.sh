@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The dashboard stage: the dashboard driven in headless Chromium over WebDriver
+# (README, "Dashboard"). Installs Debian's chromium and chromium-driver when missing;
+# the test starts its own chromedriver on a free loopback port with a temporary profile
+# and stops it by its process id. Screenshots of each page go to
+# target/dashboard-screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v chromedriver > /dev/null || ! command -v chromium > /dev/null; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
+        echo "the dashboard tests need chromium and chromedriver: apt-get install -y chromium chromium-driver" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null
+fi
+
+# Built as tests/run's `cargo test` builds the workspace, so nothing is rebuilt; the
+# browser tests are #[ignore]d in the main run because they need Chromium.
+cargo test --workspace --features signalbox/otlp --test e2e -- --ignored dashboard::

@@ -32,6 +32,10 @@ pub struct ExportedSpan {
 pub enum AttributeValue {
     Str(String),
     Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// An array of strings (e.g. `gen_ai.response.finish_reasons`).
+    Strs(Vec<String>),
     Other(String),
 }
 
@@ -212,6 +216,25 @@ fn value(v: Option<&AnyValue>) -> AttributeValue {
     match v.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => AttributeValue::Str(s.clone()),
         Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => AttributeValue::Double(*d),
+        Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
+        Some(any_value::Value::ArrayValue(array))
+            if array
+                .values
+                .iter()
+                .all(|v| matches!(v.value, Some(any_value::Value::StringValue(_)))) =>
+        {
+            AttributeValue::Strs(
+                array
+                    .values
+                    .iter()
+                    .filter_map(|v| match &v.value {
+                        Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
         other => AttributeValue::Other(format!("{other:?}")),
     }
 }

@@ -1,12 +1,19 @@
 //! Span export: the gateway binary, built with the `otlp` feature, sends the spans of
 //! a request (the request, the policy call, each upstream attempt) to an OTLP/HTTP
-//! collector, carrying the request id the client saw and no secret. Built without the
-//! feature, a config asking for export stops start-up with a clear error.
+//! collector, carrying the request id the client saw, the GenAI semantic conventions'
+//! attributes (operation, provider, models, settings, usage, finish reasons, error
+//! type), and no secret, prompt or answer. Built without the feature, a config asking
+//! for export stops start-up with a clear error.
 
 use crate::gateway_support::config;
 
 /// The provider's key, set in the gateway's environment; it must never be exported.
 const PROVIDER_SECRET: &str = "sk-otlp-sentinel-4d2f9a";
+/// Words of the prompts and of the answers: spans carry neither.
+#[cfg(feature = "otlp")]
+const PROMPT_TEXT: &str = "prompt-sentinel walrus tangerine";
+#[cfg(feature = "otlp")]
+const ANSWER_TEXT: &str = "answer-sentinel heron quince";
 
 /// A gateway process for `toml`; its stdout, stderr and exit are the caller's.
 fn gateway(toml: &str, dir: &std::path::Path) -> tokio::process::Command {
@@ -61,19 +68,75 @@ async fn spans_of_a_request_reach_an_otlp_collector_with_its_request_id() {
         .unwrap_or_else(|| panic!("unexpected first line: {first}"))
         .to_owned();
 
+    let answer = Upstream::ok().text(ANSWER_TEXT);
+    up.set_default(answer.clone());
     up.enqueue(Upstream::ok().status(500));
-    let chat = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let chat = serde_json::json!({
+        "model": "m",
+        "max_tokens": 64,
+        "temperature": 0.25,
+        "messages": [{"role": "user", "content": PROMPT_TEXT}],
+    });
     let reply = send(
         "POST",
         &format!("{base}/v1/chat/completions"),
         Some(KEY),
-        Some(chat),
+        Some(chat.to_string().as_bytes()),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(up.hits(), 2, "the 500 was not retried on the second target");
     let request_id = reply.header("x-request-id").to_owned();
     assert!(!request_id.is_empty());
+    // The usage the upstream reports, which the spans must carry.
+    let prompt_tokens = crate::fake_upstream::prompt_tokens(&chat) as i64;
+    let completion_tokens = answer.completion_tokens() as i64;
+    assert_eq!(
+        reply.json()["usage"]["completion_tokens"],
+        completion_tokens,
+        "{}",
+        reply.text()
+    );
+
+    // A streamed chat: its finish reason and usage are read from the stream's events.
+    let streamed = serde_json::json!({
+        "model": "m",
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": PROMPT_TEXT}],
+    });
+    let reply = send(
+        "POST",
+        &format!("{base}/v1/chat/completions"),
+        Some(KEY),
+        Some(streamed.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let stream_id = reply.header("x-request-id").to_owned();
+
+    let embed = serde_json::json!({"model": "m", "input": PROMPT_TEXT});
+    let reply = send(
+        "POST",
+        &format!("{base}/v1/embeddings"),
+        Some(KEY),
+        Some(embed.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let embed_id = reply.header("x-request-id").to_owned();
+    let embed_tokens = crate::fake_upstream::prompt_tokens(&embed) as i64;
+
+    // A failed request: its `error.type` is its status.
+    let reply = send(
+        "POST",
+        &format!("{base}/v1/chat/completions"),
+        Some(KEY),
+        Some(br#"{"model":"m"}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let refused_id = reply.header("x-request-id").to_owned();
 
     // Stopped right away, well before the exporter's periodic batch (5 s): the spans
     // arrive because shutdown flushes them.
@@ -101,7 +164,11 @@ async fn spans_of_a_request_reach_an_otlp_collector_with_its_request_id() {
 
     let spans = collector
         .wait_for_spans(Duration::from_secs(5), |spans| {
-            spans.iter().any(|s| s.name == "request") && spans.iter().any(|s| s.name == "attempt")
+            spans
+                .iter()
+                .filter(|s| s.name == "request" && s.attribute("gen_ai.operation.name").is_some())
+                .count()
+                >= 4
         })
         .await;
     let exports = collector.exports();
@@ -126,6 +193,36 @@ async fn spans_of_a_request_reach_an_otlp_collector_with_its_request_id() {
     assert_eq!(root.str("tenant"), "acme");
     assert_eq!(root.str("path"), "/v1/chat/completions");
     assert_eq!(root.attribute("status"), Some(&AttributeValue::Int(200)));
+    let int = |n: i64| Some(AttributeValue::Int(n));
+    assert_eq!(root.str("gen_ai.operation.name"), "chat", "{root:#?}");
+    assert_eq!(root.str("gen_ai.request.model"), "m");
+    assert_eq!(root.str("gen_ai.response.model"), "m");
+    assert_eq!(root.str("gen_ai.provider.name"), "openai");
+    assert_eq!(
+        root.attribute("gen_ai.request.max_tokens").cloned(),
+        int(64)
+    );
+    assert_eq!(
+        root.attribute("gen_ai.request.temperature"),
+        Some(&AttributeValue::Double(0.25))
+    );
+    assert_eq!(
+        root.attribute("gen_ai.request.stream"),
+        Some(&AttributeValue::Bool(false))
+    );
+    assert_eq!(
+        root.attribute("gen_ai.usage.input_tokens").cloned(),
+        int(prompt_tokens)
+    );
+    assert_eq!(
+        root.attribute("gen_ai.usage.output_tokens").cloned(),
+        int(completion_tokens)
+    );
+    assert_eq!(
+        root.attribute("gen_ai.response.finish_reasons"),
+        Some(&AttributeValue::Strs(vec!["stop".to_owned()]))
+    );
+    assert_eq!(root.attribute("error.type"), None);
 
     // The policy call and both attempts are children of that request span.
     let children = |name: &str| -> Vec<_> {
@@ -141,6 +238,8 @@ async fn spans_of_a_request_reach_an_otlp_collector_with_its_request_id() {
     assert_eq!(policy.len(), 1, "{spans:#?}");
     assert!(!policy[0].str("policy").is_empty(), "{:?}", policy[0]);
     assert_eq!(policy[0].str("outcome"), "route");
+    assert_eq!(policy[0].str("gen_ai.operation.name"), "chat");
+    assert_eq!(policy[0].str("gen_ai.request.model"), "m");
 
     let mut attempts = children("attempt");
     attempts.sort_by_key(|s| match s.attribute("n") {
@@ -150,16 +249,85 @@ async fn spans_of_a_request_reach_an_otlp_collector_with_its_request_id() {
     assert_eq!(attempts.len(), 2, "{spans:#?}");
     assert_eq!(attempts[0].str("target"), "first");
     assert_eq!(attempts[0].str("failure"), "server_error");
+    assert_eq!(attempts[0].str("error.type"), "server_error");
+    assert_eq!(attempts[0].attribute("gen_ai.response.model"), None);
     assert_eq!(attempts[1].str("target"), "second");
     assert_eq!(
         attempts[1].attribute("status"),
         Some(&AttributeValue::Int(200))
     );
+    for attempt in &attempts {
+        assert_eq!(attempt.str("gen_ai.operation.name"), "chat");
+        assert_eq!(attempt.str("gen_ai.provider.name"), "openai");
+        assert_eq!(attempt.str("gen_ai.request.model"), "m");
+    }
+    assert_eq!(attempts[1].str("gen_ai.response.model"), "m");
+    assert_eq!(attempts[1].attribute("error.type"), None);
+    assert_eq!(
+        attempts[1].attribute("gen_ai.usage.input_tokens").cloned(),
+        int(prompt_tokens)
+    );
+    assert_eq!(
+        attempts[1].attribute("gen_ai.usage.output_tokens").cloned(),
+        int(completion_tokens)
+    );
+    assert_eq!(
+        attempts[1].attribute("gen_ai.response.finish_reasons"),
+        Some(&AttributeValue::Strs(vec!["stop".to_owned()]))
+    );
+
+    let root_of = |id: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == "request" && s.str("request_id") == id)
+            .unwrap_or_else(|| panic!("no request span for {id} in {spans:#?}"))
+    };
+    let stream = root_of(&stream_id);
+    assert_eq!(
+        stream.attribute("gen_ai.request.stream"),
+        Some(&AttributeValue::Bool(true))
+    );
+    assert_eq!(stream.str("gen_ai.response.model"), "m");
+    assert_eq!(
+        stream.attribute("gen_ai.usage.input_tokens").cloned(),
+        int(prompt_tokens)
+    );
+    assert_eq!(
+        stream.attribute("gen_ai.usage.output_tokens").cloned(),
+        int(completion_tokens)
+    );
+    assert_eq!(
+        stream.attribute("gen_ai.response.finish_reasons"),
+        Some(&AttributeValue::Strs(vec!["stop".to_owned()]))
+    );
+
+    let refused = root_of(&refused_id);
+    assert_eq!(refused.str("error.type"), "400", "{refused:#?}");
+    assert_eq!(refused.str("gen_ai.operation.name"), "chat");
+
+    let embeddings = root_of(&embed_id);
+    assert_eq!(embeddings.str("gen_ai.operation.name"), "embeddings");
+    assert_eq!(embeddings.str("gen_ai.request.model"), "m");
+    assert_eq!(embeddings.str("gen_ai.response.model"), "m");
+    assert_eq!(embeddings.str("gen_ai.provider.name"), "openai");
+    assert_eq!(
+        embeddings.attribute("gen_ai.usage.input_tokens").cloned(),
+        int(embed_tokens)
+    );
+    // Chat-only attributes stay off an embeddings span.
+    for key in [
+        "gen_ai.usage.output_tokens",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.request.max_tokens",
+        "gen_ai.request.stream",
+    ] {
+        assert_eq!(embeddings.attribute(key), None, "{key} on {embeddings:#?}");
+    }
 
     // No key, header value or secret anywhere in what was exported.
     for export in &exports {
         let raw = String::from_utf8_lossy(&export.body);
-        for secret in [KEY, PROVIDER_SECRET, "Bearer"] {
+        for secret in [KEY, PROVIDER_SECRET, "Bearer", "sentinel"] {
             assert!(!raw.contains(secret), "`{secret}` was exported");
         }
     }

@@ -27,6 +27,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// `max_completion_tokens` or `max_tokens`.
     pub max_output_tokens: Option<u32>,
+    /// `temperature`, for telemetry (the upstream reads it from the body).
+    pub temperature: Option<f64>,
     /// Whether tools are offered.
     pub has_tools: bool,
     /// Message roles and text, for the policy.
@@ -136,6 +138,7 @@ pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiE
         .iter()
         .find_map(|k| lenient::<u64>(&body, k))
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    let temperature = lenient::<f64>(&body, "temperature");
     let has_tools = lenient::<Vec<serde::de::IgnoredAny>>(&body, "tools")
         .is_some_and(|t| !t.is_empty())
         || body.raw("functions").is_some();
@@ -145,6 +148,7 @@ pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiE
         stream,
         include_usage,
         max_output_tokens,
+        temperature,
         has_tools,
         messages: parsed.into(),
         input_tokens,

@@ -68,6 +68,8 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, http_body
 /// the model name to send.
 pub struct Upstream {
     kind: Kind,
+    /// The provider's wire protocol, for telemetry's `gen_ai.provider.name`.
+    provider: ProviderKind,
     upstream_model: String,
 }
 
@@ -102,8 +104,14 @@ impl Upstream {
         };
         Ok(Upstream {
             kind,
+            provider: provider.kind,
             upstream_model: target.upstream_model().to_owned(),
         })
+    }
+
+    /// The kind of provider this upstream is.
+    pub fn provider(&self) -> ProviderKind {
+        self.provider
     }
 
     /// Sends one attempt; resolves when the response headers arrive.

@@ -7,6 +7,7 @@ use crate::deploy::{Candidate, Deployment, Routing};
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::ApiError;
 use crate::policy::{PolicyError, RouteDecision, RouteRequest, TargetSignals};
+use crate::telemetry::gen_ai;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +59,9 @@ pub(crate) fn decide(gateway: &Arc<Gateway>, tenant: &Arc<Tenant>, request: &Rou
             "policy",
             policy = %deployment.label,
             outcome = tracing::field::Empty,
+            gen_ai.operation.name = gen_ai::operation_of(request.fields().endpoint),
+            gen_ai.request.model = request.model(),
+            error.type = tracing::field::Empty,
         );
         let _entered = span.enter();
         let routed = deployment.route(request, &signals);
@@ -69,6 +73,9 @@ pub(crate) fn decide(gateway: &Arc<Gateway>, tenant: &Arc<Tenant>, request: &Rou
                 Err(e) => e.kind(),
             },
         );
+        if let Err(e) = &routed.0 {
+            span.record("error.type", e.kind());
+        }
         routed
     };
     let first = match &decision {

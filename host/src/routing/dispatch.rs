@@ -9,8 +9,9 @@ use super::headers::{explained, strip};
 use super::relay::Relay;
 use crate::openai::{ApiError, ResponseBody, full};
 use crate::policy::Ending;
-use crate::provider::Attempt;
+use crate::provider::{Attempt, AttemptKind};
 use crate::signals::Admission;
+use crate::telemetry::gen_ai;
 use http_body_util::BodyExt;
 use std::time::Instant;
 use tracing::Instrument;
@@ -80,17 +81,48 @@ pub(super) async fn dispatch(
             failure = tracing::field::Empty,
             why = tracing::field::Empty,
             otel.kind = "client",
+            // The GenAI conventions of a client call: the model asked of this target
+            // is its configured one, whatever the client named.
+            gen_ai.operation.name = match attempt.kind {
+                AttemptKind::Chat => gen_ai::OPERATION_CHAT,
+                AttemptKind::Embeddings => gen_ai::OPERATION_EMBEDDINGS,
+            },
+            gen_ai.provider.name = gen_ai::provider_name(target.upstream.provider()),
+            gen_ai.request.model = target.config.model.as_str(),
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
         let outcome = attempt::run(target, attempt).instrument(span.clone()).await;
         match &outcome {
             Outcome::Retry { cause, why, .. } => {
                 span.record("failure", *cause);
                 span.record("why", why.as_str());
+                span.record("error.type", *cause);
             }
-            Outcome::Complete { parts, .. }
-            | Outcome::ClientError { parts, .. }
-            | Outcome::Streaming { parts, .. } => {
+            Outcome::ClientError { parts, .. } => {
                 span.record("status", i64::from(parts.status.as_u16()));
+                span.record("error.type", parts.status.as_str());
+            }
+            Outcome::Complete { parts, body, usage } => {
+                span.record("status", i64::from(parts.status.as_u16()));
+                span.record("gen_ai.response.model", target.config.model.as_str());
+                if let Some((input, output)) = usage {
+                    span.record("gen_ai.usage.input_tokens", i64::from(*input));
+                    if attempt.kind == AttemptKind::Chat {
+                        span.record("gen_ai.usage.output_tokens", i64::from(*output));
+                    }
+                }
+                if attempt.kind == AttemptKind::Chat {
+                    let reasons = gen_ai::finish_reasons_of_json(body);
+                    gen_ai::record_finish_reasons(&span, &reasons);
+                    routed.finish_reasons(&reasons);
+                }
+            }
+            Outcome::Streaming { parts, .. } => {
+                span.record("status", i64::from(parts.status.as_u16()));
+                span.record("gen_ai.response.model", target.config.model.as_str());
             }
         }
         drop(span);

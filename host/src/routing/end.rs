@@ -16,8 +16,10 @@ use crate::feedback::Decided;
 use crate::gateway::{Gateway, Target, Tenant};
 use crate::ledger::UsageRow;
 use crate::policy::{Ending, Outcome};
+use crate::provider::AttemptKind;
 use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
+use crate::telemetry::gen_ai;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +70,12 @@ pub(crate) struct Routed {
     /// The request's slot among its tenant's requests in flight (when the tenant has
     /// a limit), held until the request is dropped, streams included.
     pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Chat or embeddings: which usage the GenAI conventions count.
+    kind: AttemptKind,
+    /// The request's span, kept so that its end (which may come from a stream's
+    /// body, after the handler returned) records the GenAI usage on it; holding it
+    /// also makes the exported span last as long as the response.
+    pub span: tracing::Span,
     ended: bool,
 }
 
@@ -77,6 +85,7 @@ impl Routed {
         tenant: &Arc<Tenant>,
         (request_id, key_id): (&str, &Arc<str>),
         input_estimate: u32,
+        kind: AttemptKind,
     ) -> Self {
         Routed {
             gateway: gateway.clone(),
@@ -91,6 +100,9 @@ impl Routed {
             failures: Vec::new(),
             answer: None,
             tenant_slot: None,
+            kind,
+            // Built inside the request's span, which is current here.
+            span: tracing::Span::current(),
             ended: false,
         }
     }
@@ -144,6 +156,7 @@ impl Routed {
                 .record(answer.target, end.target_result(answer));
         }
         self.log_line(&end, target, cost);
+        self.record_on_span(&end, target);
         self.settle(&end, cost);
         self.metrics(&end, target, cost);
         if let Some(ledger) = &gateway.ledger {
@@ -198,6 +211,42 @@ impl Routed {
             fallback_depth = self.failed.len(),
             "request ended"
         );
+    }
+
+    /// The GenAI conventions' response attributes on the request's span: who answered,
+    /// with which model, and the tokens counted. A request that failed after its
+    /// head was sent gets its `error.type` here (the handler saw a 200).
+    fn record_on_span(&self, end: &End, target: Option<&Target>) {
+        if let Some(target) = target {
+            self.span.record(
+                "gen_ai.provider.name",
+                gen_ai::provider_name(target.upstream.provider()),
+            );
+            if end.ending != Ending::Refused {
+                self.span
+                    .record("gen_ai.response.model", target.config.model.as_str());
+                self.span
+                    .record("gen_ai.usage.input_tokens", i64::from(end.tokens.0));
+                if self.kind == AttemptKind::Chat {
+                    self.span
+                        .record("gen_ai.usage.output_tokens", i64::from(end.tokens.1));
+                }
+            }
+        }
+        match end.ending {
+            Ending::Interrupted => {
+                self.span.record("error.type", "interrupted");
+            }
+            Ending::Abandoned => {
+                self.span.record("error.type", "client_closed");
+            }
+            Ending::Completed | Ending::Refused | Ending::Rejected | Ending::Failed => {}
+        }
+    }
+
+    /// Records the answer's finish reasons on the request's span.
+    pub fn finish_reasons(&self, reasons: &[String]) {
+        gen_ai::record_finish_reasons(&self.span, reasons);
     }
 
     fn settle(&mut self, end: &End, cost: f64) {

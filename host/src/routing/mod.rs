@@ -51,6 +51,7 @@ pub async fn chat(
         tenant,
         (request_id, &caller.key_id),
         request.input_tokens,
+        AttemptKind::Chat,
     );
     route(routed, caller, &view, attempt, estimate).await
 }
@@ -75,6 +76,7 @@ pub async fn embeddings(
         tenant,
         (request_id, &caller.key_id),
         request.input_tokens,
+        AttemptKind::Embeddings,
     );
     route(
         routed,

@@ -139,6 +139,7 @@ impl Body for Relay {
                     let usage = scanner
                         .usage
                         .or(Some((routed.input_estimate, scanner.chunks)));
+                    routed.finish_reasons(&scanner.finish_reasons);
                     routed.end(Ending::Completed, this.status, usage);
                 }
                 Poll::Ready(None)

@@ -10,6 +10,8 @@ use std::sync::LazyLock;
 // Built once: a searcher's set-up costs as much as searching one chunk.
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+// Most chunks carry `"finish_reason":null`; only a reason given as a string matters.
+static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":\""));
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamScanner {
@@ -26,6 +28,9 @@ pub(crate) struct StreamScanner {
     pub usage: Option<(u32, u32)>,
     /// Content chunks, an estimate of output tokens when no usage is reported.
     pub chunks: u32,
+    /// The finish reasons the stream's choices ended with, in the order they came
+    /// (for telemetry's `gen_ai.response.finish_reasons`).
+    pub finish_reasons: Vec<String>,
 }
 
 impl StreamScanner {
@@ -48,6 +53,12 @@ impl StreamScanner {
         }
         if self.content && USAGE.find(data).is_none() && ERROR.find(data).is_none() {
             self.chunks = self.chunks.saturating_add(1);
+            // The chunk that ends a choice is read for its reason, nothing else.
+            if FINISH.find(data).is_some()
+                && let Ok(chunk) = serde_json::from_slice::<Value>(data)
+            {
+                self.note_finish_reasons(&chunk);
+            }
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
@@ -65,6 +76,7 @@ impl StreamScanner {
         if let Some(usage) = usage_of(&chunk) {
             self.usage = Some(usage);
         }
+        self.note_finish_reasons(&chunk);
         let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
             return;
         };
@@ -87,6 +99,17 @@ impl StreamScanner {
         // An empty answer is still an answer: a finish reason commits too.
         if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
             self.content = true;
+        }
+    }
+}
+
+impl StreamScanner {
+    fn note_finish_reasons(&mut self, chunk: &Value) {
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        for choice in choices.into_iter().flatten() {
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reasons.push(reason.to_owned());
+            }
         }
     }
 }
@@ -145,6 +168,17 @@ mod tests {
         assert!(s.content && s.done);
         assert_eq!(s.usage, Some((5, 1)));
         assert_eq!(s.chunks, 1);
+    }
+
+    #[test]
+    fn finish_reasons_are_collected_before_and_after_content() {
+        let mut s = StreamScanner::default();
+        scan_all(
+            &mut s,
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+        );
+        scan_all(&mut s, b"data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        assert_eq!(s.finish_reasons, ["length", "stop"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::feedback::FeedbackRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{self, ApiError, ResponseBody};
 use crate::routing;
+use crate::telemetry::gen_ai;
 use crate::tenancy::{AuthError, Caller};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -36,6 +37,18 @@ pub(super) async fn handle(
         status = tracing::field::Empty,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
+        // The GenAI conventions (`telemetry::gen_ai`), for the chat and embeddings
+        // calls: what was asked, who answered with which model, the tokens counted.
+        gen_ai.operation.name = tracing::field::Empty,
+        gen_ai.request.model = tracing::field::Empty,
+        gen_ai.request.max_tokens = tracing::field::Empty,
+        gen_ai.request.temperature = tracing::field::Empty,
+        gen_ai.request.stream = tracing::field::Empty,
+        gen_ai.provider.name = tracing::field::Empty,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        error.type = tracing::field::Empty,
     );
     // Boxed: hyper keeps the allocation of a connection's service future for the
     // connection's whole life, and the routing future is kilobytes (every await point
@@ -49,6 +62,11 @@ pub(super) async fn handle(
     span.record("status", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "error");
+    }
+    // The HTTP conventions' `error.type` of a failed request: its status code. A
+    // request that fails after its head (a broken stream) says so when it ends.
+    if status.is_client_error() || status.is_server_error() {
+        span.record("error.type", status.as_str());
     }
     drop(span);
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
@@ -225,15 +243,29 @@ async fn api(
             feedback(gateway, &tenant, &body)?
         }
         Call::Chat => {
+            let span = tracing::Span::current();
+            span.record("gen_ai.operation.name", gen_ai::OPERATION_CHAT);
             let (parts, body) = request.into_parts();
             let body = read_body(body, &parts.headers, limit).await?;
             let chat = openai::parse_chat(body, &parts.headers)?;
+            span.record("gen_ai.request.model", chat.model.as_str());
+            span.record("gen_ai.request.stream", chat.stream);
+            if let Some(max) = chat.max_output_tokens {
+                // Integers as i64: the OpenTelemetry layer would export a u32 as text.
+                span.record("gen_ai.request.max_tokens", i64::from(max));
+            }
+            if let Some(temperature) = chat.temperature {
+                span.record("gen_ai.request.temperature", temperature);
+            }
             routing::chat(gateway, &tenant, caller, chat, request_id).await
         }
         Call::Embeddings => {
+            let span = tracing::Span::current();
+            span.record("gen_ai.operation.name", gen_ai::OPERATION_EMBEDDINGS);
             let (parts, body) = request.into_parts();
             let body = read_body(body, &parts.headers, limit).await?;
             let embeddings = openai::parse_embeddings(body, &parts.headers)?;
+            span.record("gen_ai.request.model", embeddings.model.as_str());
             routing::embeddings(gateway, &tenant, caller, embeddings, request_id).await
         }
     })

@@ -6,6 +6,7 @@
 //! while export always takes the gateway's own spans at info level (the request, the
 //! policy call, each upstream attempt), so a quiet log does not mean an empty trace.
 
+pub(crate) mod gen_ai;
 #[cfg(feature = "otlp")]
 mod otlp;
 

@@ -13,6 +13,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
@@ -119,6 +120,204 @@ impl Collector for PolicyCalls {
     }
 }
 
+/// A tenant's shadow candidate as its counters stood at scrape time (the counters
+/// the admin API's candidate report shows; a new candidate starts from zero).
+#[derive(Debug, Clone)]
+pub struct ShadowSample {
+    /// The tenant.
+    pub tenant: Name,
+    /// The active version's label.
+    pub policy: Name,
+    /// The shadow version's label.
+    pub shadow: Name,
+    /// Requests both versions decided.
+    pub decisions: u64,
+    /// Of those, the same first target.
+    pub agreements: u64,
+    /// Shadow calls that failed.
+    pub failures: u64,
+    /// What the served requests cost, in US dollars.
+    pub active_cost_usd: f64,
+    /// What they would have cost on the shadow's first choice, in US dollars.
+    pub shadow_cost_usd: f64,
+}
+
+/// What one deployment's decided requests did, at scrape time.
+#[derive(Debug, Clone)]
+pub struct TrafficSample {
+    /// The deployment's version label.
+    pub policy: Name,
+    /// Requests that reached an answer.
+    pub requests: u64,
+    /// Of those, 5xx or no route.
+    pub errors: u64,
+    /// Sum of their latencies, in seconds.
+    pub latency_seconds: f64,
+}
+
+/// A tenant's canary next to its active version, at scrape time.
+#[derive(Debug, Clone)]
+pub struct CanarySample {
+    /// The tenant.
+    pub tenant: Name,
+    /// The active deployment's traffic.
+    pub active: TrafficSample,
+    /// The canary's traffic.
+    pub canary: TrafficSample,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    tenant: Name,
+    policy: Name,
+    shadow: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgreementLabels {
+    tenant: Name,
+    policy: Name,
+    shadow: Name,
+    agreement: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowCostLabels {
+    tenant: Name,
+    policy: Name,
+    shadow: Name,
+    side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    tenant: Name,
+    policy: Name,
+    role: &'static str,
+}
+
+/// The shadow and canary series, read from the candidates' own counters at scrape
+/// time (as [`PolicyCalls`] does): one home for each count, so `/metrics` and the
+/// admin API's candidate report always agree. Their families are described even
+/// with no candidate running, so a dashboard's queries name known metrics.
+#[derive(Debug, Default)]
+struct Candidates(Mutex<(Vec<ShadowSample>, Vec<CanarySample>)>);
+
+impl Collector for Candidates {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (shadows, canaries) = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let counter = ConstCounter::new(0u64).metric_type();
+        let gauge = ConstGauge::new(0i64).metric_type();
+        let labels = |s: &ShadowSample| ShadowLabels {
+            tenant: s.tenant.clone(),
+            policy: s.policy.clone(),
+            shadow: s.shadow.clone(),
+        };
+        let mut family = encoder.encode_descriptor(
+            "shadow_decisions",
+            "Requests the active version and its shadow both decided, by tenant, active policy version, shadow version and agreement (agree: same first target)",
+            None,
+            counter,
+        )?;
+        for s in &shadows {
+            let l = labels(s);
+            for (agreement, n) in [
+                ("agree", s.agreements),
+                ("disagree", s.decisions.saturating_sub(s.agreements)),
+            ] {
+                let labels = AgreementLabels {
+                    tenant: l.tenant.clone(),
+                    policy: l.policy.clone(),
+                    shadow: l.shadow.clone(),
+                    agreement,
+                };
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "shadow_failures",
+            "Shadow calls that failed, by tenant, active policy version and shadow version",
+            None,
+            counter,
+        )?;
+        for s in &shadows {
+            ConstCounter::new(s.failures).encode(family.encode_family(&labels(s))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "shadow_cost_usd",
+            "Cost of the requests served while a shadow ran (side=active), and what the same tokens would have cost on the shadow's first choice (side=shadow), in US dollars",
+            None,
+            counter,
+        )?;
+        for s in &shadows {
+            let l = labels(s);
+            for (side, usd) in [("active", s.active_cost_usd), ("shadow", s.shadow_cost_usd)] {
+                let labels = ShadowCostLabels {
+                    tenant: l.tenant.clone(),
+                    policy: l.policy.clone(),
+                    shadow: l.shadow.clone(),
+                    side,
+                };
+                ConstCounter::new(usd).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "shadow_estimated_cost_difference_usd",
+            "What the shadow's choices would have cost minus what was spent, in US dollars (negative: the shadow is cheaper)",
+            None,
+            gauge,
+        )?;
+        for s in &shadows {
+            ConstGauge::new(s.shadow_cost_usd - s.active_cost_usd)
+                .encode(family.encode_family(&labels(s))?)?;
+        }
+        let sides = |c: &CanarySample| {
+            [("active", c.active.clone()), ("canary", c.canary.clone())].map(|(role, t)| {
+                let labels = CanaryLabels {
+                    tenant: c.tenant.clone(),
+                    policy: t.policy.clone(),
+                    role,
+                };
+                (labels, t)
+            })
+        };
+        let mut family = encoder.encode_descriptor(
+            "canary_requests",
+            "Requests decided by the active version (role=active, since its activation) and by its canary (role=canary), by tenant and policy version",
+            None,
+            counter,
+        )?;
+        for c in &canaries {
+            for (labels, t) in sides(c) {
+                ConstCounter::new(t.requests).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "canary_errors",
+            "Of canary_requests, those answered with a 5xx or no route",
+            None,
+            counter,
+        )?;
+        for c in &canaries {
+            for (labels, t) in sides(c) {
+                ConstCounter::new(t.errors).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "canary_latency",
+            "Sum of the latencies of canary_requests (their count is canary_requests_total)",
+            Some(&Unit::Seconds),
+            counter,
+        )?;
+        for c in &canaries {
+            for (labels, t) in sides(c) {
+                ConstCounter::new(t.latency_seconds).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantTargetLabels {
     tenant: Name,
@@ -197,6 +396,7 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     policy_seconds: Hist,
     policy_calls: Arc<PolicyCalls>,
+    candidates: Arc<Candidates>,
     quarantines: Family<PolicyLabels, Counter>,
     upstream_seconds: TargetHist,
     ttft_seconds: TargetHist,
@@ -248,6 +448,7 @@ impl Metrics {
             fallbacks: Family::default(),
             policy_seconds: Family::new_with_constructor(policy_buckets),
             policy_calls: Arc::default(),
+            candidates: Arc::default(),
             quarantines: Family::default(),
             upstream_seconds: Family::new_with_constructor(upstream_buckets),
             ttft_seconds: Family::new_with_constructor(upstream_buckets),
@@ -290,6 +491,7 @@ impl Metrics {
             m.policy_seconds.clone(),
         );
         registry.register_collector(Box::new(m.policy_calls.clone()));
+        registry.register_collector(Box::new(m.candidates.clone()));
         registry.register(
             "policy_quarantines",
             "Policy versions quarantined after repeated failures",
@@ -576,6 +778,12 @@ impl Metrics {
                 .get_or_create(&LedgerLabels { state })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The tenants' shadows and canaries as they stand (called at scrape time): the
+    /// next render shows exactly these.
+    pub fn candidates_state(&self, shadows: Vec<ShadowSample>, canaries: Vec<CanarySample>) {
+        *self.candidates.0.lock().unwrap_or_else(|p| p.into_inner()) = (shadows, canaries);
     }
 
     /// Sets the runtime's task gauge (called at scrape time): a count that does not

@@ -218,3 +218,182 @@ async fn counters_match_a_known_mix_of_traffic() {
         assert!(!text.contains(secret));
     }
 }
+
+/// The shadow and canary series agree with the admin API's candidate report, which
+/// reads the same counters: a shadow that always disagrees (the hostile fixture picks
+/// the pricier target), then a canary serving half the users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_and_canary_series_match_the_candidate_report() {
+    use crate::deploy::{
+        OPERATOR as ADMIN, admin_post, bytes, label, lifecycle_config, served, upload, upstream,
+    };
+    use serde_json::{Value, json};
+
+    let up = upstream().await;
+    let gw = TestGateway::start(&lifecycle_config(&up.url(), "")).await;
+    let (active, _) = served(&gw, None, &[]).await;
+    let r = upload(
+        &gw,
+        "acme",
+        ADMIN,
+        "hostile",
+        &bytes(&hostile_policy()),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let version = r.json()["version"].as_str().unwrap().to_owned();
+    let candidate = label("hostile", &version);
+
+    // Families are described before any candidate runs (a dashboard can name them).
+    let text = scrape(&gw, ADMIN).await;
+    for family in [
+        "signalbox_shadow_decisions",
+        "signalbox_shadow_cost_usd",
+        "signalbox_shadow_estimated_cost_difference_usd",
+        "signalbox_canary_requests",
+        "signalbox_canary_errors",
+        "signalbox_canary_latency_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}: {text}"
+        );
+    }
+
+    let r = admin_post(
+        &gw,
+        "acme",
+        ADMIN,
+        "candidate",
+        &json!({"version": version, "mode": "shadow"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for i in 0..12 {
+        served(&gw, Some(&format!("u{i}")), &[]).await;
+    }
+    let (report_now, samples) = settled(&gw, |r| {
+        let shadow = &r["candidate"]["shadow"];
+        shadow["decisions"] == 12 && shadow["shadow_cost_usd"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await;
+    let shadow = &report_now["candidate"]["shadow"];
+    let series = |name: &str, extra: &str| {
+        format!("{name}{{tenant=\"acme\",policy=\"{active}\",shadow=\"{candidate}\"{extra}}}")
+    };
+    let value = |series: String| sample(&samples, series);
+    let count = |v: &Value| v.as_u64().unwrap() as f64;
+    let usd = |v: &Value| v.as_f64().unwrap();
+    let agree = value(series(
+        "signalbox_shadow_decisions_total",
+        ",agreement=\"agree\"",
+    ));
+    let disagree = value(series(
+        "signalbox_shadow_decisions_total",
+        ",agreement=\"disagree\"",
+    ));
+    assert_eq!(agree, count(&shadow["agreements"]), "{shadow}");
+    assert_eq!(agree + disagree, count(&shadow["decisions"]), "{shadow}");
+    assert_eq!(disagree, 12.0, "the hostile shadow never agrees: {shadow}");
+    assert_eq!(
+        value(series("signalbox_shadow_failures_total", "")),
+        count(&shadow["failures"])
+    );
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    for (side, key) in [("active", "active_cost_usd"), ("shadow", "shadow_cost_usd")] {
+        let got = value(series(
+            "signalbox_shadow_cost_usd_total",
+            &format!(",side=\"{side}\""),
+        ));
+        assert!(close(got, usd(&shadow[key])), "{side}: {got} vs {shadow}");
+    }
+    let difference = value(series("signalbox_shadow_estimated_cost_difference_usd", ""));
+    assert!(
+        close(difference, usd(&shadow["estimated_cost_difference_usd"])) && difference > 0.0,
+        "{difference} vs {shadow}"
+    );
+
+    // A canary instead: half the users, each sticky to one side.
+    let r = admin_post(&gw, "acme", ADMIN, "candidate/discard", &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = admin_post(
+        &gw,
+        "acme",
+        ADMIN,
+        "candidate",
+        &json!({"version": version, "mode": "canary", "percent": 50}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut on_canary = 0u64;
+    for i in 0..40 {
+        on_canary += u64::from(served(&gw, Some(&format!("user-{i}")), &[]).await.0 == candidate);
+    }
+    assert!(
+        (1..40).contains(&on_canary),
+        "{on_canary} of 40 on the canary"
+    );
+    let (report_now, samples) = settled(&gw, |r| {
+        r["candidate"]["mode"] == "canary"
+            && r["candidate"]["traffic"]["requests"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert_eq!(report_now["candidate"]["traffic"]["requests"], on_canary);
+    for (role, policy, traffic) in [
+        ("active", &active, &report_now["active"]["traffic"]),
+        ("canary", &candidate, &report_now["candidate"]["traffic"]),
+    ] {
+        let series =
+            |name: &str| format!("{name}{{tenant=\"acme\",policy=\"{policy}\",role=\"{role}\"}}");
+        let requests = sample(&samples, series("signalbox_canary_requests_total"));
+        assert_eq!(requests, count(&traffic["requests"]), "{role}: {traffic}");
+        assert_eq!(
+            sample(&samples, series("signalbox_canary_errors_total")),
+            count(&traffic["errors"]),
+            "{role}: {traffic}"
+        );
+        // The report's mean (ms) times the count is the series' sum (s), to the
+        // microsecond the counters keep.
+        let latency = sample(&samples, series("signalbox_canary_latency_seconds_total"));
+        let mean_ms = usd(&traffic["mean_latency_ms"]);
+        assert!(
+            (latency - mean_ms * requests / 1000.0).abs() < 1e-6,
+            "{role}: {latency} s vs {traffic}"
+        );
+        assert!(latency > 0.0, "{role}: {traffic}");
+    }
+}
+
+/// The value of `series` in a parsed scrape.
+fn sample(samples: &HashMap<String, f64>, series: String) -> f64 {
+    *samples
+        .get(&series)
+        .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
+}
+
+async fn scrape(gw: &TestGateway, token: &str) -> String {
+    let r = send("GET", &gw.admin_url("/metrics"), Some(token), None).await;
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+/// The candidate report once `done` holds, with a scrape taken between two equal
+/// reports (so no request moved a counter meanwhile).
+async fn settled(
+    gw: &TestGateway,
+    done: fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, HashMap<String, f64>) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = crate::deploy::report(gw, "acme").await;
+        let text = scrape(gw, crate::deploy::OPERATOR).await;
+        let after = crate::deploy::report(gw, "acme").await;
+        if before == after && done(&after) {
+            return (after, parse(&text));
+        }
+        assert!(Instant::now() < deadline, "never settled: {after}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -4,7 +4,7 @@
 use super::Admin;
 use super::auth::Scope;
 use super::routes::error;
-use crate::deploy::CandidateMode;
+use crate::deploy::{CandidateMode, CandidateSample};
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ApiError, codes};
 use http::StatusCode;
@@ -102,8 +102,8 @@ pub(super) async fn usage_rows(
     })
 }
 
-/// The metrics as text, with the scrape-time gauges (targets, budgets, ledger, runtime) set
-/// first.
+/// The metrics as text, with the scrape-time gauges (targets, budgets, candidates,
+/// ledger, runtime) set first.
 pub(super) fn metrics_text(gateway: &Gateway) -> String {
     for (i, target) in gateway.targets.iter().enumerate() {
         let (in_flight, circuit) = gateway.signals.gauges(i);
@@ -111,13 +111,20 @@ pub(super) fn metrics_text(gateway: &Gateway) -> String {
             .metrics
             .target_state(&target.name, in_flight, circuit);
     }
+    let (mut shadows, mut canaries) = (Vec::new(), Vec::new());
     for tenant in gateway.tenants.values() {
         if tenant.quota.has_budget() {
             gateway
                 .metrics
                 .budget_state(&tenant.name(), tenant.quota.spent_usd());
         }
+        match tenant.policy.current().candidate_sample(&tenant.name()) {
+            Some(CandidateSample::Shadow(s)) => shadows.push(s),
+            Some(CandidateSample::Canary(c)) => canaries.push(c),
+            None => {}
+        }
     }
+    gateway.metrics.candidates_state(shadows, canaries);
     if let Some(ledger) = &gateway.ledger {
         gateway.metrics.ledger_state(ledger.counts());
     }

@@ -135,6 +135,16 @@ impl TrafficStats {
             .fetch_add(micro_usd(cost_usd), Ordering::Relaxed);
     }
 
+    /// The counters for `/metrics`, under the deployment's label `policy`.
+    pub fn sample(&self, policy: &crate::metrics::Name) -> crate::metrics::TrafficSample {
+        crate::metrics::TrafficSample {
+            policy: policy.clone(),
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            latency_seconds: self.latency_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
     /// The counters as JSON for the admin API.
     pub fn report(&self) -> serde_json::Value {
         let requests = self.requests.load(Ordering::Relaxed);
@@ -233,6 +243,45 @@ impl Routing {
             .as_ref()
             .filter(|c| c.mode == CandidateMode::Shadow)
     }
+
+    /// The candidate's counters for `/metrics`: the same counters the admin API's
+    /// candidate report reads, so the two agree.
+    pub fn candidate_sample(&self, tenant: &crate::metrics::Name) -> Option<CandidateSample> {
+        use crate::metrics::{CanarySample, ShadowSample};
+        let candidate = self.candidate.as_ref()?;
+        let micro = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 / 1e6;
+        Some(match candidate.mode {
+            CandidateMode::Shadow => {
+                let stats = &candidate.shadow;
+                CandidateSample::Shadow(ShadowSample {
+                    tenant: tenant.clone(),
+                    policy: self.active.metric.clone(),
+                    shadow: candidate.deployment.metric.clone(),
+                    decisions: stats.decisions.load(Ordering::Relaxed),
+                    agreements: stats.agreements.load(Ordering::Relaxed),
+                    failures: stats.failures.load(Ordering::Relaxed),
+                    active_cost_usd: micro(&stats.active_cost_micro_usd),
+                    shadow_cost_usd: micro(&stats.shadow_cost_micro_usd),
+                })
+            }
+            CandidateMode::Canary(_) => CandidateSample::Canary(CanarySample {
+                tenant: tenant.clone(),
+                active: self.active.traffic.sample(&self.active.metric),
+                canary: candidate
+                    .deployment
+                    .traffic
+                    .sample(&candidate.deployment.metric),
+            }),
+        })
+    }
+}
+
+/// A candidate's counters for `/metrics`, by its mode.
+pub enum CandidateSample {
+    /// A shadow and how it compares.
+    Shadow(crate::metrics::ShadowSample),
+    /// A canary and the active version's traffic beside it.
+    Canary(crate::metrics::CanarySample),
 }
 
 /// Whether `user` falls in a canary serving `share` of users: a stable hash of the key

@@ -6,11 +6,18 @@
 //! Lines are written by a background thread; the request path only hands over a
 //! value. When the writer falls behind, the queue is bounded and a line that does not
 //! fit is dropped and counted (this is a debugging aid, unlike the usage ledger).
+//!
+//! The file is rotated by size ([`Rotation`]): `path` → `path.1` → `path.2` …, the
+//! oldest beyond `max_files` deleted. Two gateways append to the same file while one
+//! hands its listeners to the other, so rotation is done under an advisory lock on
+//! `<path>.lock` that every writer takes around each write, and a writer whose open
+//! file is no longer `path` (the other one rotated it) reopens `path` first. Each
+//! line is written once, whole, into the file that is `path` at that moment.
 
 use crate::policy::{Ending, Role, RouteRequest, TargetSignals};
 use serde::Serialize;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -193,6 +200,42 @@ impl DecisionRecord {
     }
 }
 
+/// When the log's file is rotated (`[decision_log] max_bytes` and `max_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The size a file may reach; a line that would take it further goes to a new
+    /// file (a line longer than this alone still gets a file of its own). 0: never.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: u32,
+}
+
+impl Rotation {
+    /// Whether a file of `size` bytes must be rotated before `line` more bytes are
+    /// appended: never an empty file, so every line lands somewhere.
+    pub fn is_due(&self, size: u64, line: u64) -> bool {
+        self.max_bytes > 0 && size > 0 && size.saturating_add(line) > self.max_bytes
+    }
+
+    /// The renames of one rotation, in the order they must run so that none
+    /// overwrites a file still to be moved: `(from, to)` generations, 0 being the
+    /// live file itself. The rename onto `max_files` replaces (deletes) the oldest;
+    /// with `max_files` 0 there is nothing to keep and the live file is removed.
+    pub fn renames(&self) -> Vec<(u32, u32)> {
+        (0..self.max_files).rev().map(|n| (n, n + 1)).collect()
+    }
+}
+
+/// `path` of generation `n`: the live file for 0, else `<path>.<n>`.
+pub fn generation(path: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_owned();
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
 /// A running decision log.
 pub struct DecisionLog {
     queue: SyncSender<DecisionRecord>,
@@ -200,17 +243,14 @@ pub struct DecisionLog {
 }
 
 impl DecisionLog {
-    /// Appends to `path` (created if missing).
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    /// Appends to `path` (created if missing), rotating it as `rotation` says.
+    pub fn open(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let file = LogFile::open(path, rotation)?;
         let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("signalbox-decision-log".into())
@@ -240,24 +280,29 @@ impl DecisionLog {
 /// write of whole lines is never interleaved with another process's (two gateways
 /// share the file while one hands its listeners to the other), which a buffered
 /// writer flushing mid-line would allow.
-fn write_lines(mut out: std::fs::File, lines: &Receiver<DecisionRecord>) {
+fn write_lines(mut out: LogFile, lines: &Receiver<DecisionRecord>) {
     const BATCH_BYTES: usize = 64 << 10;
-    let mut batch = Vec::with_capacity(BATCH_BYTES + 4096);
-    let mut write = |batch: &mut Vec<u8>| {
-        if !batch.is_empty() {
-            let _ = out.write_all(batch);
+    let mut batch = Batch::default();
+    let mut write = |batch: &mut Batch| {
+        if !batch.bytes.is_empty() {
+            if let Err(e) = out.append(batch) {
+                tracing::warn!(path = %out.live.path.display(), error = %e, "decision log: lines not written");
+            }
             batch.clear();
         }
     };
     loop {
         match lines.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
-                let start = batch.len();
-                match serde_json::to_writer(&mut batch, &line) {
-                    Ok(()) => batch.push(b'\n'),
-                    Err(_) => batch.truncate(start),
+                let start = batch.bytes.len();
+                match serde_json::to_writer(&mut batch.bytes, &line) {
+                    Ok(()) => {
+                        batch.bytes.push(b'\n');
+                        batch.ends.push(batch.bytes.len());
+                    }
+                    Err(_) => batch.bytes.truncate(start),
                 }
-                if batch.len() >= BATCH_BYTES {
+                if batch.bytes.len() >= BATCH_BYTES {
                     write(&mut batch);
                 }
             }
@@ -267,5 +312,273 @@ fn write_lines(mut out: std::fs::File, lines: &Receiver<DecisionRecord>) {
                 return;
             }
         }
+    }
+}
+
+/// Whole lines waiting to be written: their bytes, and where each line ends.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
+/// The log's live file as this writer has it open, and the rotation lock.
+struct LogFile {
+    live: LiveFile,
+    /// Held around every write when rotating, by every gateway writing `path`.
+    lock: Option<std::fs::File>,
+}
+
+/// The log's live file as this writer has it open, and how it is rotated.
+struct LiveFile {
+    path: PathBuf,
+    rotation: Rotation,
+    file: std::fs::File,
+}
+
+impl LogFile {
+    fn open(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
+        let lock = if rotation.max_bytes > 0 {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".lock");
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(PathBuf::from(name))?,
+            )
+        } else {
+            None
+        };
+        Ok(LogFile {
+            live: LiveFile {
+                path: path.to_owned(),
+                rotation,
+                file: append_to(path)?,
+            },
+            lock,
+        })
+    }
+
+    /// Appends the batch's lines, starting a new file wherever the next line would
+    /// take the current one past `max_bytes`.
+    fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
+        let _locked = match &self.lock {
+            Some(lock) => Some(Locked::take(lock)?),
+            None => None,
+        };
+        self.live.append(batch)
+    }
+}
+
+impl LiveFile {
+    fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
+        self.follow()?;
+        if self.rotation.max_bytes == 0 {
+            return self.file.write_all(&batch.bytes);
+        }
+        let mut size = self.file.metadata()?.len();
+        let mut start = 0;
+        while start < batch.bytes.len() {
+            // The lines from `start` that fit in the current file (at least one
+            // when it is empty).
+            let mut end = start;
+            for &line_end in batch.ends.iter().filter(|&&e| e > start) {
+                let line = (line_end - end) as u64;
+                let taken = (end - start) as u64;
+                if self.rotation.is_due(size + taken, line) {
+                    break;
+                }
+                end = line_end;
+            }
+            if end == start {
+                self.rotate()?;
+                size = 0;
+                continue;
+            }
+            self.file.write_all(&batch.bytes[start..end])?;
+            size += (end - start) as u64;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Reopens `path` when the open file is no longer it: another gateway rotated
+    /// it (or someone moved it away).
+    fn follow(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.metadata()?;
+        let same = match std::fs::metadata(&self.path) {
+            Ok(live) => live.dev() == open.dev() && live.ino() == open.ino(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        if !same {
+            self.file = append_to(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Shifts every generation up by one (dropping the oldest) and starts `path`
+    /// afresh.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.rotation.max_files == 0 {
+            remove_if_present(&self.path)?;
+        }
+        for (from, to) in self.rotation.renames() {
+            match std::fs::rename(generation(&self.path, from), generation(&self.path, to)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Generations past `max_files`, left by a config that kept more.
+        let mut n = self.rotation.max_files + 1;
+        while generation(&self.path, n).exists() {
+            remove_if_present(&generation(&self.path, n))?;
+            n += 1;
+        }
+        self.file = append_to(&self.path)?;
+        Ok(())
+    }
+}
+
+fn append_to(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// An exclusive advisory lock on the rotation lock file, released when dropped.
+struct Locked<'f>(&'f std::fs::File);
+
+impl<'f> Locked<'f> {
+    fn take(file: &'f std::fs::File) -> std::io::Result<Self> {
+        file.lock()?;
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_is_due_when_a_line_would_pass_the_bound_of_a_non_empty_file() {
+        let r = Rotation {
+            max_bytes: 100,
+            max_files: 3,
+        };
+        assert!(!r.is_due(0, 500), "an empty file takes any line");
+        assert!(!r.is_due(60, 40), "exactly the bound fits");
+        assert!(r.is_due(60, 41));
+        assert!(r.is_due(u64::MAX, 1), "no overflow");
+        let never = Rotation {
+            max_bytes: 0,
+            max_files: 3,
+        };
+        assert!(!never.is_due(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn a_rotation_shifts_the_oldest_first_and_keeps_max_files() {
+        let r = |max_files| Rotation {
+            max_bytes: 1,
+            max_files,
+        };
+        assert_eq!(r(3).renames(), [(2, 3), (1, 2), (0, 1)]);
+        assert_eq!(r(1).renames(), [(0, 1)]);
+        assert!(r(0).renames().is_empty());
+        let path = Path::new("/var/log/d.jsonl");
+        assert_eq!(generation(path, 0), path);
+        assert_eq!(generation(path, 2), Path::new("/var/log/d.jsonl.2"));
+    }
+
+    fn batch(lines: &[String]) -> Batch {
+        let mut b = Batch::default();
+        for line in lines {
+            b.bytes.extend_from_slice(line.as_bytes());
+            b.bytes.push(b'\n');
+            b.ends.push(b.bytes.len());
+        }
+        b
+    }
+
+    #[test]
+    fn two_writers_rotating_one_file_keep_every_line_once_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let rotation = Rotation {
+            max_bytes: 200,
+            max_files: 50,
+        };
+        // Two writers on one path, as two gateways during a hand-over, taking turns.
+        let mut a = LogFile::open(&path, rotation).unwrap();
+        let mut b = LogFile::open(&path, rotation).unwrap();
+        let mut expected = Vec::new();
+        for round in 0..30 {
+            let lines: Vec<String> = (0..3)
+                .map(|i| format!("line-{round}-{i}-{}", "x".repeat(round % 7 * 9)))
+                .collect();
+            let writer = if round % 2 == 0 { &mut a } else { &mut b };
+            writer.append(&batch(&lines)).unwrap();
+            expected.extend(lines);
+        }
+        let mut found = Vec::new();
+        for n in (0..=rotation.max_files).rev() {
+            let Ok(text) = std::fs::read_to_string(generation(&path, n)) else {
+                continue;
+            };
+            assert!(
+                text.len() as u64 <= rotation.max_bytes,
+                "generation {n}: {} bytes",
+                text.len()
+            );
+            assert!(text.ends_with('\n'));
+            found.extend(text.lines().map(str::to_owned));
+        }
+        assert_eq!(found, expected, "every line once, in order");
+        assert!(generation(&path, 3).exists(), "it rotated");
+    }
+
+    #[test]
+    fn only_max_files_generations_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let rotation = Rotation {
+            max_bytes: 10,
+            max_files: 2,
+        };
+        let mut log = LogFile::open(&path, rotation).unwrap();
+        for i in 0..6 {
+            log.append(&batch(&[format!("line-{i}")])).unwrap();
+        }
+        let read = |n| std::fs::read_to_string(generation(&path, n)).unwrap();
+        assert_eq!(read(0), "line-5\n");
+        assert_eq!(read(1), "line-4\n");
+        assert_eq!(read(2), "line-3\n");
+        assert!(!generation(&path, 3).exists());
     }
 }

@@ -281,8 +281,14 @@ impl Gateway {
         }
         let decision_log = match &config.decision_log.path {
             Some(path) => Some(
-                DecisionLog::open(std::path::Path::new(path))
-                    .with_context(|| format!("decision log {path}"))?,
+                DecisionLog::open(
+                    std::path::Path::new(path),
+                    crate::decision_log::Rotation {
+                        max_bytes: config.decision_log.max_bytes,
+                        max_files: config.decision_log.max_files,
+                    },
+                )
+                .with_context(|| format!("decision log {path}"))?,
             ),
             None => None,
         };

@@ -420,11 +420,27 @@ impl Default for LedgerSection {
 }
 
 /// `[decision_log]`: a JSONL line per routed request, for replay and debugging.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionLogSection {
     /// The file to append to (none: no decision log). Relative to the config file.
     pub path: Option<String>,
+    /// Size at which the file is rotated: a line that would take it past this
+    /// starts a new file, and the full one becomes `<path>.1` (0: never rotate).
+    pub max_bytes: u64,
+    /// Rotated files kept (`<path>.1` newest … `<path>.<max_files>` oldest); older
+    /// ones are deleted.
+    pub max_files: u32,
+}
+
+impl Default for DecisionLogSection {
+    fn default() -> Self {
+        DecisionLogSection {
+            path: None,
+            max_bytes: 100 << 20,
+            max_files: 5,
+        }
+    }
 }
 
 /// `[telemetry]`: exporting the request, policy-call and upstream-attempt spans to an

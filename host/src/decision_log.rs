@@ -511,9 +511,9 @@ mod tests {
         assert_eq!(r(3).renames(), [(2, 3), (1, 2), (0, 1)]);
         assert_eq!(r(1).renames(), [(0, 1)]);
         assert!(r(0).renames().is_empty());
-        let path = Path::new("/var/log/d.jsonl");
+        let path = Path::new("logs/d.jsonl");
         assert_eq!(generation(path, 0), path);
-        assert_eq!(generation(path, 2), Path::new("/var/log/d.jsonl.2"));
+        assert_eq!(generation(path, 2), Path::new("logs/d.jsonl.2"));
     }
 
     fn batch(lines: &[String]) -> Batch {

@@ -24,21 +24,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod counters;
 mod decision;
 mod hash;
 mod text;
 mod tokens;
 
+pub use counters::{NotNumeric, add_counters, encode_counters, parse_counters};
 pub use decision::{DecisionError, validate_rejection_status, validate_targets};
 pub use hash::{stable_hash, unit_interval};
 pub use text::truncate_at_char;
 pub use tokens::estimate_tokens;
 
 /// The newest contract version: what the SDK builds and the WIT file in `wit/` states.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Every contract version a gateway of this release runs, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", CONTRACT_VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", CONTRACT_VERSION];
 
 /// The custom section in which a component records its contract version.
 pub const VERSION_SECTION: &str = "signalbox:contract-version";
@@ -71,7 +73,7 @@ pub fn is_supported(version: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&version)
 }
 
-/// The supported versions as one phrase, for error messages: `0.2.0 (and 0.1.0)`.
+/// The supported versions as one phrase, for error messages: `0.3.0 (and 0.1.0, 0.2.0)`.
 pub fn host_speaks() -> String {
     let older: Vec<&str> = SUPPORTED_VERSIONS
         .iter()
@@ -93,8 +95,8 @@ mod tests {
     fn the_newest_version_is_supported_and_last() {
         assert!(is_supported(CONTRACT_VERSION));
         assert_eq!(SUPPORTED_VERSIONS.last(), Some(&CONTRACT_VERSION));
-        assert!(!is_supported("0.3.0"));
-        assert_eq!(host_speaks(), "0.2.0 (and 0.1.0)");
+        assert!(!is_supported("0.4.0"));
+        assert_eq!(host_speaks(), "0.3.0 (and 0.1.0, 0.2.0)");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! with no hashing and no allocation on the request path.
 
 use crate::deploy::Deployment;
+use crate::gateway::{Gateway, Tenant};
 use crate::policy::Feedback;
 use crate::request_id;
 use std::sync::{Arc, Mutex, Weak};
@@ -119,15 +120,67 @@ pub struct FeedbackRequest {
     pub comment: Option<String>,
 }
 
-impl FeedbackRequest {
-    /// The record a policy receives.
-    pub fn to_feedback(&self, target: u32) -> Feedback {
-        Feedback {
-            request_id: self.request_id.clone(),
-            target,
-            score: self.score as f32,
-        }
+/// Hands a score for `request_id` to the policy version of `tenant` that decided it
+/// (or, if that version is gone, to the tenant's active one). False when this process
+/// does not remember the request for this tenant.
+pub fn deliver(gateway: &Gateway, tenant: &Tenant, request_id: &str, score: f64) -> bool {
+    let Some(decided) = gateway.decisions.find(&tenant.id, request_id) else {
+        return false;
+    };
+    let deployment = decided
+        .deployment
+        .upgrade()
+        .unwrap_or_else(|| tenant.policy.current().active.clone());
+    let feedback = Feedback {
+        request_id: request_id.to_owned(),
+        target: decided.target,
+        score: score as f32,
+    };
+    if let Err(e) = deployment.binding.on_feedback(&feedback) {
+        tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy on-feedback failed");
     }
+    true
+}
+
+/// In a fleet, hands the scores other replicas forwarded to this one to the policies
+/// that decided, until aborted (the gateway's stop aborts it).
+pub fn spawn_forwarded(
+    cluster: Arc<crate::cluster::Cluster>,
+    gateway: Arc<Gateway>,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = gateway.metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::cluster::FEEDBACK_POLL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Ok(scores) = cluster.take_feedback().await else {
+                continue;
+            };
+            if scores.is_empty() {
+                continue;
+            }
+            let gateway = gateway.clone();
+            // Policy calls are CPU work: off the async workers.
+            let delivered = tokio::task::spawn_blocking(move || {
+                let mut unknown = 0;
+                for score in &scores {
+                    let known = gateway.tenants.get(score.tenant.as_str()).is_some_and(|t| {
+                        deliver(&gateway, t, &score.request_id, score.score)
+                    });
+                    if !known {
+                        unknown += 1;
+                    }
+                }
+                (scores.len() as u64, unknown)
+            })
+            .await;
+            if let Ok((received, unknown)) = delivered {
+                metrics.feedback_forwarded("received", received - unknown);
+                metrics.feedback_forwarded("unknown", unknown);
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -415,6 +415,16 @@ pub struct Metrics {
     cluster_seconds: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     cluster_up: Family<StoreLabels, Gauge>,
     policy_sync_failures: Family<TenantLabels, Counter>,
+    state_sync_dropped: Family<TenantLabels, Counter>,
+    feedback_forwarded: Family<ForwardLabels, Counter>,
+}
+
+/// Labels of feedback passed between replicas.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    /// `sent` (to the replica that decided) or `received`, `unknown` (received for
+    /// a request this replica no longer remembers).
+    direction: &'static str,
 }
 
 fn cluster_buckets() -> Histogram {
@@ -467,6 +477,8 @@ impl Metrics {
             cluster_seconds: Family::new_with_constructor(cluster_buckets),
             cluster_up: Family::default(),
             policy_sync_failures: Family::default(),
+            state_sync_dropped: Family::default(),
+            feedback_forwarded: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -581,6 +593,16 @@ impl Metrics {
             m.policy_sync_failures.clone(),
         );
         registry.register(
+            "state_sync_dropped",
+            "Policy state-store writes this replica could not send to the fleet (its queue to Redis was full), by tenant",
+            m.state_sync_dropped.clone(),
+        );
+        registry.register(
+            "feedback_forwarded",
+            "Feedback passed between replicas: sent to the replica that decided, received there, or received for a request it no longer remembers",
+            m.feedback_forwarded.clone(),
+        );
+        registry.register(
             "cluster_up",
             "Whether the last call to the fleet's shared store (redis) succeeded (1) or not (0); absent without [cluster]",
             m.cluster_up.clone(),
@@ -595,6 +617,22 @@ impl Metrics {
                 tenant: Name(tenant.into()),
             })
             .inc();
+    }
+
+    /// A state-store write that did not reach the fleet's queue.
+    pub fn state_sync_dropped(&self, tenant: &str) {
+        self.state_sync_dropped
+            .get_or_create(&TenantLabels {
+                tenant: Name(tenant.into()),
+            })
+            .inc();
+    }
+
+    /// Feedback passed between replicas (`sent`, `received` or `unknown`).
+    pub fn feedback_forwarded(&self, direction: &'static str, n: u64) {
+        self.feedback_forwarded
+            .get_or_create(&ForwardLabels { direction })
+            .inc_by(n);
     }
 
     /// A call to the fleet's shared store.

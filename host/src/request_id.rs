@@ -27,6 +27,24 @@ pub fn format(seq: u64) -> String {
     format!("req-{:08x}{seq:08x}", prefix())
 }
 
+/// The process (its prefix) that made `id`, for any well-formed id: in a fleet, the
+/// replica that decided the request.
+pub fn origin(id: &str) -> Option<u32> {
+    let rest = id.strip_prefix("req-")?;
+    let (head, seq) = rest.split_at_checked(PREFIX_DIGITS)?;
+    if !(8..=16).contains(&seq.len()) || !seq.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut head_bytes = [0u8; 4];
+    hex::decode_to_slice(head, &mut head_bytes).ok()?;
+    Some(u32::from_be_bytes(head_bytes))
+}
+
+/// This process's prefix (what [`origin`] returns for its ids).
+pub fn this_origin() -> u32 {
+    prefix()
+}
+
 /// The sequence number of an id this process made (`None` for any other string).
 pub fn sequence(id: &str) -> Option<u64> {
     let rest = id.strip_prefix("req-")?;
@@ -59,6 +77,16 @@ mod tests {
         // Nine digits: an odd count.
         assert_eq!(sequence(&format(0x1_2345_6789)), Some(0x1_2345_6789));
         assert!(sequence(&b).unwrap() > sequence(&a).unwrap());
+    }
+
+    #[test]
+    fn ids_name_the_process_that_made_them() {
+        assert_eq!(origin(&next()), Some(this_origin()));
+        let other = format!("req-{:08x}0000000000000001", this_origin().wrapping_add(1));
+        assert_eq!(origin(&other), Some(this_origin().wrapping_add(1)));
+        for bad in ["", "req-", "req-zzzzzzzz00000001", "req-0000000100000zz1", "x"] {
+            assert_eq!(origin(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

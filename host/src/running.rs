@@ -84,10 +84,8 @@ pub struct Running {
     server: Option<JoinHandle<std::io::Result<()>>>,
     admin: Option<JoinHandle<std::io::Result<()>>>,
     snapshots: Option<JoinHandle<()>>,
-    /// The fleet heartbeat, with `[cluster]`.
-    heartbeat: Option<JoinHandle<()>>,
-    /// The fleet's policy sync, with `[cluster]`.
-    policy_sync: Option<JoinHandle<()>>,
+    /// With `[cluster]`: the heartbeat, the policy, state and feedback syncs.
+    fleet: Vec<JoinHandle<()>>,
     _watcher: Option<crate::deploy::watch::DirWatcher>,
 }
 
@@ -140,11 +138,18 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         &gateway,
         Duration::from_secs(gateway.config.admin.state_snapshot_secs.max(1)),
     );
-    let heartbeat = gateway.cluster.clone().map(crate::cluster::spawn_heartbeat);
-    let policy_sync = gateway.cluster.clone().map(|cluster| {
-        let live: Arc<dyn crate::deploy::LiveTenants> = gateway.clone();
-        crate::cluster::spawn_policy_sync(cluster, live)
-    });
+    let fleet = match gateway.cluster.clone() {
+        Some(cluster) => {
+            let live: Arc<dyn crate::deploy::LiveTenants> = gateway.clone();
+            vec![
+                crate::cluster::spawn_heartbeat(cluster.clone()),
+                crate::cluster::spawn_policy_sync(cluster.clone(), live.clone()),
+                crate::cluster::spawn_state_sync(cluster.clone(), live),
+                crate::feedback::spawn_forwarded(cluster, gateway.clone()),
+            ]
+        }
+        None => Vec::new(),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async {
         let _ = stopped.await;
@@ -174,8 +179,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         server: Some(server),
         admin,
         snapshots: Some(snapshots),
-        heartbeat,
-        policy_sync,
+        fleet,
         _watcher: watcher,
     })
 }
@@ -213,11 +217,8 @@ impl Running {
         if let Some(snapshots) = self.snapshots.take() {
             snapshots.abort();
         }
-        if let Some(heartbeat) = self.heartbeat.take() {
-            heartbeat.abort();
-        }
-        if let Some(sync) = self.policy_sync.take() {
-            sync.abort();
+        for task in self.fleet.drain(..) {
+            task.abort();
         }
         crate::deploy::save_states(&*self.gateway);
         if let Some(ledger) = &self.gateway.ledger

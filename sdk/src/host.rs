@@ -32,6 +32,9 @@ pub enum StateError {
     QuotaExceeded,
     /// The value could not be encoded as JSON.
     Encode(String),
+    /// [`state::add`] met a value that is not a JSON array of numbers, or a delta
+    /// that is not finite.
+    NotNumeric,
 }
 
 impl std::fmt::Display for StateError {
@@ -41,6 +44,9 @@ impl std::fmt::Display for StateError {
             StateError::ValueTooLarge(n) => write!(f, "state value is over the {n}-byte limit"),
             StateError::QuotaExceeded => f.write_str("the tenant's state store is full"),
             StateError::Encode(e) => write!(f, "state value could not be encoded: {e}"),
+            StateError::NotNumeric => {
+                f.write_str("state value is not an array of numbers, or a delta is not finite")
+            }
         }
     }
 }
@@ -105,6 +111,22 @@ pub mod state {
     pub fn delete(key: &str) {
         imp::state_delete(key)
     }
+
+    /// Adds `deltas` to the counters under `key`, element by element, as one atomic
+    /// step, and returns the new counters: concurrent adds from any instance (or
+    /// gateway replica) are all counted, where [`get`] then [`put`] keeps only the
+    /// last writer's. The value is a JSON array of numbers, so [`get`] reads it too;
+    /// an absent key counts as zeros.
+    ///
+    /// ```
+    /// use signalbox_sdk::state;
+    /// state::add("arm/a", &[1.0, 0.5]).unwrap();
+    /// assert_eq!(state::add("arm/a", &[1.0, 1.0]).unwrap(), [2.0, 1.5]);
+    /// assert_eq!(state::get::<(f64, f64)>("arm/a"), Some((2.0, 1.5)));
+    /// ```
+    pub fn add(key: &str, deltas: &[f64]) -> Result<Vec<f64>, StateError> {
+        imp::state_add(key, deltas)
+    }
 }
 
 #[cfg(target_family = "wasm")]
@@ -135,12 +157,21 @@ mod imp {
         host::state_get(key)
     }
 
-    pub fn state_set(key: &str, value: &[u8]) -> Result<(), StateError> {
-        host::state_set(key, value).map_err(|e| match e {
+    fn state_error(e: types::StateError) -> StateError {
+        match e {
             types::StateError::KeyTooLarge(n) => StateError::KeyTooLarge(n),
             types::StateError::ValueTooLarge(n) => StateError::ValueTooLarge(n),
             types::StateError::QuotaExceeded => StateError::QuotaExceeded,
-        })
+            types::StateError::NotNumeric => StateError::NotNumeric,
+        }
+    }
+
+    pub fn state_set(key: &str, value: &[u8]) -> Result<(), StateError> {
+        host::state_set(key, value).map_err(state_error)
+    }
+
+    pub fn state_add(key: &str, deltas: &[f64]) -> Result<Vec<f64>, StateError> {
+        host::state_add(key, deltas).map_err(state_error)
     }
 
     pub fn state_delete(key: &str) {
@@ -216,5 +247,22 @@ pub(crate) mod imp {
 
     pub fn state_delete(key: &str) {
         HOST.with(|h| h.borrow_mut().state.remove(key));
+    }
+
+    pub fn state_add(key: &str, deltas: &[f64]) -> Result<Vec<f64>, StateError> {
+        if key.len() > MAX_KEY {
+            return Err(StateError::KeyTooLarge(MAX_KEY as u32));
+        }
+        HOST.with(|h| {
+            let mut h = h.borrow_mut();
+            let (values, encoded) =
+                signalbox_contract::add_counters(h.state.get(key).map(Vec::as_slice), deltas)
+                    .map_err(|_| StateError::NotNumeric)?;
+            if encoded.len() > MAX_VALUE {
+                return Err(StateError::ValueTooLarge(MAX_VALUE as u32));
+            }
+            h.state.insert(key.to_owned(), encoded);
+            Ok(values)
+        })
     }
 }

@@ -182,3 +182,64 @@ state_dir = '{state}'
     assert_eq!(count(context, "ok"), 5);
     assert_eq!(count(context, "failed"), 1);
 }
+
+/// A 0.2.0 component (`tests/fixtures/contract-0.2.0/`, built before 0.3.0 and never
+/// rebuilt).
+fn fixture_0_2(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/contract-0.2.0")
+        .join(name)
+}
+
+fn arm(context: &TenantContext, target: &str) -> Vec<f64> {
+    context
+        .state
+        .get(&format!("bandit/arm/all/{target}"))
+        .and_then(|v| signalbox_contract::parse_counters(&v))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_0_2_bandit_and_its_0_3_successor_share_what_was_learned() {
+    let old = engine()
+        .load_file(&fixture_0_2("bandit.wasm"))
+        .unwrap();
+    assert_eq!(old.contract_version(), "0.2.0");
+    let new = engine()
+        .load_file(&crate::support::wasm("signalbox_policy_bandit"))
+        .unwrap();
+    assert_eq!(new.contract_version(), "0.3.0");
+    let context = TenantContext::new("acme");
+    let config = r#"{"cost_weight": 0}"#;
+    let outcome = |id: &str, target: u32| Outcome {
+        request_id: id.into(),
+        ..outcome(Ending::Completed, Some(target), &[], 200)
+    };
+
+    // The 0.2.0 bandit routes and counts an outcome with `state-get` and `state-set`.
+    let before = old.bind(context.clone(), config, targets()).unwrap();
+    assert!(matches!(
+        before.route(&request("m", &[]), &healthy(4)).unwrap(),
+        RouteDecision::Route { .. }
+    ));
+    before.on_outcome(&outcome("r-1", 1)).unwrap();
+    assert_eq!(arm(&context, "mini"), [1.0, 1.0]);
+
+    // The 0.3.0 bandit, bound to the same tenant, adds to the same counters, and
+    // feedback for the request the 0.2.0 one counted replaces its reward.
+    let after = new.bind(context.clone(), config, targets()).unwrap();
+    after.on_outcome(&outcome("r-2", 1)).unwrap();
+    assert_eq!(arm(&context, "mini"), [2.0, 2.0]);
+    after
+        .on_feedback(&signalbox::policy::Feedback {
+            request_id: "r-1".into(),
+            target: 1,
+            score: 0.25,
+        })
+        .unwrap();
+    assert_eq!(arm(&context, "mini"), [2.0, 1.25]);
+    assert!(matches!(
+        after.route(&request("m", &[]), &healthy(4)).unwrap(),
+        RouteDecision::Route { .. }
+    ));
+}

@@ -7,13 +7,18 @@
 //! replica's own limits (`fail_open`) or refuse (`fail_closed`). The connection is
 //! re-made by itself, so enforcement resumes when Redis returns, without a restart.
 
+mod feedback;
 mod limits;
 mod policies;
 mod replicas;
+mod state;
 
+pub(crate) use feedback::POLL as FEEDBACK_POLL;
+pub use feedback::ForwardedFeedback;
 pub use limits::SharedReservation;
 pub use policies::spawn_policy_sync;
 pub use replicas::spawn_heartbeat;
+pub use state::spawn_state_sync;
 
 use crate::config::{ClusterSection, FailMode};
 use crate::metrics::Metrics;
@@ -66,6 +71,14 @@ pub struct Cluster {
     outbox: tokio::sync::mpsc::UnboundedSender<policies::Announcement>,
     /// Their receiving end, until the policy sync takes it.
     inbox: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<policies::Announcement>>>,
+    /// Policy state-store writes made here, for the state sync to send (bounded).
+    state_outbox: tokio::sync::mpsc::Sender<state::Queued>,
+    /// Their receiving end, until the state sync takes it.
+    state_inbox: Mutex<Option<tokio::sync::mpsc::Receiver<state::Queued>>>,
+    /// Whether writes are being dropped (logged once per episode).
+    state_dropping: AtomicBool,
+    /// State-store writes the sync holds that Redis has not taken (a stop waits).
+    state_unsent: AtomicUsize,
 }
 
 impl Cluster {
@@ -98,6 +111,7 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (state_outbox, state_inbox) = tokio::sync::mpsc::channel(state::QUEUE);
         Ok(Cluster {
             connection,
             timeout,
@@ -112,6 +126,10 @@ impl Cluster {
             replicas: AtomicU64::new(1),
             outbox,
             inbox: Mutex::new(Some(inbox)),
+            state_outbox,
+            state_inbox: Mutex::new(Some(state_inbox)),
+            state_dropping: AtomicBool::new(false),
+            state_unsent: AtomicUsize::new(0),
         })
     }
 
@@ -148,7 +166,9 @@ impl Cluster {
     /// Redis is unreachable for all of `limit` (then it logs how much).
     pub async fn drain(self: &Arc<Self>, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.settling.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while (self.settling.load(Ordering::Acquire) > 0 || self.state_unsent())
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         while !self.pay_once().await && Instant::now() < deadline {
@@ -166,6 +186,20 @@ impl Cluster {
     /// The receiving end of the policy changes made here (once).
     fn inbox(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<policies::Announcement>> {
         self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Whether state-store writes made here have not reached Redis yet.
+    fn state_unsent(&self) -> bool {
+        self.state_unsent.load(Ordering::Acquire) > 0
+            || self.state_outbox.capacity() < self.state_outbox.max_capacity()
+    }
+
+    /// The receiving end of the state-store writes made here (once).
+    fn state_inbox(&self) -> Option<tokio::sync::mpsc::Receiver<state::Queued>> {
+        self.state_inbox
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()

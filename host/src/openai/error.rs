@@ -16,6 +16,8 @@ pub mod codes {
     pub const INVALID_VALUE: &str = "invalid_value";
     /// A query parameter the endpoint does not know.
     pub const UNKNOWN_PARAMETER: &str = "unknown_parameter";
+    /// The fleet's shared store (Redis) did not answer a call the request needs.
+    pub const SHARED_STORE_UNAVAILABLE: &str = "shared_store_unavailable";
 }
 
 /// An error answered to a client. Messages are written for the client and never

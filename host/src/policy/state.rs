@@ -2,9 +2,15 @@
 //!
 //! It lives in the host, so it outlives any instance and any policy version, and all
 //! instances of a tenant share it. Every operation takes one shard lock briefly; none
-//! is held across a policy call.
+//! is held across a policy call. `add` reads, adds and writes under that one lock, so
+//! concurrent counters lose nothing.
+//!
+//! In a fleet the store is also a replica of the tenant's store in Redis: every local
+//! write is handed to [`StateStore::replicate_to`]'s sink as a [`StateChange`], and the
+//! fleet's values come back through [`StateStore::apply_fleet`].
 
 use dashmap::DashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Size limits of a tenant's store.
@@ -42,14 +48,51 @@ pub enum StateError {
     QuotaExceeded,
 }
 
+/// Why `add` refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    /// The key or the result is over a limit, or the store is full.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stored value is not a JSON array of numbers, or a delta is not finite.
+    #[error("state value is not an array of numbers, or a delta is not finite")]
+    NotNumeric,
+}
+
+/// A write made on this replica, for the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChange {
+    /// `key` now holds the value.
+    Set(String, Vec<u8>),
+    /// `key` was removed.
+    Delete(String),
+    /// The deltas were added to the counters under `key`.
+    Add(String, Vec<f64>),
+}
+
+/// Where a fleet replica's writes go.
+type Sink = Box<dyn Fn(StateChange) + Send + Sync>;
+
 /// One tenant's store.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StateStore {
     entries: DashMap<String, Vec<u8>>,
     bytes: AtomicUsize,
     limits: StateLimits,
     /// Writes so far: a snapshot is taken only when this moved.
     writes: AtomicU64,
+    /// In a fleet, where each local write is sent.
+    sink: OnceLock<Sink>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("keys", &self.entries.len())
+            .field("bytes", &self.bytes_used())
+            .field("replicated", &self.sink.get().is_some())
+            .finish()
+    }
 }
 
 /// The first bytes of an encoded store (format version 1).
@@ -74,6 +117,18 @@ impl StateStore {
             bytes: AtomicUsize::new(0),
             limits,
             writes: AtomicU64::new(0),
+            sink: OnceLock::new(),
+        }
+    }
+
+    /// From now on, hands every local write to `sink` (once; later calls are ignored).
+    pub fn replicate_to(&self, sink: impl Fn(StateChange) + Send + Sync + 'static) {
+        let _ = self.sink.set(Box::new(sink));
+    }
+
+    fn replicate(&self, change: impl FnOnce() -> StateChange) {
+        if let Some(sink) = self.sink.get() {
+            sink(change());
         }
     }
 
@@ -137,33 +192,33 @@ impl StateStore {
 
     /// Stores `value` under `key`, within the limits.
     pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StateError> {
-        if key.len() > self.limits.max_key {
-            return Err(StateError::KeyTooLarge(self.limits.max_key));
+        self.check_sizes(key, &value)?;
+        let change = self.sink.get().map(|_| value.clone());
+        self.write(self.entries.entry(key.to_owned()), value, true)?;
+        if let Some(value) = change {
+            self.replicate(|| StateChange::Set(key.to_owned(), value));
         }
-        if value.len() > self.limits.max_value {
-            return Err(StateError::ValueTooLarge(self.limits.max_value));
-        }
-        let new_len = key.len() + value.len();
-        match self.entries.entry(key.to_owned()) {
-            dashmap::Entry::Occupied(mut e) => {
-                let old_len = key.len() + e.get().len();
-                if new_len > old_len && !self.reserve(new_len - old_len) {
-                    return Err(StateError::QuotaExceeded);
-                }
-                if new_len < old_len {
-                    self.bytes.fetch_sub(old_len - new_len, Ordering::Relaxed);
-                }
-                e.insert(value);
-            }
-            dashmap::Entry::Vacant(e) => {
-                if !self.reserve(new_len) {
-                    return Err(StateError::QuotaExceeded);
-                }
-                e.insert(value);
-            }
-        }
-        self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Adds `deltas` to the counters under `key` (a JSON array of numbers; see
+    /// [`signalbox_contract::add_counters`]) in one step under the key's lock, and
+    /// returns the new counters.
+    pub fn add(&self, key: &str, deltas: &[f64]) -> Result<Vec<f64>, AddError> {
+        if key.len() > self.limits.max_key {
+            return Err(StateError::KeyTooLarge(self.limits.max_key).into());
+        }
+        let entry = self.entries.entry(key.to_owned());
+        let existing = match &entry {
+            dashmap::Entry::Occupied(e) => Some(e.get().as_slice()),
+            dashmap::Entry::Vacant(_) => None,
+        };
+        let (values, encoded) =
+            signalbox_contract::add_counters(existing, deltas).map_err(|_| AddError::NotNumeric)?;
+        self.check_sizes(key, &encoded)?;
+        self.write(entry, encoded, true)?;
+        self.replicate(|| StateChange::Add(key.to_owned(), deltas.to_vec()));
+        Ok(values)
     }
 
     /// Removes `key`.
@@ -172,6 +227,79 @@ impl StateStore {
             self.bytes.fetch_sub(k.len() + v.len(), Ordering::Relaxed);
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
+        self.replicate(|| StateChange::Delete(key.to_owned()));
+    }
+
+    /// Takes the fleet's value of `key` (`None`: the fleet removed it). Not sent back
+    /// to the fleet, and not held to the quota: the replica that wrote it was.
+    pub fn apply_fleet(&self, key: &str, value: Option<Vec<u8>>) {
+        match value {
+            Some(value) => {
+                let _ = self.write(self.entries.entry(key.to_owned()), value, false);
+            }
+            None => {
+                if let Some((k, v)) = self.entries.remove(key) {
+                    self.bytes.fetch_sub(k.len() + v.len(), Ordering::Relaxed);
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn check_sizes(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        if key.len() > self.limits.max_key {
+            return Err(StateError::KeyTooLarge(self.limits.max_key));
+        }
+        if value.len() > self.limits.max_value {
+            return Err(StateError::ValueTooLarge(self.limits.max_value));
+        }
+        Ok(())
+    }
+
+    /// Puts `value` in `entry`, keeping the byte count (and, when `quota`, within
+    /// the tenant's total).
+    fn write(
+        &self,
+        entry: dashmap::Entry<'_, String, Vec<u8>>,
+        value: Vec<u8>,
+        quota: bool,
+    ) -> Result<(), StateError> {
+        let key_len = entry.key().len();
+        let new_len = key_len + value.len();
+        match entry {
+            dashmap::Entry::Occupied(mut e) => {
+                let old_len = key_len + e.get().len();
+                if new_len > old_len {
+                    self.grow(new_len - old_len, quota)?;
+                } else {
+                    self.bytes.fetch_sub(old_len - new_len, Ordering::Relaxed);
+                }
+                e.insert(value);
+            }
+            dashmap::Entry::Vacant(e) => {
+                self.grow(new_len, quota)?;
+                e.insert(value);
+            }
+        }
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn grow(&self, extra: usize, quota: bool) -> Result<(), StateError> {
+        if !quota {
+            self.bytes.fetch_add(extra, Ordering::Relaxed);
+            return Ok(());
+        }
+        if self.reserve(extra) {
+            Ok(())
+        } else {
+            Err(StateError::QuotaExceeded)
+        }
+    }
+
+    /// Every key, in no order.
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.key().clone()).collect()
     }
 
     /// Bytes used (keys plus values).
@@ -248,6 +376,74 @@ mod tests {
         store.delete("absent");
         assert_eq!(store.bytes_used(), 5);
         assert_eq!(store.get("c"), Some(vec![0; 2]));
+    }
+
+    #[test]
+    fn concurrent_adds_lose_nothing() {
+        let store = std::sync::Arc::new(StateStore::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        store.add("arm", &[1.0, 0.5]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.get("arm").unwrap(), b"[8000.0,4000.0]");
+        assert_eq!(store.bytes_used(), "arm".len() + "[8000.0,4000.0]".len());
+    }
+
+    #[test]
+    fn add_refuses_what_is_not_counters_and_keeps_the_limits() {
+        let store = StateStore::new(StateLimits {
+            max_key: 4,
+            max_value: 12,
+            max_total: 100,
+        });
+        store.set("text", b"hello".to_vec()).unwrap();
+        assert_eq!(store.add("text", &[1.0]), Err(AddError::NotNumeric));
+        assert_eq!(store.get("text").unwrap(), b"hello", "left as it was");
+        assert_eq!(store.add("n", &[f64::NAN]), Err(AddError::NotNumeric));
+        assert!(store.get("n").is_none());
+        assert_eq!(
+            store.add("longer", &[1.0]),
+            Err(AddError::State(StateError::KeyTooLarge(4)))
+        );
+        assert_eq!(
+            store.add("n", &[1.0, 2.0, 3.0]),
+            Err(AddError::State(StateError::ValueTooLarge(12)))
+        );
+        assert_eq!(store.add("n", &[1.0, 2.0]).unwrap(), [1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_replica_sends_its_writes_and_takes_the_fleets() {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = StateStore::default();
+        let log = sent.clone();
+        store.replicate_to(move |c| log.lock().unwrap().push(c));
+        store.set("k", b"v".to_vec()).unwrap();
+        store.add("c", &[2.0]).unwrap();
+        store.delete("k");
+        store.apply_fleet("c", Some(b"[5.0]".to_vec()));
+        store.apply_fleet("f", Some(b"x".to_vec()));
+        store.apply_fleet("f", None);
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [
+                StateChange::Set("k".into(), b"v".to_vec()),
+                StateChange::Add("c".into(), vec![2.0]),
+                StateChange::Delete("k".into()),
+            ],
+            "the fleet's values are not sent back"
+        );
+        assert_eq!(store.add("c", &[1.0]).unwrap(), [6.0]);
+        assert_eq!(store.bytes_used(), "c".len() + "[6.0]".len());
     }
 
     #[test]

@@ -240,7 +240,7 @@ async fn api(
         Call::Feedback => {
             let (parts, body) = request.into_parts();
             let body = read_body(body, &parts.headers, limit).await?;
-            feedback(gateway, &tenant, &body)?
+            feedback(gateway, &tenant, &body).await?
         }
         Call::Chat => {
             let span = tracing::Span::current();
@@ -363,8 +363,9 @@ pub(crate) async fn read_body(
 }
 
 /// `POST /v1/feedback`: a score for an earlier answer, passed to the policy version
-/// that decided it (or, if that version is gone, to the tenant's active one).
-fn feedback(
+/// that decided it (or, if that version is gone, to the tenant's active one). In a
+/// fleet, a score for a request another replica decided goes to that replica.
+async fn feedback(
     gateway: &Gateway,
     tenant: &Tenant,
     body: &[u8],
@@ -381,26 +382,44 @@ fn feedback(
             "`score` must be a number from 0 to 1",
         ));
     }
-    let Some(decided) = gateway.decisions.find(&tenant.id, &request.request_id) else {
-        return Err(ApiError::not_found(format!(
-            "no recent request `{}` for this tenant",
-            request.request_id
-        )));
+    let accepted = |forwarded: bool| {
+        openai::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "accepted",
+                "request_id": request.request_id,
+                "forwarded": forwarded,
+            }),
+        )
     };
-    let deployment = decided
-        .deployment
-        .upgrade()
-        .unwrap_or_else(|| tenant.policy.current().active.clone());
-    if let Err(e) = deployment
-        .binding
-        .on_feedback(&request.to_feedback(decided.target))
-    {
-        tracing::warn!(tenant = %tenant.id, policy = %deployment.label, error = %e, "policy on-feedback failed");
+    if crate::feedback::deliver(gateway, tenant, &request.request_id, request.score) {
+        return Ok(accepted(false));
     }
-    Ok(openai::json(
-        StatusCode::OK,
-        &serde_json::json!({"status": "accepted", "request_id": request.request_id}),
-    ))
+    let origin = crate::request_id::origin(&request.request_id)
+        .filter(|&o| o != crate::request_id::this_origin());
+    if let (Some(cluster), Some(origin)) = (&gateway.cluster, origin) {
+        let forwarded = crate::cluster::ForwardedFeedback {
+            tenant: tenant.id.to_string(),
+            request_id: request.request_id.clone(),
+            score: request.score,
+        };
+        cluster
+            .forward_feedback(origin, &forwarded)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(
+                    crate::openai::codes::SHARED_STORE_UNAVAILABLE,
+                    format!("cannot pass the feedback to the replica that decided: {e}"),
+                    1,
+                )
+            })?;
+        gateway.metrics.feedback_forwarded("sent", 1);
+        return Ok(accepted(true));
+    }
+    Err(ApiError::not_found(format!(
+        "no recent request `{}` for this tenant",
+        request.request_id
+    )))
 }
 
 /// `GET /v1/models`: the models and aliases the caller's tenant may ask for.

@@ -4,10 +4,9 @@
 //! One key per (class, target id): `bandit/arm/<class>/<target id>`, holding
 //! `[pulls, reward]` as JSON (about 20 bytes). Keys use the target's id, not its
 //! index, so learning survives a reordered target list, a new policy version and a
-//! changed config. Separate keys per arm keep concurrent updates of different arms
-//! from overwriting each other; two updates of the same arm at the same moment can
-//! still lose one observation (the store is last-write-wins), which a bandit
-//! tolerates.
+//! changed config. Observations are added with the store's atomic counters
+//! (`state::add`), so two updates of one arm at the same moment, on two instances or
+//! two gateway replicas, are both counted.
 
 use signalbox_sdk::{Level, log, stable_hash, state};
 
@@ -37,21 +36,26 @@ pub fn key(class: &str, target: &str) -> String {
 }
 
 impl ArmStats {
-    /// Reads the stats under `key` (zero when absent or unreadable).
+    /// Reads the stats under `key` (zero when absent or unreadable). Corrections
+    /// are added as they come, so a sum may stray out of range for a moment (a
+    /// replaced reward counted before the one it replaces); it is read clamped.
     pub fn load(key: &str) -> ArmStats {
         state::get::<(f64, f64)>(key)
-            .map(|(pulls, reward)| ArmStats { pulls, reward })
-            .filter(|s| s.pulls.is_finite() && s.reward.is_finite())
+            .filter(|(pulls, reward)| pulls.is_finite() && reward.is_finite())
+            .map(|(pulls, reward)| {
+                let pulls = pulls.max(0.0);
+                ArmStats {
+                    pulls,
+                    reward: reward.clamp(0.0, pulls),
+                }
+            })
             .unwrap_or_default()
     }
 
     /// Adds `pulls` observations worth `reward` in total (either may be negative to
-    /// correct an earlier one) and stores the result.
+    /// correct an earlier one), atomically.
     pub fn add(key: &str, pulls: f64, reward: f64) {
-        let mut s = ArmStats::load(key);
-        s.pulls = (s.pulls + pulls).max(0.0);
-        s.reward = (s.reward + reward).clamp(0.0, s.pulls);
-        if let Err(e) = state::put(key, &(s.pulls, s.reward)) {
+        if let Err(e) = state::add(key, &[pulls, reward]) {
             log(Level::Warn, &format!("bandit: cannot store {key}: {e}"));
         }
     }

@@ -6,6 +6,7 @@ mod ledger;
 mod policies;
 mod postgres_server;
 mod redis_server;
+mod state;
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};
 use crate::gateway_support::*;

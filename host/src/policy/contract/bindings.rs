@@ -3,9 +3,10 @@
 //! records that have not changed. Each version module invokes [`contract_bindings!`]
 //! with its frozen WIT and adds what differs.
 
-/// Generates the bindings of one contract version and the host side of its imports.
+/// Generates the bindings of one contract version and the host side of its imports;
+/// the braces after the path hold the host functions a version adds to the others'.
 macro_rules! contract_bindings {
-    ($wit:literal) => {
+    ($wit:literal $(, { $($added:tt)* })?) => {
         wasmtime::component::bindgen!({
             path: $wit,
             world: "policy",
@@ -49,17 +50,24 @@ macro_rules! contract_bindings {
                 key: String,
                 value: Vec<u8>,
             ) -> Result<(), types::StateError> {
-                use crate::policy::state::StateError;
-                let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                self.tenant.state.set(&key, value).map_err(|e| match e {
-                    StateError::KeyTooLarge(n) => types::StateError::KeyTooLarge(limit(n)),
-                    StateError::ValueTooLarge(n) => types::StateError::ValueTooLarge(limit(n)),
-                    StateError::QuotaExceeded => types::StateError::QuotaExceeded,
-                })
+                self.tenant.state.set(&key, value).map_err(state_error)
             }
 
             fn state_delete(&mut self, key: String) {
                 self.tenant.state.delete(&key)
+            }
+
+            $($($added)*)?
+        }
+
+        /// A refused state-store write, as this version says it.
+        fn state_error(e: crate::policy::state::StateError) -> types::StateError {
+            use crate::policy::state::StateError;
+            let limit = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            match e {
+                StateError::KeyTooLarge(n) => types::StateError::KeyTooLarge(limit(n)),
+                StateError::ValueTooLarge(n) => types::StateError::ValueTooLarge(limit(n)),
+                StateError::QuotaExceeded => types::StateError::QuotaExceeded,
             }
         }
 
@@ -197,4 +205,35 @@ macro_rules! contract_bindings {
     };
 }
 
+/// The outcome record of 0.2.0, unchanged since: how the request ended, the target
+/// that answered (if one did) and those that failed.
+macro_rules! outcome_since_0_2 {
+    () => {
+        /// This version's outcome record.
+        pub(super) fn outcome(o: &crate::policy::Outcome) -> types::Outcome {
+            use crate::policy::Ending;
+            types::Outcome {
+                request_id: o.request_id.clone(),
+                ending: match o.ending {
+                    Ending::Completed => types::Ending::Completed,
+                    Ending::Refused => types::Ending::Refused,
+                    Ending::Rejected => types::Ending::Rejected,
+                    Ending::Failed => types::Ending::Failed,
+                    Ending::Interrupted => types::Ending::Interrupted,
+                    Ending::Abandoned => types::Ending::Abandoned,
+                },
+                target: o.target,
+                failed_targets: o.failed_targets.clone(),
+                status: o.status,
+                latency_ms: o.latency_ms,
+                ttft_ms: o.ttft_ms,
+                input_tokens: o.input_tokens,
+                output_tokens: o.output_tokens,
+                cost_usd: o.cost_usd,
+            }
+        }
+    };
+}
+
 pub(super) use contract_bindings;
+pub(super) use outcome_since_0_2;

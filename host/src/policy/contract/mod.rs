@@ -6,6 +6,7 @@
 mod bindings;
 mod v0_1;
 mod v0_2;
+mod v0_3;
 
 use super::error::{LoadError, PolicyError};
 use super::request::{MessagesView, RouteRequest};
@@ -22,8 +23,10 @@ use wasmtime::{AsContextMut, Store};
 pub enum Version {
     /// 0.1.0, the first published contract.
     V0_1,
-    /// 0.2.0, the newest.
+    /// 0.2.0: how a request ended.
     V0_2,
+    /// 0.3.0, the newest: atomic counters in the state store.
+    V0_3,
 }
 
 impl Version {
@@ -31,15 +34,17 @@ impl Version {
         match version {
             "0.1.0" => Some(Version::V0_1),
             "0.2.0" => Some(Version::V0_2),
+            "0.3.0" => Some(Version::V0_3),
             _ => None,
         }
     }
 
-    /// The version as written in the WIT package, e.g. `0.2.0`.
+    /// The version as written in the WIT package, e.g. `0.3.0`.
     pub fn as_str(self) -> &'static str {
         match self {
             Version::V0_1 => "0.1.0",
             Version::V0_2 => "0.2.0",
+            Version::V0_3 => "0.3.0",
         }
     }
 }
@@ -74,6 +79,7 @@ fn printable(text: &str) -> String {
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     v0_1::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
     v0_2::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
+    v0_3::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
     Ok(())
 }
 
@@ -82,6 +88,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
 pub(crate) enum Pre {
     V0_1(v0_1::PolicyPre<StoreData>),
     V0_2(v0_2::PolicyPre<StoreData>),
+    V0_3(v0_3::PolicyPre<StoreData>),
 }
 
 impl Pre {
@@ -94,6 +101,7 @@ impl Pre {
         Ok(match version {
             Version::V0_1 => Pre::V0_1(v0_1::PolicyPre::new(pre)?),
             Version::V0_2 => Pre::V0_2(v0_2::PolicyPre::new(pre)?),
+            Version::V0_3 => Pre::V0_3(v0_3::PolicyPre::new(pre)?),
         })
     }
 
@@ -101,6 +109,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, Default::default()),
             Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?, Default::default()),
+            Pre::V0_3(pre) => Exports::V0_3(pre.instantiate(store)?, Default::default()),
         })
     }
 }
@@ -109,6 +118,7 @@ impl Pre {
 pub(crate) enum Exports {
     V0_1(v0_1::Policy, v0_1::Scratch),
     V0_2(v0_2::Policy, v0_2::Scratch),
+    V0_3(v0_3::Policy, v0_3::Scratch),
 }
 
 /// What a failed call returns: the engine's error (a trap, the deadline) to classify.
@@ -129,6 +139,10 @@ impl Exports {
             Exports::V0_2(p, _) => {
                 p.signalbox_policy_router()
                     .call_activate(store, config, &v0_2::targets(targets))
+            }
+            Exports::V0_3(p, _) => {
+                p.signalbox_policy_router()
+                    .call_activate(store, config, &v0_3::targets(targets))
             }
         }
     }
@@ -159,6 +173,13 @@ impl Exports {
                     .call_route(store, request, messages, signals)?;
                 v0_2::decision(answer, target_count).map_err(invalid)
             }
+            Exports::V0_3(p, scratch) => {
+                let (request, signals) = scratch.fill(request, signals);
+                let answer = p
+                    .signalbox_policy_router()
+                    .call_route(store, request, messages, signals)?;
+                v0_3::decision(answer, target_count).map_err(invalid)
+            }
         })
     }
 
@@ -177,6 +198,9 @@ impl Exports {
             Exports::V0_2(p, _) => p
                 .signalbox_policy_router()
                 .call_on_outcome(store, &v0_2::outcome(outcome)),
+            Exports::V0_3(p, _) => p
+                .signalbox_policy_router()
+                .call_on_outcome(store, &v0_3::outcome(outcome)),
         }
     }
 
@@ -192,6 +216,9 @@ impl Exports {
             Exports::V0_2(p, _) => p
                 .signalbox_policy_router()
                 .call_on_feedback(store, &v0_2::feedback(feedback)),
+            Exports::V0_3(p, _) => p
+                .signalbox_policy_router()
+                .call_on_feedback(store, &v0_3::feedback(feedback)),
         }
     }
 }
@@ -301,12 +328,12 @@ mod tests {
         }
         assert_eq!(
             check_exports([export(CONTRACT_VERSION).as_str()].into_iter()).unwrap(),
-            Version::V0_2
+            Version::V0_3
         );
-        let err = check_exports([export("0.3.0").as_str()].into_iter()).unwrap_err();
+        let err = check_exports([export("0.4.0").as_str()].into_iter()).unwrap_err();
         assert!(
             err.to_string().contains(
-                "built for signalbox:policy@0.3.0, host speaks signalbox:policy@0.2.0 (and 0.1.0)"
+                "built for signalbox:policy@0.4.0, host speaks signalbox:policy@0.3.0 (and 0.1.0, 0.2.0)"
             ),
             "{err}"
         );

@@ -9,13 +9,13 @@
 //! they learned).
 //!
 //! Request ids carry a sequence number (see [`crate::request_id`]), so the window is
-//! a ring indexed by it: remembering a decision is a slot write under a short lock,
+//! a ring indexed by it, and it hands out this gateway's ids: remembering a decision is a slot write under a short lock,
 //! with no hashing and no allocation on the request path.
 
 use crate::deploy::Deployment;
 use crate::gateway::{Gateway, Tenant};
 use crate::policy::Feedback;
-use crate::request_id;
+use crate::request_id::RequestIds;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct RecentDecisions {
     ring: Mutex<Vec<Option<Slot>>>,
     capacity: usize,
     ttl: Duration,
+    /// The ids of this gateway's requests.
+    pub ids: RequestIds,
 }
 
 impl RecentDecisions {
@@ -52,12 +54,13 @@ impl RecentDecisions {
             ring: Mutex::new(Vec::new()),
             capacity,
             ttl,
+            ids: RequestIds::new(),
         }
     }
 
-    /// Remembers the decision behind `request_id` (an id of this process).
+    /// Remembers the decision behind `request_id` (an id of this gateway).
     pub fn record(&self, request_id: &str, decided: Decided) {
-        let Some(seq) = request_id::sequence(request_id) else {
+        let Some(seq) = self.ids.sequence(request_id) else {
             return;
         };
         if self.capacity == 0 {
@@ -83,7 +86,7 @@ impl RecentDecisions {
 
     /// The decision behind `request_id`, if it is `tenant`'s and still remembered.
     pub fn find(&self, tenant: &str, request_id: &str) -> Option<Decided> {
-        let seq = request_id::sequence(request_id)?;
+        let seq = self.ids.sequence(request_id)?;
         if self.capacity == 0 {
             return None;
         }
@@ -154,7 +157,7 @@ pub fn spawn_forwarded(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let Ok(scores) = cluster.take_feedback().await else {
+            let Ok(scores) = cluster.take_feedback(gateway.decisions.ids.origin()).await else {
                 continue;
             };
             if scores.is_empty() {
@@ -165,9 +168,10 @@ pub fn spawn_forwarded(
             let delivered = tokio::task::spawn_blocking(move || {
                 let mut unknown = 0;
                 for score in &scores {
-                    let known = gateway.tenants.get(score.tenant.as_str()).is_some_and(|t| {
-                        deliver(&gateway, t, &score.request_id, score.score)
-                    });
+                    let known = gateway
+                        .tenants
+                        .get(score.tenant.as_str())
+                        .is_some_and(|t| deliver(&gateway, t, &score.request_id, score.score));
                     if !known {
                         unknown += 1;
                     }
@@ -199,11 +203,11 @@ mod tests {
     fn the_window_keeps_the_newest_and_only_for_their_tenant() {
         let recent = RecentDecisions::new(3, Duration::from_secs(60));
         for seq in 0..5 {
-            recent.record(&request_id::format(seq), decided("acme"));
+            recent.record(&recent.ids.format(seq), decided("acme"));
         }
         assert_eq!(recent.len(), 3);
-        assert!(recent.find("acme", &request_id::format(1)).is_none());
-        let newest = request_id::format(4);
+        assert!(recent.find("acme", &recent.ids.format(1)).is_none());
+        let newest = recent.ids.format(4);
         assert_eq!(recent.find("acme", &newest).map(|d| d.target), Some(1));
         assert!(recent.find("globex", &newest).is_none());
         assert!(recent.find("acme", "req-4").is_none());
@@ -212,17 +216,17 @@ mod tests {
     #[test]
     fn a_late_finisher_does_not_evict_a_newer_decision() {
         let recent = RecentDecisions::new(2, Duration::from_secs(60));
-        recent.record(&request_id::format(3), decided("acme"));
-        recent.record(&request_id::format(1), decided("acme"));
-        assert!(recent.find("acme", &request_id::format(3)).is_some());
-        assert!(recent.find("acme", &request_id::format(1)).is_none());
+        recent.record(&recent.ids.format(3), decided("acme"));
+        recent.record(&recent.ids.format(1), decided("acme"));
+        assert!(recent.find("acme", &recent.ids.format(3)).is_some());
+        assert!(recent.find("acme", &recent.ids.format(1)).is_none());
     }
 
     #[test]
     fn old_decisions_expire() {
         let recent = RecentDecisions::new(10, Duration::ZERO);
-        recent.record(&request_id::format(1), decided("t"));
+        recent.record(&recent.ids.format(1), decided("t"));
         std::thread::sleep(Duration::from_millis(2));
-        assert!(recent.find("t", &request_id::format(1)).is_none());
+        assert!(recent.find("t", &recent.ids.format(1)).is_none());
     }
 }

@@ -201,9 +201,7 @@ fn arm(context: &TenantContext, target: &str) -> Vec<f64> {
 
 #[test]
 fn a_0_2_bandit_and_its_0_3_successor_share_what_was_learned() {
-    let old = engine()
-        .load_file(&fixture_0_2("bandit.wasm"))
-        .unwrap();
+    let old = engine().load_file(&fixture_0_2("bandit.wasm")).unwrap();
     assert_eq!(old.contract_version(), "0.2.0");
     let new = engine()
         .load_file(&crate::support::wasm("signalbox_policy_bandit"))

@@ -53,13 +53,19 @@ impl Cluster {
             .ignore()
             .expire(&key, 3600)
             .ignore();
-        self.call("feedback_forward", async |c| pipe.query_async::<()>(c).await)
-            .await
+        self.call("feedback_forward", async |c| {
+            pipe.query_async::<()>(c).await
+        })
+        .await
     }
 
-    /// Takes up to [`TAKE`] scores from this replica's mailbox, oldest first.
-    pub async fn take_feedback(&self) -> Result<Vec<ForwardedFeedback>, super::ClusterError> {
-        let key = self.mailbox(crate::request_id::this_origin());
+    /// Takes up to [`TAKE`] scores from the mailbox of the replica whose request ids
+    /// carry `origin` (this one's), oldest first.
+    pub async fn take_feedback(
+        &self,
+        origin: u32,
+    ) -> Result<Vec<ForwardedFeedback>, super::ClusterError> {
+        let key = self.mailbox(origin);
         let items: Option<Vec<String>> = self
             .call_within("feedback_take", POLL, async |c| {
                 redis::cmd("LPOP").arg(&key).arg(TAKE).query_async(c).await

@@ -13,8 +13,8 @@ mod policies;
 mod replicas;
 mod state;
 
-pub(crate) use feedback::POLL as FEEDBACK_POLL;
 pub use feedback::ForwardedFeedback;
+pub(crate) use feedback::POLL as FEEDBACK_POLL;
 pub use limits::SharedReservation;
 pub use policies::spawn_policy_sync;
 pub use replicas::spawn_heartbeat;

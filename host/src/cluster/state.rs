@@ -144,9 +144,16 @@ impl Cluster {
     /// Queues a local write of `tenant`'s store for the fleet; a full queue drops it,
     /// counted.
     pub fn queue_state(&self, tenant: &Arc<str>, change: StateChange) {
-        if self.state_outbox.try_send((tenant.clone(), change)).is_err() {
+        if self
+            .state_outbox
+            .try_send((tenant.clone(), change))
+            .is_err()
+        {
             self.metrics.state_sync_dropped(tenant);
-            if self.state_dropping.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if self
+                .state_dropping
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 return;
             }
             tracing::error!(
@@ -239,7 +246,7 @@ fn apply(store: &StateStore, taken: Taken, waiting: &[StateChange]) {
                 pending.insert(key, None);
             }
             StateChange::Add(key, deltas) => {
-                if let Some(Some(sum)) = pending.entry(key).or_insert_with(|| Some(Vec::new())) {
+                if let Some(sum) = pending.entry(key).or_insert_with(|| Some(Vec::new())) {
                     if sum.len() < deltas.len() {
                         sum.resize(deltas.len(), 0.0);
                     }

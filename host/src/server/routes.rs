@@ -23,7 +23,7 @@ pub(super) async fn handle(
     gateway: &Arc<Gateway>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let request_id = crate::request_id::next();
+    let request_id = gateway.decisions.ids.next();
     // The span carries the request id (and, once known, the tenant) into every log
     // line of the request, including the policy call and each upstream attempt.
     // Exported as a trace's root span too: the fields are what a collector shows, so
@@ -396,7 +396,7 @@ async fn feedback(
         return Ok(accepted(false));
     }
     let origin = crate::request_id::origin(&request.request_id)
-        .filter(|&o| o != crate::request_id::this_origin());
+        .filter(|&o| o != gateway.decisions.ids.origin());
     if let (Some(cluster), Some(origin)) = (&gateway.cluster, origin) {
         let forwarded = crate::cluster::ForwardedFeedback {
             tenant: tenant.id.to_string(),

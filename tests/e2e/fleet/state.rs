@@ -64,7 +64,9 @@ async fn counters_added_on_three_replicas_at_once_lose_nothing() {
     for (i, gw) in fleet.iter().enumerate() {
         let store = store(gw);
         assert!(
-            wait_until(CONVERGE, async || counters(&store, "arm") == [total, total / 2.0]).await,
+            wait_until(CONVERGE, async || counters(&store, "arm")
+                == [total, total / 2.0])
+            .await,
             "replica {i} has {:?}, the fleet added [{total}, {}]",
             counters(&store, "arm"),
             total / 2.0
@@ -83,7 +85,9 @@ async fn counters_added_on_three_replicas_at_once_lose_nothing() {
     );
 
     // Plain values travel too, removals included.
-    store(&fleet[0]).set("note", b"from replica 1".to_vec()).unwrap();
+    store(&fleet[0])
+        .set("note", b"from replica 1".to_vec())
+        .unwrap();
     let other = store(&fleet[2]);
     assert!(
         wait_until(CONVERGE, async || other.get("note").as_deref()
@@ -107,7 +111,9 @@ async fn counters_added_on_three_replicas_at_once_lose_nothing() {
     for (i, gw) in fleet.iter().enumerate() {
         let store = store(gw);
         assert!(
-            wait_until(CONVERGE, async || counters(&store, "arm") == [after, after / 2.0]).await,
+            wait_until(CONVERGE, async || counters(&store, "arm")
+                == [after, after / 2.0])
+            .await,
             "replica {i} has {:?} after Redis returned, the fleet added [{after}, {}]",
             counters(&store, "arm"),
             after / 2.0
@@ -126,7 +132,8 @@ const BEST: &str = "value";
 
 fn bandit_config(urls: &[String], redis: &Redis) -> String {
     let hash = |s: &str| signalbox::tenancy::format_key_hash(&signalbox::tenancy::hash_key(s));
-    let mut toml = "[server]\nlisten = \"127.0.0.1:0\"\n\n[engine]\ndeadline_ms = 50\n\n".to_owned();
+    let mut toml =
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[engine]\ndeadline_ms = 50\n\n".to_owned();
     for ((id, _, price), url) in ARMS.iter().zip(urls) {
         toml += &format!(
             "[[providers]]\nname = \"{id}\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\napi_key_env = \"TEST_KEY\"\n\n\

@@ -56,6 +56,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../../sdk/src/types.rs"),
     ),
     (
+        "contract/src/counters.rs",
+        include_str!("../../../../contract/src/counters.rs"),
+    ),
+    (
         "contract/src/decision.rs",
         include_str!("../../../../contract/src/decision.rs"),
     ),

@@ -2,6 +2,7 @@
 //! `redis-server`. These run in their own stage of `tests/run` (which installs Redis
 //! when it is missing): `cargo test -p signalbox --test e2e fleet:: -- --ignored`.
 
+mod kill;
 mod ledger;
 mod policies;
 mod postgres_server;

@@ -144,7 +144,8 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
             vec![
                 crate::cluster::spawn_heartbeat(cluster.clone()),
                 crate::cluster::spawn_policy_sync(cluster.clone(), live.clone()),
-                crate::cluster::spawn_state_sync(cluster.clone(), live),
+                crate::cluster::spawn_state_sync(cluster.clone(), live.clone()),
+                crate::cluster::spawn_stats_publish(cluster.clone(), live),
                 crate::feedback::spawn_forwarded(cluster, gateway.clone()),
             ]
         }

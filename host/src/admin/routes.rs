@@ -153,13 +153,22 @@ pub(super) async fn tenant_request(
 
     let gateway = admin.gateway.clone();
     match op {
-        TenantOp::Report => Ok(json(
-            StatusCode::OK,
-            &tenant
+        TenantOp::Report => {
+            let mut report = tenant
                 .policy
                 .report(&gateway.deployer)
-                .map_err(deploy_error)?,
-        )),
+                .map_err(deploy_error)?;
+            // In a fleet, beside this replica's counts: the fleet's (null when Redis
+            // does not answer; this replica's report stands).
+            if let Some(cluster) = &gateway.cluster {
+                let routing = tenant.policy.current();
+                report["fleet"] = cluster
+                    .fleet_report(&tenant.id, &routing)
+                    .await
+                    .unwrap_or_default();
+            }
+            Ok(json(StatusCode::OK, &report))
+        }
         TenantOp::ShowCandidate => {
             let report = tenant
                 .policy

@@ -12,6 +12,7 @@ mod limits;
 mod policies;
 mod replicas;
 mod state;
+mod stats;
 
 pub use feedback::ForwardedFeedback;
 pub(crate) use feedback::POLL as FEEDBACK_POLL;
@@ -19,6 +20,7 @@ pub use limits::SharedReservation;
 pub use policies::spawn_policy_sync;
 pub use replicas::spawn_heartbeat;
 pub use state::spawn_state_sync;
+pub use stats::spawn_stats_publish;
 
 use crate::config::{ClusterSection, FailMode};
 use crate::metrics::Metrics;

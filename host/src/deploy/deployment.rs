@@ -147,15 +147,51 @@ impl TrafficStats {
 
     /// The counters as JSON for the admin API.
     pub fn report(&self) -> serde_json::Value {
-        let requests = self.requests.load(Ordering::Relaxed);
-        let errors = self.errors.load(Ordering::Relaxed);
-        let latency = self.latency_us.load(Ordering::Relaxed);
+        self.counts().report()
+    }
+
+    /// The counters as plain numbers (what a fleet replica publishes).
+    pub fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            latency_us: self.latency_us.load(Ordering::Relaxed),
+            cost_micro_usd: self.cost_micro_usd.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`TrafficStats`] read at one moment; counts of several replicas add up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrafficCounts {
+    /// Requests that reached an answer.
+    pub requests: u64,
+    /// Of those, 5xx.
+    pub errors: u64,
+    /// Sum of latencies, microseconds.
+    pub latency_us: u64,
+    /// Sum of costs, micro-dollars.
+    pub cost_micro_usd: u64,
+}
+
+impl std::ops::AddAssign for TrafficCounts {
+    fn add_assign(&mut self, other: TrafficCounts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency_us += other.latency_us;
+        self.cost_micro_usd += other.cost_micro_usd;
+    }
+}
+
+impl TrafficCounts {
+    /// As the admin API reports them, rates and means included.
+    pub fn report(&self) -> serde_json::Value {
         serde_json::json!({
-            "requests": requests,
-            "errors": errors,
-            "error_rate": ratio(errors, requests),
-            "mean_latency_ms": ratio(latency, requests) / 1000.0,
-            "cost_usd": self.cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": ratio(self.errors, self.requests),
+            "mean_latency_ms": ratio(self.latency_us, self.requests) / 1000.0,
+            "cost_usd": self.cost_micro_usd as f64 / 1e6,
         })
     }
 }
@@ -198,16 +234,58 @@ pub struct ShadowStats {
 impl ShadowStats {
     /// The counters as JSON for the admin API.
     pub fn report(&self) -> serde_json::Value {
-        let decisions = self.decisions.load(Ordering::Relaxed);
-        let active = self.active_cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
-        let shadow = self.shadow_cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        self.counts().report()
+    }
+
+    /// The counters as plain numbers (what a fleet replica publishes).
+    pub fn counts(&self) -> ShadowCounts {
+        ShadowCounts {
+            decisions: self.decisions.load(Ordering::Relaxed),
+            agreements: self.agreements.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            active_cost_micro_usd: self.active_cost_micro_usd.load(Ordering::Relaxed),
+            shadow_cost_micro_usd: self.shadow_cost_micro_usd.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`ShadowStats`] read at one moment; counts of several replicas add up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShadowCounts {
+    /// Requests both decided.
+    pub decisions: u64,
+    /// Of those, same first target.
+    pub agreements: u64,
+    /// Shadow calls that failed.
+    pub failures: u64,
+    /// Cost of the served requests, micro-dollars.
+    pub active_cost_micro_usd: u64,
+    /// Their cost on the shadow's first choice, micro-dollars.
+    pub shadow_cost_micro_usd: u64,
+}
+
+impl std::ops::AddAssign for ShadowCounts {
+    fn add_assign(&mut self, other: ShadowCounts) {
+        self.decisions += other.decisions;
+        self.agreements += other.agreements;
+        self.failures += other.failures;
+        self.active_cost_micro_usd += other.active_cost_micro_usd;
+        self.shadow_cost_micro_usd += other.shadow_cost_micro_usd;
+    }
+}
+
+impl ShadowCounts {
+    /// As the admin API reports them.
+    pub fn report(&self) -> serde_json::Value {
+        let active = self.active_cost_micro_usd as f64 / 1e6;
+        let shadow = self.shadow_cost_micro_usd as f64 / 1e6;
         serde_json::json!({
-            "decisions": decisions,
-            "agreements": self.agreements.load(Ordering::Relaxed),
+            "decisions": self.decisions,
+            "agreements": self.agreements,
             // No decisions yet: no rate (0.0 would read as total disagreement).
-            "agreement_rate": (decisions > 0)
-                .then(|| ratio(self.agreements.load(Ordering::Relaxed), decisions)),
-            "failures": self.failures.load(Ordering::Relaxed),
+            "agreement_rate": (self.decisions > 0)
+                .then(|| ratio(self.agreements, self.decisions)),
+            "failures": self.failures,
             "active_cost_usd": active,
             "shadow_cost_usd": shadow,
             "estimated_cost_difference_usd": shadow - active,

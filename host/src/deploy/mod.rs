@@ -25,8 +25,9 @@ pub use bindings::{
     BindingSpec, CandidateSpec, HISTORY_LIMIT, TenantBindings, VersionMeta, resolve_prefix,
 };
 pub use deployment::{
-    Candidate, CandidateMode, CandidateSample, Deployment, FailureStreak, Routing, ShadowStats,
-    TrafficStats, VersionStats, counts_toward_quarantine, in_canary, micro_usd,
+    Candidate, CandidateMode, CandidateSample, Deployment, FailureStreak, Routing, ShadowCounts,
+    ShadowStats, TrafficCounts, TrafficStats, VersionStats, counts_toward_quarantine, in_canary,
+    micro_usd,
 };
 pub use saved_stats::SavedStats;
 pub use state::{restore_state, save_states, spawn_state_snapshots};

@@ -8,6 +8,7 @@ mod policies;
 mod postgres_server;
 mod redis_server;
 mod state;
+mod stats;
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};
 use crate::gateway_support::*;

@@ -135,3 +135,16 @@ pub(super) fn metrics_text(gateway: &Gateway) -> String {
     }
     gateway.metrics.render()
 }
+
+/// In a fleet, the fleet's counts of `tenant`'s active and candidate versions (see
+/// `cluster::stats`); `None` without `[cluster]`, null when Redis does not answer.
+pub(super) async fn fleet_counts(gateway: &Gateway, tenant: &Tenant) -> Option<serde_json::Value> {
+    let cluster = gateway.cluster.as_ref()?;
+    let routing = tenant.policy.current();
+    Some(
+        cluster
+            .fleet_report(&tenant.id, &routing)
+            .await
+            .unwrap_or_default(),
+    )
+}

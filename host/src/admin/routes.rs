@@ -160,12 +160,8 @@ pub(super) async fn tenant_request(
                 .map_err(deploy_error)?;
             // In a fleet, beside this replica's counts: the fleet's (null when Redis
             // does not answer; this replica's report stands).
-            if let Some(cluster) = &gateway.cluster {
-                let routing = tenant.policy.current();
-                report["fleet"] = cluster
-                    .fleet_report(&tenant.id, &routing)
-                    .await
-                    .unwrap_or_default();
+            if let Some(fleet) = super::reports::fleet_counts(&gateway, &tenant).await {
+                report["fleet"] = fleet;
             }
             Ok(json(StatusCode::OK, &report))
         }

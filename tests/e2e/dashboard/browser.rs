@@ -220,6 +220,20 @@ async fn an_operator_of_one_tenant_works_the_dashboard_in_a_browser() {
     .await;
     let r = report(&d.gw, "acme").await;
     assert_eq!(r["candidate"]["version"], version.as_str(), "{r}");
+    // The two versions side by side, as the admin API counts them.
+    let requests = wait_js(
+        &c,
+        "(document.querySelector('#compare tr[data-line=\"Requests\"]') || {cells: []}).cells.length === 3 \
+         && [...document.querySelector('#compare tr[data-line=\"Requests\"]').cells].slice(1).map((td) => td.textContent).join(' ')",
+    )
+    .await;
+    assert_eq!(
+        requests.as_str().unwrap(),
+        format!(
+            "{} {}",
+            r["active"]["traffic"]["requests"], r["candidate"]["traffic"]["requests"]
+        )
+    );
     shot(&c, "policies-canary").await;
     click_and_confirm(&c, "#promote").await;
     wait_js(

@@ -4,7 +4,7 @@
 
 use super::super::Admin;
 use super::super::auth::Scope;
-use super::super::reports::{metrics_text, tenant_bindings, usage_rows};
+use super::super::reports::{fleet_counts, metrics_text, tenant_bindings, usage_rows};
 use super::super::routes::error;
 use super::{decisions, metrics_text as metrics};
 use crate::openai::{ApiError, ResponseBody, json};
@@ -72,14 +72,20 @@ pub async fn answer(
         }
         Query::Policies => {
             let tenant = allowed_tenant(admin, scope, target.tenant)?;
-            let deployer_gateway = gateway.clone();
-            tokio::task::spawn_blocking(move || tenant.policy.report(&deployer_gateway.deployer))
-                .await
-                .map_err(|_| ApiError::internal("the report was interrupted"))?
-                .map_err(|e| {
-                    tracing::error!(error = %e, "policy report failed");
-                    ApiError::internal("the policy store could not be read")
-                })?
+            let (deployer_gateway, reported) = (gateway.clone(), tenant.clone());
+            let mut report = tokio::task::spawn_blocking(move || {
+                reported.policy.report(&deployer_gateway.deployer)
+            })
+            .await
+            .map_err(|_| ApiError::internal("the report was interrupted"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "policy report failed");
+                ApiError::internal("the policy store could not be read")
+            })?;
+            if let Some(fleet) = fleet_counts(gateway, &tenant).await {
+                report["fleet"] = fleet;
+            }
+            report
         }
         Query::Decisions | Query::Decision => {
             let tenant = allowed_tenant(admin, scope, target.tenant)?;

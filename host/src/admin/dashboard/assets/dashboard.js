@@ -176,8 +176,9 @@ async function policies() {
   const cand = document.getElementById("candidate");
   if (r.candidate) {
     const c = r.candidate;
-    cand.replaceChildren(el("p", `${c.name || ""} @ ${short(c.version)} — ${c.mode || ""}`),
-      el("pre", JSON.stringify(c, null, 2)));
+    cand.replaceChildren(el("p", `${c.name || ""} @ ${short(c.version)} — ${c.mode || ""}${c.mode === "canary" ? ` (${(c.share * 100).toFixed(0)} % of users)` : ""}`),
+      comparison(r), el("details", "", "raw"));
+    cand.lastChild.replaceChildren(el("summary", "As the admin API reports it"), el("pre", JSON.stringify(c, null, 2)));
     cand.dataset.version = c.version;
   } else {
     cand.replaceChildren(el("p", "none"));
@@ -202,6 +203,55 @@ async function policies() {
   }));
   fill("history", r.history.map((h) => row([h.name, short(h.version), JSON.stringify(h.config)])));
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+// The active version and the candidate side by side: this replica's counts and, in a
+// fleet, the fleet's (every replica that runs the same two versions).
+function comparison(r) {
+  const c = r.candidate;
+  const fleet = r.fleet && r.fleet.candidate && r.fleet.candidate.version === c.version ? r.fleet : null;
+  const columns = [["Active (this replica)", r.active.traffic], ["Candidate (this replica)", c.traffic]];
+  if (fleet) {
+    columns.push([`Active (fleet, ${fleet.replicas} replicas)`, fleet.active.traffic]);
+    columns.push([`Candidate (fleet, ${fleet.replicas} replicas)`, fleet.candidate.traffic]);
+  }
+  const pct = (x) => (x == null ? "–" : `${(x * 100).toFixed(1)} %`);
+  const lines = [
+    ["Requests", (t) => t.requests],
+    ["Errors", (t) => t.errors],
+    ["Error rate", (t) => pct(t.error_rate)],
+    ["Mean latency", (t) => `${t.mean_latency_ms.toFixed(1)} ms`],
+    ["Cost ($)", (t) => usd(t.cost_usd)],
+  ];
+  const table = el("table");
+  table.id = "compare";
+  const head = el("tr");
+  head.append(el("th", ""), ...columns.map(([name]) => el("th", name)));
+  const body = el("tbody");
+  for (const [name, value] of lines) {
+    const tr = row([name, ...columns.map(([, t]) => value(t))]);
+    tr.dataset.line = name;
+    body.append(tr);
+  }
+  const shadows = [["this replica", c.shadow]];
+  if (fleet && fleet.candidate.shadow) shadows.push([`fleet, ${fleet.replicas} replicas`, fleet.candidate.shadow]);
+  for (const [where, s] of shadows.filter(([, s]) => s)) {
+    for (const [name, value] of [
+      ["Shadow decisions", s.decisions],
+      ["Same first target", pct(s.agreement_rate)],
+      ["Shadow failures", s.failures],
+      ["Cost served / on the shadow's choice ($)", `${usd(s.active_cost_usd)} / ${usd(s.shadow_cost_usd)}`],
+      ["Estimated cost difference ($)", usd(s.estimated_cost_difference_usd)],
+    ]) {
+      const tr = row([`${name} (${where})`, value]);
+      tr.lastChild.colSpan = columns.length;
+      tr.dataset.line = name;
+      body.append(tr);
+    }
+  }
+  table.append(el("thead"), body);
+  table.firstChild.append(head);
+  return table;
 }
 
 async function act(op, body, question) {

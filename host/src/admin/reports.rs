@@ -10,8 +10,8 @@ use crate::openai::{ApiError, codes};
 use http::StatusCode;
 use std::sync::Arc;
 
-/// The tenants `scope` may see, by id, each with its active binding and candidate.
-pub(super) fn tenant_bindings(admin: &Admin, scope: &Scope) -> Vec<serde_json::Value> {
+/// The tenants `scope` may see, in order of id.
+pub(super) fn visible_tenants<'a>(admin: &'a Admin, scope: &Scope) -> Vec<&'a Arc<Tenant>> {
     let mut tenants: Vec<&Arc<Tenant>> = admin
         .gateway
         .tenants
@@ -19,6 +19,12 @@ pub(super) fn tenant_bindings(admin: &Admin, scope: &Scope) -> Vec<serde_json::V
         .filter(|t| scope.allows(&t.id))
         .collect();
     tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    tenants
+}
+
+/// The tenants `scope` may see, by id, each with its active binding and candidate.
+pub(super) fn tenant_bindings(admin: &Admin, scope: &Scope) -> Vec<serde_json::Value> {
+    let tenants = visible_tenants(admin, scope);
     let binding = |d: &crate::deploy::Deployment| serde_json::json!({"version": d.version(), "name": d.name, "label": d.label});
     tenants
         .into_iter()

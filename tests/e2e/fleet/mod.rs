@@ -46,6 +46,15 @@ async fn replicas(
     gateways
 }
 
+/// The deploy tests' lifecycle config (admin API, tokens, one tenant) with `[cluster]`.
+fn lifecycle_fleet_config(upstream: &str, redis: &Redis) -> String {
+    format!(
+        "{}\n[cluster]\nredis_url = \"{}\"\ntimeout_ms = 200\n",
+        crate::deploy::lifecycle_config(upstream, ""),
+        redis.url()
+    )
+}
+
 fn cluster_of(redis: &Redis, extra: &str) -> Option<String> {
     Some(format!(
         "redis_url = \"{}\"\ntimeout_ms = 200\n{extra}",

@@ -2,9 +2,7 @@
 //! admin API serves on the others, under load, with no request failing.
 
 use super::redis_server::Redis;
-use crate::deploy::{
-    OPERATOR, admin_post, bytes, deploy, label, lifecycle_config, report, served, upstream,
-};
+use crate::deploy::{OPERATOR, admin_post, bytes, deploy, label, report, served, upstream};
 use crate::gateway_support::{KEY, TestGateway, send};
 use crate::support::hostile_policy;
 use serde_json::json;
@@ -36,11 +34,7 @@ async fn serves(gw: &TestGateway, label: &str, since: Instant) -> Duration {
 async fn a_policy_change_on_one_replica_serves_on_every_replica() {
     let redis = Redis::start().await;
     let up = upstream().await;
-    let toml = format!(
-        "{}\n[cluster]\nredis_url = \"{}\"\ntimeout_ms = 200\n",
-        lifecycle_config(&up.url(), ""),
-        redis.url()
-    );
+    let toml = super::lifecycle_fleet_config(&up.url(), &redis);
     let fleet = Arc::new([
         TestGateway::start(&toml).await,
         TestGateway::start(&toml).await,

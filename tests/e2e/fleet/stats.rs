@@ -3,9 +3,7 @@
 
 use super::redis_server::Redis;
 use super::wait_until;
-use crate::deploy::{
-    OPERATOR, admin_post, bytes, label, lifecycle_config, report, served, upload, upstream,
-};
+use crate::deploy::{OPERATOR, admin_post, bytes, label, report, served, upload, upstream};
 use crate::gateway_support::TestGateway;
 use crate::support::hostile_policy;
 use serde_json::{Value, json};
@@ -24,11 +22,7 @@ fn requests(traffic: &Value) -> u64 {
 async fn a_canary_and_a_shadow_are_judged_on_the_whole_fleet_s_traffic() {
     let redis = Redis::start().await;
     let up = upstream().await;
-    let toml = format!(
-        "{}\n[cluster]\nredis_url = \"{}\"\ntimeout_ms = 200\n",
-        lifecycle_config(&up.url(), ""),
-        redis.url()
-    );
+    let toml = super::lifecycle_fleet_config(&up.url(), &redis);
     let fleet = [
         TestGateway::start(&toml).await,
         TestGateway::start(&toml).await,

@@ -4,7 +4,9 @@
 
 use super::super::Admin;
 use super::super::auth::Scope;
-use super::super::reports::{fleet_counts, metrics_text, tenant_bindings, usage_rows};
+use super::super::reports::{
+    fleet_counts, metrics_text, tenant_bindings, usage_rows, visible_tenants,
+};
 use super::super::routes::error;
 use super::{decisions, metrics_text as metrics};
 use crate::openai::{ApiError, ResponseBody, json};
@@ -153,14 +155,7 @@ fn allowed_tenant(
 /// budgets (the figures `/metrics` exports as `signalbox_budget_spent_usd`), and its
 /// rate limits.
 fn budgets(admin: &Admin, scope: &Scope) -> Vec<serde_json::Value> {
-    let mut tenants: Vec<_> = admin
-        .gateway
-        .tenants
-        .values()
-        .filter(|t| scope.allows(&t.id))
-        .collect();
-    tenants.sort_by(|a, b| a.id.cmp(&b.id));
-    tenants
+    visible_tenants(admin, scope)
         .into_iter()
         .map(|t| {
             let limits = t.quota.limits();

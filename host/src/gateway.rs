@@ -268,6 +268,7 @@ impl Gateway {
             (Some(url), _) => Some(Ledger::open_postgres(
                 url,
                 config.ledger.credentials.password.as_deref(),
+                config.ledger.tls.as_ref(),
                 config.ledger.max_spill_rows,
             )?),
             (None, Some(path)) => Some(Ledger::open(

@@ -37,6 +37,7 @@ pub mod routing;
 pub mod running;
 pub mod server;
 pub mod signals;
+pub mod store_tls;
 pub mod telemetry;
 pub mod tenancy;
 

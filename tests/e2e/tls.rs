@@ -21,20 +21,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A certificate authority that exists for one test.
-struct Authority {
+pub(crate) struct Authority {
     cert: CertificateDer<'static>,
-    cert_pem: String,
+    pub(crate) cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 /// A leaf certificate chain and its key, as PEM.
-struct Leaf {
-    chain_pem: String,
-    key_pem: String,
+pub(crate) struct Leaf {
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
 }
 
 impl Authority {
-    fn new(name: &str) -> Authority {
+    pub(crate) fn new(name: &str) -> Authority {
         let mut params = CertificateParams::default();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -49,13 +49,20 @@ impl Authority {
     }
 
     /// A server certificate for `localhost` and 127.0.0.1; the chain ends with this CA.
-    fn leaf(&self) -> Leaf {
+    pub(crate) fn leaf(&self) -> Leaf {
+        self.signed("localhost", ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate (for mutual TLS); the chain ends with this CA.
+    pub(crate) fn client_leaf(&self) -> Leaf {
+        self.signed("signalbox", ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn signed(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -66,7 +73,7 @@ impl Authority {
     }
 
     /// A client configuration trusting this CA and nothing else, offering `alpn`.
-    fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert.clone()).unwrap();
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -47,9 +47,12 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
         group_by: args.group_by.parse::<GroupBy>().map_err(|e| anyhow!(e))?,
     };
     let rows = match (&ledger.url, &ledger.path) {
-        (Some(url), _) => {
-            crate::ledger::query_postgres(url, ledger.credentials.password.as_deref(), &query)?
-        }
+        (Some(url), _) => crate::ledger::query_postgres(
+            url,
+            ledger.credentials.password.as_deref(),
+            ledger.tls.as_ref(),
+            &query,
+        )?,
         (None, Some(path)) => crate::ledger::query_file(std::path::Path::new(path), &query)?,
         (None, None) => {
             return Err(anyhow!(

@@ -100,7 +100,11 @@ impl Cluster {
             settings = settings.set_password(password);
         }
         info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info)?;
+        let client = match &section.tls {
+            // A `rediss://` URL with the public roots.
+            None => redis::Client::open(info)?,
+            Some(tls) => redis::Client::build_with_tls(info, redis_certificates(tls)?)?,
+        };
         let timeout = section.timeout();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -255,4 +259,31 @@ fn replica_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The files of `[cluster.tls]`, checked, in the form redis-rs takes them (PEM).
+fn redis_certificates(tls: &crate::config::StoreTls) -> anyhow::Result<redis::TlsCertificates> {
+    use crate::server::tls::PemFile;
+    use crate::store_tls::{StoreCertificates, pem_text};
+    // Parsed here for errors that name the file, before redis-rs parses them again.
+    StoreCertificates::read(Some(tls)).map_err(|e| anyhow::anyhow!("cluster.tls: {e}"))?;
+    let text = |file, path: &std::path::Path| {
+        pem_text(file, path).map_err(|e| anyhow::anyhow!("cluster.tls: {e}"))
+    };
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: text(PemFile::Certificate, cert)?,
+            client_key: text(PemFile::Key, key)?,
+        }),
+        _ => None,
+    };
+    let root_cert = tls
+        .ca_file
+        .as_deref()
+        .map(|path| text(PemFile::Certificate, path))
+        .transpose()?;
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }

@@ -22,7 +22,7 @@ mod server;
 mod telemetry;
 mod validate;
 
-pub use cluster::{ClusterSection, Credentials, FailMode};
+pub use cluster::{ClusterSection, Credentials, FailMode, StoreTls};
 pub use error::ConfigError;
 pub use location::{KeyPath, Location};
 pub use sections::{
@@ -166,7 +166,10 @@ impl Config {
             decision_log: raw.decision_log,
             telemetry: validated.telemetry,
             secrets: Secrets(validated.secrets),
-            cluster: validated.cluster,
+            cluster: raw.cluster.map(|cluster| ClusterSection {
+                credentials: validated.cluster_credentials,
+                ..cluster
+            }),
         })
     }
 }

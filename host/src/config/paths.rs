@@ -40,6 +40,18 @@ pub(super) fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
     {
         text(dir);
     }
+    let stores = [
+        raw.cluster.as_mut().and_then(|c| c.tls.as_mut()),
+        raw.ledger.tls.as_mut(),
+    ];
+    for tls in stores.into_iter().flatten() {
+        for path in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+            .into_iter()
+            .flatten()
+        {
+            *path = resolve(base, path);
+        }
+    }
     let ledger = &mut raw.ledger;
     if !ledger.enabled {
         ledger.path = None;

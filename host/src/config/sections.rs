@@ -398,6 +398,9 @@ pub struct LedgerSection {
     pub url: Option<String>,
     /// The environment variable holding PostgreSQL's password.
     pub password_env: Option<String>,
+    /// `[ledger.tls]`: the authority to trust and a client certificate, for a `url`
+    /// with `sslmode=require`.
+    pub tls: Option<super::cluster::StoreTls>,
     /// Rows kept in memory while the database cannot be written (it is down, or
     /// slower than the traffic); past this, rows are dropped, counted and logged.
     pub max_spill_rows: usize,
@@ -413,6 +416,7 @@ impl Default for LedgerSection {
             path: None,
             url: None,
             password_env: None,
+            tls: None,
             max_spill_rows: 1_000_000,
             credentials: super::cluster::Credentials::default(),
         }

@@ -283,3 +283,60 @@ fn a_section_left_out_has_no_line() {
         "test.toml: targets: at least one target is required"
     );
 }
+
+#[test]
+fn stores_over_tls_resolve_their_files_and_refuse_what_cannot_be_verified() {
+    let with = |extra: &str| parse(&format!("{MINIMAL}\n{extra}"));
+    let c = with(
+        "[cluster]\nredis_url = \"rediss://redis.internal:6380\"\n\
+         [cluster.tls]\nca_file = \"ca.pem\"\ncert_file = \"/abs/client.pem\"\nkey_file = \"client.key\"\n\
+         [ledger]\nurl = \"postgres://sb@db:5432/usage?sslmode=require\"\n[ledger.tls]\nca_file = \"db.pem\"\n",
+    )
+    .unwrap();
+    let tls = c.cluster.unwrap().tls.unwrap();
+    assert_eq!(tls.ca_file.unwrap(), Path::new("/etc/sb/ca.pem"));
+    assert_eq!(tls.cert_file.unwrap(), Path::new("/abs/client.pem"));
+    assert_eq!(tls.key_file.unwrap(), Path::new("/etc/sb/client.key"));
+    assert_eq!(
+        c.ledger.tls.unwrap().ca_file.unwrap(),
+        Path::new("/etc/sb/db.pem")
+    );
+    // TLS with the public roots needs no section.
+    assert!(with("[cluster]\nredis_url = \"rediss://r:6380\"\n").is_ok());
+
+    let refused = |extra: &str, path: &str, says: &str| {
+        let e = with(extra).unwrap_err();
+        assert_eq!(e.path, path, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    };
+    refused(
+        "[cluster]\nredis_url = \"rediss://r:6380/#insecure\"\n",
+        "cluster.redis_url",
+        "cannot be turned off",
+    );
+    refused(
+        "[cluster]\nredis_url = \"http://r:6380\"\n",
+        "cluster.redis_url",
+        "rediss://",
+    );
+    refused(
+        "[cluster]\nredis_url = \"redis://r:6379\"\n[cluster.tls]\nca_file = \"ca.pem\"\n",
+        "cluster.tls",
+        "rediss://",
+    );
+    refused(
+        "[cluster]\nredis_url = \"rediss://r:6380\"\n[cluster.tls]\ncert_file = \"c.pem\"\n",
+        "cluster.tls.key_file",
+        "is missing",
+    );
+    refused(
+        "[ledger]\nurl = \"postgres://sb@db/usage?sslmode=verify-full\"\n",
+        "ledger.url",
+        "use `require`",
+    );
+    refused(
+        "[ledger]\nurl = \"postgres://sb@db/usage\"\n[ledger.tls]\nca_file = \"ca.pem\"\n",
+        "ledger.tls",
+        "sslmode=require",
+    );
+}

@@ -17,8 +17,8 @@ pub(super) struct Validated {
     pub secrets: BTreeMap<String, String>,
     /// `[telemetry]`, checked.
     pub telemetry: TelemetrySection,
-    /// `[cluster]`, checked, with its credentials.
-    pub cluster: Option<super::ClusterSection>,
+    /// `[cluster]`'s credentials.
+    pub cluster_credentials: super::Credentials,
     /// `[ledger]`'s database password, when it has one.
     pub ledger_credentials: super::Credentials,
 }
@@ -35,12 +35,12 @@ pub(super) fn validate(
     let telemetry =
         super::telemetry::validate_telemetry(raw.telemetry.clone(), None, OTLP_BUILT_IN)?;
     super::server::validate_server(&raw.server)?;
-    let cluster = super::cluster::validate_cluster(raw.cluster.as_ref(), env)?;
+    let cluster_credentials = super::cluster::validate_cluster(raw.cluster.as_ref(), env)?;
     let ledger_credentials = super::cluster::validate_ledger(&raw.ledger, env)?;
     Ok(Validated {
         secrets,
         telemetry,
-        cluster,
+        cluster_credentials,
         ledger_credentials,
     })
 }

@@ -92,7 +92,7 @@ enum Store {
     /// A SQLite file.
     Sqlite(PathBuf),
     /// A PostgreSQL database.
-    Postgres(Box<::postgres::Config>),
+    Postgres(Box<postgres::Database>),
 }
 
 /// The ledger: a handle for recording rows, and where to read them for queries.
@@ -150,21 +150,23 @@ impl Ledger {
         )
     }
 
-    /// Starts a ledger in the PostgreSQL database at `url`. It does not wait for the
-    /// database: rows wait (bounded) until it can be written.
+    /// Starts a ledger in the PostgreSQL database at `url` (over TLS, with `tls`'s
+    /// files, when it says `sslmode=require`). It does not wait for the database:
+    /// rows wait (bounded) until it can be written.
     pub fn open_postgres(
         url: &str,
         password: Option<&str>,
+        tls: Option<&crate::config::StoreTls>,
         max_spill: usize,
     ) -> Result<Self, LedgerError> {
-        let config = postgres::settings(url, password)?;
-        tracing::info!(database = %postgres::describe(&config), "usage ledger in postgres");
-        let writer_config = config.clone();
+        let database = postgres::Database::new(url, password, tls)?;
+        tracing::info!(database = %database.describe(), "usage ledger in postgres");
+        let writer_database = database.clone();
         Ledger::start(
-            Store::Postgres(Box::new(config)),
+            Store::Postgres(Box::new(database)),
             max_spill,
             move |rows, shared| {
-                postgres::run(&writer_config, rows, shared);
+                postgres::run(&writer_database, rows, shared);
             },
         )
     }
@@ -259,7 +261,7 @@ impl Ledger {
     pub fn query(&self, query: &UsageQuery) -> Result<Vec<Aggregate>, LedgerError> {
         match &self.store {
             Store::Sqlite(path) => query::run(path, query),
-            Store::Postgres(config) => postgres::query(config, query),
+            Store::Postgres(database) => postgres::query(database, query),
         }
     }
 }
@@ -268,9 +270,10 @@ impl Ledger {
 pub fn query_postgres(
     url: &str,
     password: Option<&str>,
+    tls: Option<&crate::config::StoreTls>,
     query: &UsageQuery,
 ) -> Result<Vec<Aggregate>, LedgerError> {
-    postgres::query(&postgres::settings(url, password)?, query)
+    postgres::query(&postgres::Database::new(url, password, tls)?, query)
 }
 
 /// Aggregates from a ledger database file, without a running gateway.
@@ -321,7 +324,8 @@ mod tests {
         let port = closed.local_addr().unwrap().port();
         drop(closed);
         let ledger =
-            Ledger::open_postgres(&format!("postgres://u@127.0.0.1:{port}/db"), None, 5).unwrap();
+            Ledger::open_postgres(&format!("postgres://u@127.0.0.1:{port}/db"), None, None, 5)
+                .unwrap();
         let total = QUEUE + writer::BATCH + 1_000;
         for i in 0..total {
             ledger.record(row(i));

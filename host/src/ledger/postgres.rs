@@ -8,12 +8,16 @@
 //! connection and statement is bounded in time.
 
 use super::{Aggregate, GroupBy, LedgerError, Shared, UsageQuery, UsageRow};
+use crate::config::StoreTls;
+use crate::store_tls::StoreCertificates;
 use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::config::SslMode;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,50 +61,98 @@ const COLUMNS: [Type; 13] = [
     Type::TEXT,
 ];
 
-/// The connection settings of `url` with `password`, bounded in time.
-pub(super) fn settings(url: &str, password: Option<&str>) -> Result<postgres::Config, LedgerError> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| LedgerError::Postgres(format!("ledger.url: {e}")))?;
-    if let Some(password) = password {
-        config.password(password);
+/// A PostgreSQL database and how to reach it: the connection settings, bounded in
+/// time, and TLS when the URL says `sslmode=require`.
+#[derive(Clone)]
+pub(super) struct Database {
+    config: postgres::Config,
+    /// Present for `sslmode=require`: verifies the server against `[ledger.tls]`'s
+    /// authority, or the public roots.
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Database {
+    /// The database at `url` with `password`, over TLS (with `tls`'s files, if any)
+    /// when the URL asks for it.
+    pub(super) fn new(
+        url: &str,
+        password: Option<&str>,
+        tls: Option<&StoreTls>,
+    ) -> Result<Database, LedgerError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| LedgerError::Postgres(format!("ledger.url: {e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"))
+            .application_name("signalbox");
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => {
+                let fail =
+                    |e: &dyn std::fmt::Display| LedgerError::Postgres(format!("ledger.tls: {e}"));
+                let client = StoreCertificates::read(tls)
+                    .map_err(|e| fail(&e))?
+                    .client_config()
+                    .map_err(|e| fail(&e))?;
+                Some(MakeRustlsConnect::new(client))
+            }
+            // `prefer` (the default) and `disable`: plain, as the config's check says.
+            _ => None,
+        };
+        Ok(Database { config, tls })
     }
-    config
-        .connect_timeout(CONNECT_TIMEOUT)
-        .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"))
-        .application_name("signalbox");
-    Ok(config)
+
+    /// Where the database is, for logs: host and database name, never the user or a
+    /// password.
+    pub(super) fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".into(),
+        };
+        let tls = if self.tls.is_some() { " (TLS)" } else { "" };
+        format!(
+            "postgres {host}/{}{tls}",
+            self.config.get_dbname().unwrap_or_default()
+        )
+    }
+
+    /// A new connection, with the ledger's table in place.
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
+        client.batch_execute(SCHEMA)?;
+        Ok(client)
+    }
 }
 
-/// Where the database is, for logs: host and database name, never the user or a
-/// password.
-pub(super) fn describe(config: &postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".into(),
-    };
-    format!(
-        "postgres {host}/{}",
-        config.get_dbname().unwrap_or_default()
-    )
-}
-
-fn connect(config: &postgres::Config) -> Result<Client, postgres::Error> {
-    let mut client = config.connect(NoTls)?;
-    client.batch_execute(SCHEMA)?;
-    Ok(client)
+/// `error` and its causes: the client's own message is often only the kind ("error
+/// performing TLS handshake"), the why ("invalid peer certificate: UnknownIssuer") is
+/// in its source.
+fn with_causes(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// The writer thread: batches from the queue and the spill list, each written with
 /// one `COPY` in one transaction.
-pub(super) fn run(config: &postgres::Config, rows: &Receiver<UsageRow>, shared: &Shared) {
+pub(super) fn run(database: &Database, rows: &Receiver<UsageRow>, shared: &Shared) {
     let mut client = None;
     let mut batch = Vec::with_capacity(super::writer::BATCH);
     loop {
         let open = super::writer::gather(rows, shared, &mut batch);
         if !batch.is_empty() {
-            write(config, &mut client, &batch, shared);
+            write(database, &mut client, &batch, shared);
             batch.clear();
         }
         if !open {
@@ -111,22 +163,17 @@ pub(super) fn run(config: &postgres::Config, rows: &Receiver<UsageRow>, shared: 
 
 /// Writes a batch, reconnecting and retrying with back-off until it is written (or,
 /// once the gateway is stopping, for [`LAST_TRY`]).
-fn write(
-    config: &postgres::Config,
-    client: &mut Option<Client>,
-    batch: &[UsageRow],
-    shared: &Shared,
-) {
+fn write(database: &Database, client: &mut Option<Client>, batch: &[UsageRow], shared: &Shared) {
     let mut wait = Duration::from_millis(50);
     let mut failures = 0u32;
     loop {
         if shared.past_last_try() {
-            shared.give_up(batch.len(), &describe(config));
+            shared.give_up(batch.len(), &database.describe());
             return;
         }
         let result = match client {
             Some(c) => insert(c, batch),
-            None => connect(config).and_then(|mut c| {
+            None => database.connect().and_then(|mut c| {
                 let written = insert(&mut c, batch);
                 *client = Some(c);
                 written
@@ -138,7 +185,7 @@ fn write(
                     .written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if failures > 0 {
-                    tracing::warn!(database = %describe(config), rows = batch.len(), "usage ledger written again");
+                    tracing::warn!(database = %database.describe(), rows = batch.len(), "usage ledger written again");
                 }
                 return;
             }
@@ -147,7 +194,7 @@ fn write(
                 failures += 1;
                 // Once, then every tenth try: a long outage is not a flood of lines.
                 if failures % 10 == 1 {
-                    tracing::error!(database = %describe(config), error = %e, rows = batch.len(), "usage ledger write failed; retrying");
+                    tracing::error!(database = %database.describe(), error = %with_causes(&e), rows = batch.len(), "usage ledger write failed; retrying");
                 }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
@@ -185,16 +232,15 @@ fn insert(client: &mut Client, batch: &[UsageRow]) -> Result<(), postgres::Error
 /// own small runtime, which cannot start on a thread inside the gateway's: the query
 /// runs on a thread of its own.
 pub(super) fn query(
-    config: &postgres::Config,
+    database: &Database,
     query: &UsageQuery,
 ) -> Result<Vec<Aggregate>, LedgerError> {
-    let (config, query) = (config.clone(), query.clone());
-    let fail = |e: postgres::Error| LedgerError::Postgres(e.to_string());
+    let (database, query) = (database.clone(), query.clone());
+    let fail = |e: postgres::Error| LedgerError::Postgres(with_causes(&e));
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                let mut client = config.connect(NoTls).map_err(fail)?;
-                client.batch_execute(SCHEMA).map_err(fail)?;
+                let mut client = database.connect().map_err(fail)?;
                 // The group expression comes from a closed set, never from the caller.
                 let group = match query.group_by {
                     GroupBy::Target => "target",

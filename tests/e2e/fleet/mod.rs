@@ -2,6 +2,7 @@
 //! `redis-server`. These run in their own stage of `tests/run` (which installs Redis
 //! when it is missing): `cargo test -p signalbox --test e2e fleet:: -- --ignored`.
 
+mod certs;
 mod kill;
 mod ledger;
 mod policies;
@@ -9,6 +10,7 @@ mod postgres_server;
 mod redis_server;
 mod state;
 mod stats;
+mod tls;
 
 use crate::fake_upstream::{FakeUpstream, Reply as Upstream, Wire};
 use crate::gateway_support::*;

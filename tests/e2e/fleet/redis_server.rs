@@ -2,6 +2,7 @@
 //! its process id. The fleet stage of `tests/run` installs the server when it is
 //! missing.
 
+use super::certs::StoreCerts;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,12 +12,25 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Whether it speaks TLS only (on `port`), asking clients for a certificate from
+    /// this CA.
+    tls: Option<StoreCerts>,
 }
 
 impl Redis {
     /// Starts a server with an append-only file, so a stop and a start keep its data
     /// (as a production Redis holding budgets should).
     pub async fn start() -> Redis {
+        Redis::start_with(None).await
+    }
+
+    /// A server that speaks TLS only and asks every client for a certificate signed
+    /// by `certs`'s CA (mutual TLS).
+    pub async fn start_tls(certs: &StoreCerts) -> Redis {
+        Redis::start_with(Some(certs.clone())).await
+    }
+
+    async fn start_with(tls: Option<StoreCerts>) -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -25,20 +39,39 @@ impl Redis {
             port,
             dir: tempfile::tempdir().expect("a temporary directory"),
             child: None,
+            tls,
         };
         redis.resume().await;
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts the server again on the same port and directory; returns once it answers.
     pub async fn resume(&mut self) {
         assert!(self.child.is_none(), "redis is already running");
-        let child = Command::new(server_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new(server_binary());
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(tls.server_cert())
+                .arg("--tls-key-file")
+                .arg(tls.server_key())
+                .arg("--tls-ca-cert-file")
+                .arg(tls.ca_file())
+                .args(["--tls-auth-clients", "yes"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -80,9 +113,20 @@ impl Redis {
 
     /// A fresh connection, for a test to read what the gateways wrote.
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await
+        let client = match &self.tls {
+            None => redis::Client::open(self.url())?,
+            Some(tls) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: StoreCerts::read(&tls.client_cert()),
+                        client_key: StoreCerts::read(&tls.client_key()),
+                    }),
+                    root_cert: Some(StoreCerts::read(&tls.ca_file())),
+                },
+            )?,
+        };
+        client.get_multiplexed_async_connection().await
     }
 
     /// The value of `key` as a number (0 when absent).

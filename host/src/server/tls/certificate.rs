@@ -143,7 +143,8 @@ pub fn load(
     }
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+/// The certificates of the PEM file at `path` (at least one).
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
     let file = PemFile::Certificate;
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(file, path, e))?
@@ -157,7 +158,8 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateEr
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
+/// The private key of the PEM file at `path`.
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         pem::Error::NoItemsFound => CertificateError::NoPrivateKey {
             path: path.to_owned(),

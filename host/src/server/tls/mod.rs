@@ -12,6 +12,7 @@ mod reload;
 mod resolver;
 
 pub use certificate::{CertificateError, PemFile};
+pub(crate) use certificate::{read_chain, read_key};
 
 use crate::config::TlsSection;
 use reload::{CertificateReloader, FilesStamp};

@@ -64,6 +64,7 @@ mod hash;
 mod host;
 mod outcome;
 mod policy;
+mod review;
 mod serving;
 mod snapshot;
 #[cfg(not(target_family = "wasm"))]
@@ -99,6 +100,7 @@ pub use hash::weighted_pick;
 pub use host::{Level, StateError, log, now_ns, random_f64, random_u64, state};
 pub use outcome::{Ending, Feedback, Outcome};
 pub use policy::{NoConfig, Policy, parse_config};
+pub use review::{Answer, AnswerBuilder, FinishReason, Review, ToolCall};
 pub use serving::serving_map;
 pub use signalbox_contract::{estimate_tokens, stable_hash, unit_interval};
 pub use snapshot::{Candidate, Candidates, Snapshot};
@@ -112,8 +114,8 @@ pub use signalbox_contract::CONTRACT_VERSION;
 ///
 /// Use it once per policy crate (a `cdylib`). It also embeds [`CONTRACT_VERSION`] in
 /// the component's `signalbox:contract-version` custom section, and
-/// [`Policy::OBSERVES_OUTCOMES`] in its `signalbox:hooks` section, where the gateway
-/// reads them.
+/// [`Policy::OBSERVES_OUTCOMES`] and [`Policy::REVIEWS_ANSWERS`] in its
+/// `signalbox:hooks` section, where the gateway reads them.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -126,10 +128,15 @@ macro_rules! export_policy {
             static CONTRACT_VERSION: [u8; $crate::CONTRACT_VERSION.len()] =
                 $crate::__private::contract_version_bytes();
 
-            // Which optional hooks the gateway should call (see `Policy::OBSERVES_OUTCOMES`).
+            // Which optional hooks the gateway should call (see `Policy::OBSERVES_OUTCOMES`
+            // and `Policy::REVIEWS_ANSWERS`).
             #[used]
             #[cfg_attr(target_family = "wasm", unsafe(link_section = "signalbox:hooks"))]
-            static HOOKS: [u8; 1] = [<$policy as $crate::Policy>::OBSERVES_OUTCOMES as u8];
+            static HOOKS: [u8; 1] = [$crate::__private::Hooks {
+                outcomes: <$policy as $crate::Policy>::OBSERVES_OUTCOMES,
+                reviews: <$policy as $crate::Policy>::REVIEWS_ANSWERS,
+            }
+            .to_byte()];
 
             ::std::thread_local! {
                 static ACTIVE: $crate::__private::Slot<$policy> =
@@ -164,6 +171,13 @@ macro_rules! export_policy {
 
                 fn on_feedback(feedback: $crate::__private::WitFeedback) {
                     ACTIVE.with(|slot| $crate::__private::on_feedback(slot, feedback))
+                }
+
+                fn review(
+                    answer: $crate::__private::WitAnswer,
+                    body: &$crate::__private::WitAnswerBody,
+                ) -> $crate::__private::WitVerdict {
+                    ACTIVE.with(|slot| $crate::__private::review(slot, answer, body))
                 }
             }
 

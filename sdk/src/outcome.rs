@@ -51,6 +51,7 @@ impl From<wit::Ending> for Ending {
 ///     input_tokens: 0,
 ///     output_tokens: 0,
 ///     cost_usd: 0.0,
+///     escalated_targets: vec![],
 /// };
 /// assert!(!total_failure.succeeded());
 /// assert_eq!(total_failure.fallback_depth(), 2);
@@ -77,8 +78,12 @@ pub struct Outcome {
     pub input_tokens: u32,
     /// Output tokens reported by the upstream (`0` when no target answered).
     pub output_tokens: u32,
-    /// Cost in US dollars.
+    /// Cost in US dollars of the answer the client received (escalated attempts are
+    /// charged apart).
     pub cost_usd: f64,
+    /// Targets whose answers [`Policy::review`](crate::Policy::review) refused, in
+    /// the order they answered; empty without a cascade.
+    pub escalated_targets: Vec<u32>,
 }
 
 impl Outcome {
@@ -106,6 +111,7 @@ impl From<wit::Outcome> for Outcome {
             input_tokens: o.input_tokens,
             output_tokens: o.output_tokens,
             cost_usd: o.cost_usd,
+            escalated_targets: o.escalated_targets,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The trait a policy implements, and how its configuration is read.
 
-use crate::{Decision, Feedback, Outcome, Request, Snapshot, Target};
+use crate::{Answer, Decision, Feedback, Outcome, Request, Review, Snapshot, Target};
 use serde::de::DeserializeOwned;
 
 /// A routing policy.
@@ -54,6 +54,48 @@ pub trait Policy: Sized + 'static {
     /// default.
     fn on_feedback(&self, feedback: &Feedback) {
         let _ = feedback;
+    }
+
+    /// Whether the gateway calls [`review`](Policy::review) with each answer before
+    /// the client sees it. `false` by default: a policy that does not review answers
+    /// costs nothing per answer. A policy that implements `review` sets it to `true`.
+    const REVIEWS_ANSWERS: bool = false;
+
+    /// Inspects an answer before it reaches the client: accept it, escalate to
+    /// another target, or ask a verifier target about it first (cascades: the
+    /// cheapest model first, a stronger one only when its answer fails a check).
+    /// Called on the request path under the same deadline as `route`; a panic or a
+    /// timeout counts as [`Review::Accept`]. Accepts by default.
+    ///
+    /// ```
+    /// # use signalbox_sdk::*;
+    /// struct CheapFirst;
+    /// impl Policy for CheapFirst {
+    ///     type Config = NoConfig;
+    ///     const REVIEWS_ANSWERS: bool = true;
+    ///     fn activate(_: NoConfig, _: &[Target]) -> Result<Self, String> {
+    ///         Ok(CheapFirst)
+    ///     }
+    ///     fn route(&self, _: &Request<'_>, _: &Snapshot<'_>) -> Decision {
+    ///         Decision::route([0, 1], "cheap first, strong on escalation")
+    ///     }
+    ///     fn review(&self, answer: &Answer<'_>) -> Review {
+    ///         if answer.finish_reason == Some(FinishReason::Length) {
+    ///             return Review::escalate("cut short");
+    ///         }
+    ///         Review::Accept
+    ///     }
+    /// }
+    /// let harness = testing::Harness::<CheapFirst>::new(
+    ///     "{}",
+    ///     vec![Target::new("cheap", "m"), Target::new("strong", "m")],
+    /// ).unwrap();
+    /// let cut = AnswerBuilder::new("The answer is").finish(FinishReason::Length).build();
+    /// assert_eq!(harness.review(&cut), Review::escalate("cut short"));
+    /// ```
+    fn review(&self, answer: &Answer<'_>) -> Review {
+        let _ = answer;
+        Review::Accept
     }
 }
 

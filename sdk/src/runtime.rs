@@ -4,7 +4,7 @@
 
 use crate::bindings::exports::signalbox::policy::router as wit_router;
 use crate::bindings::signalbox::policy::types as wit;
-use crate::{Decision, Policy, Request, Signals, Snapshot, Target, parse_config};
+use crate::{Answer, Decision, Policy, Request, Review, Signals, Snapshot, Target, parse_config};
 use std::cell::RefCell;
 
 pub use crate::bindings::export;
@@ -86,14 +86,43 @@ pub fn on_feedback<P: Policy>(slot: &Slot<P>, feedback: wit::Feedback) {
     }
 }
 
+pub fn review<P: Policy>(
+    slot: &Slot<P>,
+    answer: wit::Answer,
+    body: &wit::AnswerBody,
+) -> wit::Verdict {
+    let guard = slot.borrow();
+    let Some(active) = guard.as_ref() else {
+        return wit::Verdict::Accept;
+    };
+    match active.policy.review(&Answer::from_host(answer, body)) {
+        Review::Accept => wit::Verdict::Accept,
+        Review::Escalate { reason, target } => wit::Verdict::Escalate(wit::Escalation {
+            reason: truncate(reason, MAX_REASON),
+            target,
+        }),
+        Review::Verify {
+            target,
+            prompt,
+            max_tokens,
+        } => wit::Verdict::Verify(wit::Verification {
+            target,
+            prompt,
+            max_tokens,
+        }),
+    }
+}
+
 fn truncate(mut s: String, max: usize) -> String {
     truncate_at_char(&mut s, max);
     s
 }
 
 pub use crate::bindings;
+pub use signalbox_contract::Hooks;
 pub use wit::{
-    Feedback as WitFeedback, Messages as WitMessages, Outcome as WitOutcome, Request as WitRequest,
-    Signals as WitSignals, Target as WitTarget,
+    Answer as WitAnswer, AnswerBody as WitAnswerBody, Feedback as WitFeedback,
+    Messages as WitMessages, Outcome as WitOutcome, Request as WitRequest, Signals as WitSignals,
+    Target as WitTarget, Verdict as WitVerdict,
 };
 pub use wit_router::{Decision as WitDecision, Rejection as WitRejection};

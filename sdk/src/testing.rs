@@ -29,7 +29,8 @@
 
 use crate::host::{Level, imp};
 use crate::{
-    Decision, Feedback, Outcome, Policy, Request, Signals, Snapshot, Target, parse_config,
+    Answer, Decision, Feedback, Outcome, Policy, Request, Review, Signals, Snapshot, Target,
+    parse_config,
 };
 
 /// A policy activated in memory, as the host would activate it.
@@ -102,6 +103,12 @@ impl<P: Policy> Harness<P> {
     /// Delivers a feedback score.
     pub fn feedback(&self, feedback: &Feedback) {
         self.policy.on_feedback(feedback)
+    }
+
+    /// Shows the policy an answer, as the host does before the client sees it (only
+    /// for a policy whose `REVIEWS_ANSWERS` is true).
+    pub fn review(&self, answer: &Answer<'_>) -> Review {
+        self.policy.review(answer)
     }
 
     /// The activated policy, to inspect its fields.

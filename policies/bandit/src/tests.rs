@@ -23,6 +23,7 @@ fn outcome(id: &str, target: u32, status: u16, cost: f64) -> Outcome {
         input_tokens: 20,
         output_tokens: 10,
         cost_usd: cost,
+        escalated_targets: vec![],
     }
 }
 
@@ -39,6 +40,7 @@ fn total_failure(id: &str, tried: &[u32]) -> Outcome {
         input_tokens: 0,
         output_tokens: 0,
         cost_usd: 0.0,
+        escalated_targets: vec![],
     }
 }
 

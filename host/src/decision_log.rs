@@ -141,6 +141,31 @@ pub struct OutcomeEntry {
     pub input_tokens: u32,
     /// Output tokens.
     pub output_tokens: u32,
+    /// Cost in US dollars of the answer the client received.
+    pub cost_usd: f64,
+    /// Extra attempts the request paid for: answers the policy's review refused and
+    /// the verifiers it asked. The request's whole cost is `cost_usd` plus theirs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub charged: Vec<ChargedEntry>,
+    /// What reviews decided that the rest does not show (an escalation not honoured,
+    /// a review that failed and so accepted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<String>,
+}
+
+/// An extra attempt a request paid for.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChargedEntry {
+    /// The target's id.
+    pub target: String,
+    /// `escalated` or `verifier`.
+    pub charge: &'static str,
+    /// Why (the policy's reason for an escalation).
+    pub reason: String,
+    /// Input tokens.
+    pub input_tokens: u32,
+    /// Output tokens.
+    pub output_tokens: u32,
     /// Cost in US dollars.
     pub cost_usd: f64,
 }

@@ -49,6 +49,8 @@ pub struct Tenant {
     pub safe_route: Vec<u32>,
     /// Whether the decision log may hold this tenant's message text.
     pub log_message_text: bool,
+    /// The most one request may spend on a cascade's refused answers and verifiers.
+    pub max_request_usd: Option<f64>,
     /// What all the tenant's keys may use together.
     pub quota: Arc<Quota>,
     /// Each key's own quota, by [`Caller::key_index`](crate::tenancy::Caller).
@@ -253,6 +255,7 @@ impl Gateway {
                     policy,
                     safe_route,
                     log_message_text: t.log_message_text,
+                    max_request_usd: t.max_request_usd,
                     quota: tenant_quota,
                     key_quotas,
                     in_flight: t

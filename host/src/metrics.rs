@@ -338,6 +338,12 @@ struct RejectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    tenant: Name,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
     target: Name,
 }
@@ -394,6 +400,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
+    reviews: Family<ReviewLabels, Counter>,
     policy_seconds: Hist,
     policy_calls: Arc<PolicyCalls>,
     candidates: Arc<Candidates>,
@@ -456,6 +463,7 @@ impl Metrics {
             requests: Family::default(),
             decisions: Family::default(),
             fallbacks: Family::default(),
+            reviews: Family::default(),
             policy_seconds: Family::new_with_constructor(policy_buckets),
             policy_calls: Arc::default(),
             candidates: Arc::default(),
@@ -493,8 +501,13 @@ impl Metrics {
         );
         registry.register(
             "fallbacks",
-            "Targets given up on before the one that answered, by cause",
+            "Targets given up on before the one that answered, by cause (`escalated`: an answer the policy's review refused)",
             m.fallbacks.clone(),
+        );
+        registry.register(
+            "answer_reviews",
+            "Answers a policy reviewed before the client saw them, by verdict (accept, escalate, verify)",
+            m.reviews.clone(),
         );
         registry.register_with_unit(
             "policy_evaluation",
@@ -707,6 +720,16 @@ impl Metrics {
                 tenant: tenant.clone(),
                 target: target.clone(),
                 cause,
+            })
+            .inc();
+    }
+
+    /// A policy's review of an answer, by its verdict.
+    pub fn review(&self, tenant: &Name, verdict: &'static str) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                tenant: tenant.clone(),
+                verdict,
             })
             .inc();
     }

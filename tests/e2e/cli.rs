@@ -9,9 +9,9 @@ fn check_accepts_the_default_policy() {
     let out = signalbox(&["policy", "check", default_policy().to_str().unwrap()]);
     let t = output_text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("contract:  signalbox:policy@0.3.0"), "{t}");
+    assert!(t.contains("contract:  signalbox:policy@0.4.0"), "{t}");
     assert!(
-        t.contains("exports:   signalbox:policy/router@0.3.0"),
+        t.contains("exports:   signalbox:policy/router@0.4.0"),
         "{t}"
     );
     assert!(t.contains("smoke:     `gpt-4o` -> openai-gpt-4o"), "{t}");
@@ -40,7 +40,7 @@ fn check_rejects_each_kind_of_wrong_file_with_its_own_message() {
         (other.as_path(), "does not export signalbox:policy/router"),
         (
             future.as_path(),
-            "built for signalbox:policy@0.4.0, host speaks signalbox:policy@0.3.0 (and 0.1.0, 0.2.0)",
+            "built for signalbox:policy@0.5.0, host speaks signalbox:policy@0.4.0 (and 0.1.0, 0.2.0, 0.3.0)",
         ),
     ] {
         let out = signalbox(&["policy", "check", file.to_str().unwrap()]);
@@ -214,7 +214,7 @@ fn new_scaffolds_a_policy_that_builds_tests_and_checks() {
     let component = target_dir.join("wasm32-wasip2/release/demo.wasm");
     let out = signalbox(&["policy", "check", component.to_str().unwrap()]);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(output_text(&out).contains("contract:  signalbox:policy@0.3.0"));
+    assert!(output_text(&out).contains("contract:  signalbox:policy@0.4.0"));
     assert!(
         output_text(&out).contains("outcomes:  not wanted"),
         "{}",

@@ -56,7 +56,7 @@ fn each_wrong_input_gets_its_own_error() {
     assert!(matches!(err, LoadError::ContractMismatch { .. }));
     assert!(
         err.to_string().contains(
-            "built for signalbox:policy@0.4.0, host speaks signalbox:policy@0.3.0 (and 0.1.0, 0.2.0)"
+            "built for signalbox:policy@0.5.0, host speaks signalbox:policy@0.4.0 (and 0.1.0, 0.2.0, 0.3.0)"
         ),
         "{err}"
     );

@@ -34,6 +34,7 @@ fn outcome(ending: Ending, target: Option<u32>, failed: &[u32], status: u16) -> 
         input_tokens: 5,
         output_tokens: 7,
         cost_usd: 0.001,
+        escalated_targets: Vec::new(),
     }
 }
 
@@ -183,11 +184,11 @@ state_dir = '{state}'
     assert_eq!(count(context, "failed"), 1);
 }
 
-/// A 0.2.0 component (`tests/fixtures/contract-0.2.0/`, built before 0.3.0 and never
-/// rebuilt).
-fn fixture_0_2(name: &str) -> PathBuf {
+/// A component built for an older contract (`tests/fixtures/contract-<version>/`,
+/// built before the next version was published and never rebuilt).
+fn fixture_of(version: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/contract-0.2.0")
+        .join(format!("../tests/fixtures/contract-{version}"))
         .join(name)
 }
 
@@ -200,13 +201,20 @@ fn arm(context: &TenantContext, target: &str) -> Vec<f64> {
 }
 
 #[test]
-fn a_0_2_bandit_and_its_0_3_successor_share_what_was_learned() {
-    let old = engine().load_file(&fixture_0_2("bandit.wasm")).unwrap();
+fn a_0_2_bandit_and_its_successors_share_what_was_learned() {
+    let old = engine()
+        .load_file(&fixture_of("0.2.0", "bandit.wasm"))
+        .unwrap();
     assert_eq!(old.contract_version(), "0.2.0");
+    let middle = engine()
+        .load_file(&fixture_of("0.3.0", "bandit.wasm"))
+        .unwrap();
+    assert_eq!(middle.contract_version(), "0.3.0");
+    assert!(!middle.reviews_answers());
     let new = engine()
         .load_file(&crate::support::wasm("signalbox_policy_bandit"))
         .unwrap();
-    assert_eq!(new.contract_version(), "0.3.0");
+    assert_eq!(new.contract_version(), signalbox_contract::CONTRACT_VERSION);
     let context = TenantContext::new("acme");
     let config = r#"{"cost_weight": 0}"#;
     let outcome = |id: &str, target: u32| Outcome {
@@ -223,11 +231,22 @@ fn a_0_2_bandit_and_its_0_3_successor_share_what_was_learned() {
     before.on_outcome(&outcome("r-1", 1)).unwrap();
     assert_eq!(arm(&context, "mini"), [1.0, 1.0]);
 
-    // The 0.3.0 bandit, bound to the same tenant, adds to the same counters, and
-    // feedback for the request the 0.2.0 one counted replaces its reward.
-    let after = new.bind(context.clone(), config, targets()).unwrap();
-    after.on_outcome(&outcome("r-2", 1)).unwrap();
+    // The 0.3.0 bandit, bound to the same tenant, adds to the same counters with
+    // `state-add`, runs unchanged on this host and accepts every answer (0.3.0 has no
+    // review).
+    let between = middle.bind(context.clone(), config, targets()).unwrap();
+    between.on_outcome(&outcome("r-2", 1)).unwrap();
     assert_eq!(arm(&context, "mini"), [2.0, 2.0]);
+    assert!(matches!(
+        between.route(&request("m", &[]), &healthy(4)).unwrap(),
+        RouteDecision::Route { .. }
+    ));
+
+    // The current build, on the same counters; feedback for the request the 0.2.0 one
+    // counted replaces its reward.
+    let after = new.bind(context.clone(), config, targets()).unwrap();
+    after.on_outcome(&outcome("r-3", 1)).unwrap();
+    assert_eq!(arm(&context, "mini"), [3.0, 3.0]);
     after
         .on_feedback(&signalbox::policy::Feedback {
             request_id: "r-1".into(),
@@ -235,7 +254,7 @@ fn a_0_2_bandit_and_its_0_3_successor_share_what_was_learned() {
             score: 0.25,
         })
         .unwrap();
-    assert_eq!(arm(&context, "mini"), [2.0, 1.25]);
+    assert_eq!(arm(&context, "mini"), [3.0, 2.25]);
     assert!(matches!(
         after.route(&request("m", &[]), &healthy(4)).unwrap(),
         RouteDecision::Route { .. }

@@ -12,6 +12,7 @@ mod support;
 
 mod auth;
 mod cache;
+mod cascade;
 mod cli;
 mod config_examples;
 mod containment;

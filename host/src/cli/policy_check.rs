@@ -34,6 +34,14 @@ pub fn run(
             "not wanted (on-outcome skipped)"
         }
     );
+    println!(
+        "reviews:   {}",
+        if policy.reviews_answers() {
+            "review called with each answer before the client sees it"
+        } else {
+            "none (answers go to the client unreviewed)"
+        }
+    );
     println!("size:      {} bytes", policy.size());
     match policy.compile_source() {
         CompileSource::Compiled(t) => println!("compile:   {:.1} ms", t.as_secs_f64() * 1e3),

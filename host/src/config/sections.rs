@@ -333,6 +333,11 @@ pub struct TenantSection {
     /// Put the messages' text in the decision log (default: sizes and tags only).
     #[serde(default)]
     pub log_message_text: bool,
+    /// The most one request may spend, in USD, on the answers its policy's `review`
+    /// refuses (escalations) and the verifiers it asks: once the request has spent
+    /// this much, the answer in hand is sent (default: no cap; the attempt limit,
+    /// `server.max_attempts`, still bounds a cascade).
+    pub max_request_usd: Option<f64>,
 }
 
 /// `[admin]`: the admin API and where policy versions are kept.

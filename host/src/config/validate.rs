@@ -188,6 +188,14 @@ fn validate_tenants<'a>(
                 "name at least one target to use when the policy fails",
             ));
         }
+        if let Some(cap) = t.max_request_usd
+            && !(cap.is_finite() && cap > 0.0)
+        {
+            return Err(Invalid::new(
+                at("max_request_usd"),
+                "must be a positive number of US dollars",
+            ));
+        }
     }
     if raw.tenants.is_empty() {
         return Err(Invalid::new(

@@ -64,6 +64,18 @@ impl Deployment {
         let streak = self.failures.record(&result);
         (result, streak)
     }
+
+    /// Asks the policy to review an answer; like [`route`](Self::route), returns the
+    /// verdict and the quarantine streak after it (a review that traps or spins counts
+    /// towards quarantine as a route call does).
+    pub fn review(
+        &self,
+        answer: &crate::policy::AnswerView,
+    ) -> (Result<crate::policy::Verdict, PolicyError>, u32) {
+        let result = self.binding.review(answer);
+        let streak = self.failures.record(&result);
+        (result, streak)
+    }
 }
 
 /// Whether a failed call counts toward quarantine: the README's "calls that trap or

@@ -52,6 +52,33 @@ pub struct UsageRow {
     pub fallback_depth: u32,
     /// The request id.
     pub request_id: String,
+    /// What the row charges for: [`Charge::Answer`] for the request itself (one row per
+    /// request), or an extra attempt of a cascade (several rows share its request id;
+    /// a request's cost is the sum of its rows).
+    pub charge: Charge,
+}
+
+/// What a ledger row charges for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The request: the answer the client received, or how it failed.
+    Answer,
+    /// An answer the policy's review refused (escalated): paid for, never sent.
+    Escalated,
+    /// A verifier's call the policy's review asked for.
+    Verifier,
+}
+
+impl Charge {
+    /// As stored in the `charge` column (`''` for the request's own row, so rows
+    /// written before the column existed read as requests).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charge::Answer => "",
+            Charge::Escalated => "escalated",
+            Charge::Verifier => "verifier",
+        }
+    }
 }
 
 /// Now, in milliseconds since the Unix epoch (UTC): the ledger's and the decision
@@ -312,6 +339,7 @@ mod tests {
             policy: "p".into(),
             fallback_depth: 0,
             request_id: format!("r{i}"),
+            charge: Charge::Answer,
         }
     }
 

@@ -40,12 +40,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage (
     fallback_depth INTEGER NOT NULL,
     request_id TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS usage_tenant_ts ON usage (tenant, ts_ms);";
+CREATE INDEX IF NOT EXISTS usage_tenant_ts ON usage (tenant, ts_ms);
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS charge TEXT NOT NULL DEFAULT '';";
 
 const COPY: &str = "COPY usage (ts_ms, tenant, key_id, target, model, input_tokens, output_tokens,
-    cost_usd, latency_ms, status, policy, fallback_depth, request_id) FROM STDIN BINARY";
+    cost_usd, latency_ms, status, policy, fallback_depth, request_id, charge) FROM STDIN BINARY";
 
-const COLUMNS: [Type; 13] = [
+const COLUMNS: [Type; 14] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -58,6 +59,7 @@ const COLUMNS: [Type; 13] = [
     Type::INT4,
     Type::TEXT,
     Type::INT4,
+    Type::TEXT,
     Type::TEXT,
 ];
 
@@ -222,6 +224,7 @@ fn insert(client: &mut Client, batch: &[UsageRow]) -> Result<(), postgres::Error
             &r.policy,
             &i32::try_from(r.fallback_depth).unwrap_or(i32::MAX),
             &r.request_id,
+            &r.charge.as_str(),
         ])?;
     }
     writer.finish()?;
@@ -251,7 +254,7 @@ pub(super) fn query(
                     }
                 };
                 let sql = format!(
-                    "SELECT tenant, {group} AS g, COUNT(*)::BIGINT, SUM(input_tokens)::BIGINT,
+                    "SELECT tenant, {group} AS g, COUNT(*) FILTER (WHERE charge = '')::BIGINT, SUM(input_tokens)::BIGINT,
                             SUM(output_tokens)::BIGINT, SUM(cost_usd)
                      FROM usage
                      WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::BIGINT IS NULL OR ts_ms >= $2)

@@ -91,7 +91,7 @@ pub(super) fn run(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, Led
     // walking it for the GROUP BY's order costs a table lookup per row: a plain scan
     // is 2–3 times faster (docs/benchmarks.md, "Dashboard").
     let sql = format!(
-        "SELECT tenant, {group} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
+        "SELECT tenant, {group} AS g, SUM(charge = ''), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
          FROM usage NOT INDEXED
          WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR ts_ms >= ?2) AND (?3 IS NULL OR ts_ms < ?3)
          GROUP BY tenant, {by} ORDER BY tenant, g"

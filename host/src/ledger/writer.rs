@@ -52,6 +52,17 @@ pub(super) fn open(path: &Path) -> Result<Connection, LedgerError> {
              CREATE INDEX IF NOT EXISTS usage_tenant_ts ON usage (tenant, ts_ms);",
         )
         .map_err(fail)?;
+    // A ledger written before cascades has no `charge` column: every row in it is a
+    // request's own.
+    let has_charge = connection
+        .prepare("SELECT 1 FROM pragma_table_info('usage') WHERE name = 'charge'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(fail)?;
+    if !has_charge {
+        connection
+            .execute_batch("ALTER TABLE usage ADD COLUMN charge TEXT NOT NULL DEFAULT ''")
+            .map_err(fail)?;
+    }
     Ok(connection)
 }
 
@@ -132,8 +143,9 @@ fn insert(connection: &mut Connection, batch: &[UsageRow]) -> rusqlite::Result<(
     {
         let mut statement = tx.prepare_cached(
             "INSERT INTO usage (ts_ms, tenant, key_id, target, model, input_tokens, output_tokens,
-                                cost_usd, latency_ms, status, policy, fallback_depth, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                cost_usd, latency_ms, status, policy, fallback_depth, request_id,
+                                charge)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for r in batch {
             statement.execute(rusqlite::params![
@@ -150,6 +162,7 @@ fn insert(connection: &mut Connection, batch: &[UsageRow]) -> rusqlite::Result<(
                 r.policy,
                 r.fallback_depth,
                 r.request_id,
+                r.charge.as_str(),
             ])?;
         }
     }

@@ -5,6 +5,7 @@ use super::contract::Exports;
 use super::engine::{CompiledPolicy, EngineShared};
 use super::error::PolicyError;
 use super::request::{MessagesView, RouteRequest};
+use super::review::{AnswerBodyView, AnswerView, Verdict};
 use super::store_data::{StoreData, TenantContext};
 use super::target::{TargetInfo, TargetSignals};
 use super::{Feedback, Outcome, RouteDecision};
@@ -165,6 +166,42 @@ impl PolicyBinding {
                 // The handle must not outlive the call; a failure here means the
                 // instance's table is inconsistent, so it is not reused.
                 if instance.store.data_mut().table.delete(messages).is_ok() {
+                    self.check_in(instance);
+                }
+                checked
+            }
+            Err(error) => Err(classify(error, instance, deadline)),
+        }
+    }
+
+    /// Asks the policy what to make of `answer` (contract 0.4.0 on; earlier versions
+    /// accept). Like [`route`](Self::route): never panics, never hangs past the
+    /// deadline; a trap, timeout, memory cap or invalid verdict comes back as a
+    /// [`PolicyError`], and the call is counted with the route calls.
+    pub fn review(&self, answer: &AnswerView) -> Result<Verdict, PolicyError> {
+        let result = self.review_once(answer);
+        self.calls.record(&result);
+        result
+    }
+
+    fn review_once(&self, answer: &AnswerView) -> Result<Verdict, PolicyError> {
+        let mut instance = self.check_out()?;
+        let deadline = self.engine().config.deadline;
+        let _running = self.engine().arm(&mut instance.store, deadline);
+        let body = instance
+            .store
+            .data_mut()
+            .table
+            .push(AnswerBodyView(answer.body.clone()))
+            .map_err(|e| PolicyError::Instantiate(e.to_string()))?;
+        let borrowed = wasmtime::component::Resource::<AnswerBodyView>::new_borrow(body.rep());
+        let verdict =
+            instance
+                .exports
+                .review(&mut instance.store, answer, borrowed, self.targets.len());
+        match verdict {
+            Ok(checked) => {
+                if instance.store.data_mut().table.delete(body).is_ok() {
                     self.check_in(instance);
                 }
                 checked

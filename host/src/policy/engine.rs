@@ -203,7 +203,7 @@ impl PolicyEngine {
                 engine: self.clone(),
                 sha256: sha256.into(),
                 contract_version: version,
-                observes_outcomes: stamped.observes_outcomes,
+                hooks: stamped.hooks,
                 size: bytes.len(),
                 source,
                 exports,
@@ -225,7 +225,7 @@ pub(crate) struct CompiledInner {
     pub engine: PolicyEngine,
     pub sha256: Arc<str>,
     pub contract_version: contract::Version,
-    pub observes_outcomes: bool,
+    pub hooks: signalbox_contract::Hooks,
     pub size: usize,
     pub source: CompileSource,
     pub exports: Vec<String>,
@@ -247,7 +247,14 @@ impl CompiledPolicy {
     /// Whether the policy wants `on-outcome` after every request (its SDK's
     /// `OBSERVES_OUTCOMES`; true for components that do not say).
     pub fn observes_outcomes(&self) -> bool {
-        self.inner.observes_outcomes
+        self.inner.hooks.outcomes
+    }
+
+    /// Whether the policy reviews answers before the client sees them: it was built
+    /// for contract 0.4.0 or later and its SDK's `REVIEWS_ANSWERS` is set (or it does
+    /// not say).
+    pub fn reviews_answers(&self) -> bool {
+        self.inner.hooks.reviews && self.inner.contract_version >= contract::Version::V0_4
     }
 
     /// Size of the component in bytes.

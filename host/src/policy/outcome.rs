@@ -41,8 +41,12 @@ pub struct Outcome {
     pub input_tokens: u32,
     /// Output tokens.
     pub output_tokens: u32,
-    /// Cost in US dollars.
+    /// Cost in US dollars of the answer the client received (escalated attempts and
+    /// verifier calls are charged apart).
     pub cost_usd: f64,
+    /// Targets whose answers the policy's `review` refused, in the order they
+    /// answered.
+    pub escalated_targets: Vec<u32>,
 }
 
 /// A client's quality score for a routed request.

@@ -230,7 +230,7 @@ fn sticky_key(request: &RouteRequest) -> &str {
 /// At the quarantine threshold, hands the failing deployment to its tenant's
 /// lifecycle, off the request path (it takes the tenant's admin lock). Exactly one
 /// request sees the threshold streak, so this runs once per streak.
-fn watch_failures(
+pub(super) fn watch_failures(
     gateway: &Arc<Gateway>,
     tenant: &Arc<Tenant>,
     deployment: &Arc<Deployment>,

@@ -4,15 +4,20 @@
 
 use super::attempt::{self, Outcome};
 use super::decide::Verdict;
-use super::end::{Answer, Routed};
-use super::headers::{explained, strip};
+use super::end::{Answer, Charged, Routed};
+use super::headers::{explained, strip, with_escalations};
 use super::relay::Relay;
+use super::review::{self, Asked, InHand, Reviewed};
+use crate::ledger::Charge;
 use crate::openai::{ApiError, ResponseBody, full};
 use crate::policy::Ending;
+use crate::policy::RouteRequest;
 use crate::provider::{Attempt, AttemptKind};
 use crate::signals::Admission;
+use crate::signals::AttemptResult;
 use crate::telemetry::gen_ai;
 use http_body_util::BodyExt;
+use std::collections::VecDeque;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -20,6 +25,7 @@ use tracing::Instrument;
 pub(super) async fn dispatch(
     mut routed: Routed,
     attempt: Attempt<'_>,
+    request: &RouteRequest,
 ) -> http::Response<ResponseBody> {
     let (label, verdict) = match routed.plan.as_mut() {
         Some(plan) => (plan.deployment.label.clone(), &mut plan.verdict),
@@ -45,8 +51,23 @@ pub(super) async fn dispatch(
     };
     let gateway = routed.gateway.clone();
     let tenant = routed.tenant.clone();
+    // A policy that reviews answers sees each JSON chat answer before the client does
+    // (streams are not reviewed).
+    let asked = routed
+        .plan
+        .as_ref()
+        .filter(|plan| {
+            plan.by_policy()
+                && plan.deployment.binding.policy().reviews_answers()
+                && attempt.kind == AttemptKind::Chat
+                && !attempt.stream
+        })
+        .map(|_| Asked::read(attempt.body, request));
+    let planned = !targets.is_empty();
+    let mut queue: VecDeque<u32> = targets.into();
+    let mut asked_of: Vec<u32> = Vec::new();
     let mut tried = 0u32;
-    for (i, &position) in targets.iter().enumerate() {
+    while let Some(position) = queue.pop_front() {
         if tried as usize >= gateway.config.server.max_attempts {
             routed.failures.push("attempt limit reached".to_owned());
             break;
@@ -67,6 +88,7 @@ pub(super) async fn dispatch(
             continue;
         }
         tried += 1;
+        asked_of.push(position);
         if tried == 1 {
             gateway.signals.first_attempt(global);
         }
@@ -145,7 +167,7 @@ pub(super) async fn dispatch(
                 routed.failed.push(position);
                 routed.failures.push(format!("{}: {why}", target.config.id));
                 let more =
-                    i + 1 < targets.len() && (tried as usize) < gateway.config.server.max_attempts;
+                    !queue.is_empty() && (tried as usize) < gateway.config.server.max_attempts;
                 if more && !gateway.signals.may_retry_after(global) {
                     tracing::warn!(request_id = %routed.request_id, target = %target.config.id, "retry budget spent; not trying further targets");
                     gateway.metrics.rejection(&tenant.name(), "retry_budget");
@@ -158,9 +180,70 @@ pub(super) async fn dispatch(
             }
             Outcome::Complete { parts, body, usage } => {
                 let status = parts.status.as_u16();
+                if let Some(asked) = &asked
+                    && parts.status.is_success()
+                {
+                    let in_hand = InHand {
+                        target,
+                        position,
+                        attempt: u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX),
+                        remaining: queue.iter().copied().collect(),
+                        body: &body,
+                        usage,
+                    };
+                    if let Reviewed::Escalate {
+                        reason,
+                        target: named,
+                    } = review::review(&mut routed, asked, &in_hand).await
+                    {
+                        let cost =
+                            usage.map_or(0.0, |(input, output)| target.cost_usd(input, output));
+                        match escalation(&routed, &queue, &asked_of, named, tried, cost) {
+                            Ok(next) => {
+                                // The refused answer is paid for and never sent; the
+                                // target itself did its job.
+                                gateway.signals.record(
+                                    global,
+                                    AttemptResult::Success {
+                                        latency: started.elapsed(),
+                                        ttft: None,
+                                    },
+                                );
+                                routed.charge(Charged {
+                                    target: global,
+                                    charge: Charge::Escalated,
+                                    reason: reason.clone(),
+                                    tokens: usage.unwrap_or((routed.input_estimate, 0)),
+                                    latency: started.elapsed(),
+                                });
+                                gateway
+                                    .metrics
+                                    .fallback(&tenant.name(), &target.name, "escalated");
+                                tracing::info!(request_id = %routed.request_id, target = %target.config.id, reason, "answer escalated by the policy's review");
+                                routed.escalated.push(position);
+                                routed
+                                    .failures
+                                    .push(format!("{}: escalated ({reason})", target.config.id));
+                                if let Some(next) = next {
+                                    queue.retain(|&p| p != next);
+                                    queue.push_front(next);
+                                }
+                                continue;
+                            }
+                            Err(why) => routed.note_review(
+                                "sent after all",
+                                format!("escalation `{reason}` not honoured: {why}"),
+                            ),
+                        }
+                    }
+                }
+                let escalations = routed.escalations();
                 routed.answer = Some(answer(None));
                 routed.end(Ending::Completed, status, usage);
-                return explain(http::Response::from_parts(strip(parts), full(body)));
+                return with_escalations(
+                    explain(http::Response::from_parts(strip(parts), full(body))),
+                    &escalations,
+                );
             }
             Outcome::ClientError { parts, body } => {
                 let status = parts.status.as_u16();
@@ -195,12 +278,42 @@ pub(super) async fn dispatch(
             }
         }
     }
-    if targets.is_empty() {
+    if !planned {
         routed
             .failures
             .push("the policy named no target".to_owned());
     }
+    let escalations = routed.escalations();
     let response = ApiError::no_route(&routed.failures).into_response();
     routed.end(Ending::Failed, response.status().as_u16(), None);
-    explained(response, &label, None, tried)
+    with_escalations(explained(response, &label, None, tried), &escalations)
+}
+
+/// Where an escalation goes: `Ok(Some(target))` for a named target (moved to the
+/// front of the queue), `Ok(None)` for the next of the plan; `Err(why)` when it cannot
+/// be honoured (the answer in hand is sent after all).
+fn escalation(
+    routed: &Routed,
+    queue: &VecDeque<u32>,
+    asked_of: &[u32],
+    named: Option<u32>,
+    tried: u32,
+    cost: f64,
+) -> Result<Option<u32>, String> {
+    if tried as usize >= routed.gateway.config.server.max_attempts {
+        return Err("the attempt limit (server.max_attempts) is reached".into());
+    }
+    if let Some(cap) = routed.tenant.max_request_usd
+        && routed.spent_usd() + cost >= cap
+    {
+        return Err(format!(
+            "the request has spent its cap of {cap} USD (max_request_usd)"
+        ));
+    }
+    match named {
+        Some(t) if asked_of.contains(&t) => Err(format!("target {t} has answered already")),
+        Some(t) => Ok(Some(t)),
+        None if queue.is_empty() => Err("no target of the plan is left".into()),
+        None => Ok(None),
+    }
 }

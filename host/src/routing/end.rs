@@ -10,11 +10,11 @@
 //! was still being asked, or mid-stream) ends it as abandoned, so no request escapes.
 
 use super::decide::Plan;
-use crate::decision_log::OutcomeEntry;
+use crate::decision_log::{ChargedEntry, OutcomeEntry};
 use crate::deploy::micro_usd;
 use crate::feedback::Decided;
 use crate::gateway::{Gateway, Target, Tenant};
-use crate::ledger::UsageRow;
+use crate::ledger::{Charge, UsageRow};
 use crate::policy::{Ending, Outcome};
 use crate::provider::AttemptKind;
 use crate::quota::Reservation;
@@ -45,6 +45,27 @@ pub(crate) struct Answer {
     pub _in_flight: InFlight,
 }
 
+/// An attempt the request pays for besides its answer: an answer the policy's review
+/// refused, or a verifier call it asked for.
+pub(crate) struct Charged {
+    /// Global target index.
+    pub target: usize,
+    /// Which kind of extra attempt.
+    pub charge: Charge,
+    /// Why (the policy's reason for an escalation).
+    pub reason: String,
+    /// Input and output tokens.
+    pub tokens: (u32, u32),
+    /// How long it took.
+    pub latency: Duration,
+}
+
+/// A charged attempt with its cost.
+struct Paid {
+    attempt: Charged,
+    cost: f64,
+}
+
 /// A request from its admission to its end.
 pub(crate) struct Routed {
     pub gateway: Arc<Gateway>,
@@ -67,6 +88,13 @@ pub(crate) struct Routed {
     pub failures: Vec<String>,
     /// The attempt answering now, once one is.
     pub answer: Option<Answer>,
+    /// Positions of the targets whose answers the policy's review refused, in order.
+    pub escalated: Vec<u32>,
+    /// Extra attempts paid for (escalated answers, verifier calls).
+    paid: Vec<Paid>,
+    /// What reviews decided that the plan did not show (an escalation not honoured, a
+    /// review that failed), for the decision log.
+    review_notes: Vec<String>,
     /// The request's slot among its tenant's requests in flight (when the tenant has
     /// a limit), held until the request is dropped, streams included.
     pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -99,6 +127,9 @@ impl Routed {
             failed: Vec::new(),
             failures: Vec::new(),
             answer: None,
+            escalated: Vec::new(),
+            paid: Vec::new(),
+            review_notes: Vec::new(),
             tenant_slot: None,
             kind,
             // Built inside the request's span, which is current here.
@@ -112,6 +143,47 @@ impl Routed {
         self.answer
             .as_ref()
             .and_then(|a| self.gateway.targets.get(a.target))
+    }
+
+    /// Pays for an extra attempt: its cost reaches the ledger (a row of its own), the
+    /// metrics and, when the request ends, the quota.
+    pub fn charge(&mut self, attempt: Charged) {
+        let Some(target) = self.gateway.targets.get(attempt.target) else {
+            return;
+        };
+        let cost = target.cost_usd(attempt.tokens.0, attempt.tokens.1);
+        self.gateway.metrics.served(crate::metrics::Served {
+            tenant: &self.tenant.name(),
+            target: &target.name,
+            latency: attempt.latency,
+            ttft: None,
+            input: attempt.tokens.0,
+            output: attempt.tokens.1,
+            cost_usd: cost,
+        });
+        self.paid.push(Paid { attempt, cost });
+    }
+
+    /// What the extra attempts cost so far.
+    pub fn spent_usd(&self) -> f64 {
+        self.paid.iter().map(|p| p.cost).sum()
+    }
+
+    /// Records what a review decided that the plan does not show.
+    pub fn note_review(&mut self, verdict: &str, why: String) {
+        self.review_notes.push(format!("{verdict}: {why}"));
+    }
+
+    /// The escalations so far, `target: reason` each, for the response header.
+    pub fn escalations(&self) -> Vec<String> {
+        self.paid
+            .iter()
+            .filter(|p| p.attempt.charge == Charge::Escalated)
+            .filter_map(|p| {
+                let target = self.gateway.targets.get(p.attempt.target)?;
+                Some(format!("{}: {}", target.config.id, p.attempt.reason))
+            })
+            .collect()
     }
 
     /// Ends the request: `usage` is what the upstream reported (input, output tokens);
@@ -161,6 +233,9 @@ impl Routed {
         self.metrics(&end, target, cost);
         if let Some(ledger) = &gateway.ledger {
             ledger.record(self.usage_row(&end, target, cost));
+            for paid in &self.paid {
+                ledger.record(self.paid_row(paid));
+            }
         }
         // The rest concerns the decision; a request a quota refused had none.
         let fallback_depth = self.fallback_depth();
@@ -170,13 +245,25 @@ impl Routed {
         if let Some(mut record) = plan.log.take()
             && let Some(log) = &gateway.decision_log
         {
-            record.outcome = Some(outcome_entry(
-                &end,
-                target,
-                cost,
-                fallback_depth,
-                &self.failures,
-            ));
+            let mut entry = outcome_entry(&end, target, cost, fallback_depth, &self.failures);
+            entry.charged = self
+                .paid
+                .iter()
+                .map(|p| ChargedEntry {
+                    target: gateway
+                        .targets
+                        .get(p.attempt.target)
+                        .map(|t| t.config.id.clone())
+                        .unwrap_or_default(),
+                    charge: p.attempt.charge.as_str(),
+                    reason: p.attempt.reason.clone(),
+                    input_tokens: p.attempt.tokens.0,
+                    output_tokens: p.attempt.tokens.1,
+                    cost_usd: p.cost,
+                })
+                .collect();
+            entry.reviews = std::mem::take(&mut self.review_notes);
+            record.outcome = Some(entry);
             log.write(record);
         }
         if let Some(answer) = &end.answer {
@@ -253,10 +340,21 @@ impl Routed {
         let Some(reservation) = self.reservation.take() else {
             return;
         };
-        // Only an answer that reached the client costs quota; a refusal or a failure
-        // gives the reserved tokens back (by dropping the reservation).
+        // An answer that reached the client costs quota, and so does every extra
+        // attempt paid for (escalated answers, verifiers) whatever the end; a refusal
+        // or a failure with nothing paid gives the reserved tokens back (by dropping
+        // the reservation).
+        let (mut tokens, mut usd) = (0u64, 0.0);
         if end.answer.is_some() && end.ending != Ending::Refused {
-            reservation.settle(u64::from(end.tokens.0) + u64::from(end.tokens.1), cost);
+            tokens += u64::from(end.tokens.0) + u64::from(end.tokens.1);
+            usd += cost;
+        }
+        for paid in &self.paid {
+            tokens += u64::from(paid.attempt.tokens.0) + u64::from(paid.attempt.tokens.1);
+            usd += paid.cost;
+        }
+        if tokens > 0 || usd > 0.0 || (end.answer.is_some() && end.ending != Ending::Refused) {
+            reservation.settle(tokens, usd);
         }
     }
 
@@ -298,6 +396,33 @@ impl Routed {
                 .unwrap_or_default(),
             fallback_depth: self.fallback_depth(),
             request_id: self.request_id.clone(),
+            charge: Charge::Answer,
+        }
+    }
+
+    /// The ledger row of an extra attempt: its own target, tokens and cost, under the
+    /// request's id.
+    fn paid_row(&self, paid: &Paid) -> UsageRow {
+        let target = self.gateway.targets.get(paid.attempt.target);
+        UsageRow {
+            ts_ms: crate::ledger::now_ms(),
+            tenant: self.tenant.id.to_string(),
+            key_id: self.key_id.to_string(),
+            target: target.map(|t| t.config.id.clone()).unwrap_or_default(),
+            model: target.map(|t| t.config.model.clone()).unwrap_or_default(),
+            input_tokens: paid.attempt.tokens.0,
+            output_tokens: paid.attempt.tokens.1,
+            cost_usd: paid.cost,
+            latency_ms: u32::try_from(paid.attempt.latency.as_millis()).unwrap_or(u32::MAX),
+            status: 200,
+            policy: self
+                .plan
+                .as_ref()
+                .map(|p| p.deployment.label.clone())
+                .unwrap_or_default(),
+            fallback_depth: self.fallback_depth(),
+            request_id: self.request_id.clone(),
+            charge: paid.attempt.charge,
         }
     }
 
@@ -354,6 +479,7 @@ impl Routed {
             input_tokens: end.tokens.0,
             output_tokens: end.tokens.1,
             cost_usd: cost,
+            escalated_targets: std::mem::take(&mut self.escalated),
         };
         // A policy call is microseconds, but it is not the client's to wait for. (No
         // runtime means the process is shutting down: the outcome is dropped.)
@@ -393,6 +519,8 @@ fn outcome_entry(
         input_tokens: end.tokens.0,
         output_tokens: end.tokens.1,
         cost_usd: cost,
+        charged: Vec::new(),
+        reviews: Vec::new(),
     }
 }
 

@@ -15,6 +15,25 @@ pub const HEADER_ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-s
 pub const HEADER_REASON: http::HeaderName =
     http::HeaderName::from_static("x-signalbox-route-reason");
 
+/// The answers the policy's review refused before the one sent: `target: reason`,
+/// separated by `; `.
+pub const HEADER_ESCALATIONS: http::HeaderName =
+    http::HeaderName::from_static("x-signalbox-escalations");
+
+/// Adds [`HEADER_ESCALATIONS`] when the review refused any answer (values that cannot
+/// be sent in a header are left out).
+pub(super) fn with_escalations(
+    mut response: http::Response<ResponseBody>,
+    escalations: &[String],
+) -> http::Response<ResponseBody> {
+    if !escalations.is_empty()
+        && let Ok(v) = http::HeaderValue::from_str(&escalations.join("; "))
+    {
+        response.headers_mut().insert(HEADER_ESCALATIONS, v);
+    }
+    response
+}
+
 /// Keeps the upstream's status and content type, drops its framing and connection
 /// headers (hyper sets ours) and anything else provider-specific.
 pub(super) fn strip(mut parts: http::response::Parts) -> http::response::Parts {

@@ -14,10 +14,13 @@ mod events;
 mod headers;
 mod model_name;
 mod relay;
+mod review;
 mod scanner;
 
 pub use decide::{Explanation, explain};
-pub use headers::{HEADER_ATTEMPTS, HEADER_POLICY, HEADER_REASON, HEADER_TARGET};
+pub use headers::{
+    HEADER_ATTEMPTS, HEADER_ESCALATIONS, HEADER_POLICY, HEADER_REASON, HEADER_TARGET,
+};
 
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseBody};
@@ -109,5 +112,5 @@ async fn route(
         }
     }
     routed.plan = Some(decide::decide(&gateway, &tenant, view));
-    dispatch::dispatch(routed, attempt).await
+    dispatch::dispatch(routed, attempt, view).await
 }

@@ -40,12 +40,21 @@ pub(super) fn openai_chat(seq: usize, model: &str, req: &Value, reply: &Reply) -
                 "tool_calls",
             ),
         };
+        let logprobs = match (&reply.logprobs, &reply.content) {
+            (Some(values), Content::Text(parts)) => json!({"content": parts
+                .iter()
+                .chain(std::iter::repeat(&String::new()))
+                .zip(values)
+                .map(|(token, logprob)| json!({"token": token, "logprob": logprob, "bytes": null, "top_logprobs": []}))
+                .collect::<Vec<_>>()}),
+            _ => Value::Null,
+        };
         return Planned::json(json!({
             "id": id,
             "object": "chat.completion",
             "created": CREATED,
             "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}],
             "usage": usage,
         }));
     }

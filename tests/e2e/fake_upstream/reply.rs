@@ -20,6 +20,9 @@ pub struct Reply {
     pub(super) model: Option<String>,
     /// Sent instead of the planned body: its content type and pieces.
     pub(super) raw: Option<(String, Vec<String>)>,
+    /// Token log-probabilities of a JSON answer (OpenAI's `choices[0].logprobs`), one
+    /// per content piece.
+    pub(super) logprobs: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +64,16 @@ impl Reply {
             fault: Fault::None,
             model: None,
             raw: None,
+            logprobs: None,
         }
+    }
+
+    /// Token log-probabilities for a JSON answer, as OpenAI returns them when asked
+    /// (`logprobs: true`): one entry per content piece of the text, in order, each
+    /// piece its token.
+    pub fn logprobs(mut self, logprobs: &[f32]) -> Reply {
+        self.logprobs = Some(logprobs.to_vec());
+        self
     }
 
     /// The completion text. Streams send it as one piece per word, each piece after the

@@ -36,6 +36,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../../sdk/src/policy.rs"),
     ),
     (
+        "sdk/src/review.rs",
+        include_str!("../../../../sdk/src/review.rs"),
+    ),
+    (
         "sdk/src/runtime.rs",
         include_str!("../../../../sdk/src/runtime.rs"),
     ),

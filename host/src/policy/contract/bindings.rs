@@ -4,14 +4,16 @@
 //! with its frozen WIT and adds what differs.
 
 /// Generates the bindings of one contract version and the host side of its imports;
-/// the braces after the path hold the host functions a version adds to the others'.
+/// `with { … }` maps the resources a version adds to the host's types, and the braces
+/// after it hold the host functions a version adds to the others'.
 macro_rules! contract_bindings {
-    ($wit:literal $(, { $($added:tt)* })?) => {
+    ($wit:literal $(, with { $($with:tt)* })? $(, { $($added:tt)* })?) => {
         wasmtime::component::bindgen!({
             path: $wit,
             world: "policy",
             with: {
                 "signalbox:policy/types.messages": crate::policy::request::MessagesView,
+                $($($with)*)?
             },
         });
 

@@ -7,9 +7,11 @@ mod bindings;
 mod v0_1;
 mod v0_2;
 mod v0_3;
+mod v0_4;
 
 use super::error::{LoadError, PolicyError};
 use super::request::{MessagesView, RouteRequest};
+use super::review::{AnswerBodyView, AnswerView, Verdict};
 use super::store_data::StoreData;
 use super::target::{TargetInfo, TargetSignals};
 use super::{Feedback, Outcome, RouteDecision};
@@ -18,15 +20,17 @@ use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::wasmparser::{Parser, Payload};
 use wasmtime::{AsContextMut, Store};
 
-/// A contract version this host runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A contract version this host runs, oldest first (so they compare by age).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Version {
     /// 0.1.0, the first published contract.
     V0_1,
     /// 0.2.0: how a request ended.
     V0_2,
-    /// 0.3.0, the newest: atomic counters in the state store.
+    /// 0.3.0: atomic counters in the state store.
     V0_3,
+    /// 0.4.0, the newest: the review of answers.
+    V0_4,
 }
 
 impl Version {
@@ -35,6 +39,7 @@ impl Version {
             "0.1.0" => Some(Version::V0_1),
             "0.2.0" => Some(Version::V0_2),
             "0.3.0" => Some(Version::V0_3),
+            "0.4.0" => Some(Version::V0_4),
             _ => None,
         }
     }
@@ -45,6 +50,7 @@ impl Version {
             Version::V0_1 => "0.1.0",
             Version::V0_2 => "0.2.0",
             Version::V0_3 => "0.3.0",
+            Version::V0_4 => "0.4.0",
         }
     }
 }
@@ -80,6 +86,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     v0_1::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
     v0_2::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
     v0_3::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
+    v0_4::Policy::add_to_linker::<_, HasSelf<StoreData>>(linker, |data| data)?;
     Ok(())
 }
 
@@ -89,6 +96,7 @@ pub(crate) enum Pre {
     V0_1(v0_1::PolicyPre<StoreData>),
     V0_2(v0_2::PolicyPre<StoreData>),
     V0_3(v0_3::PolicyPre<StoreData>),
+    V0_4(v0_4::PolicyPre<StoreData>),
 }
 
 impl Pre {
@@ -102,6 +110,7 @@ impl Pre {
             Version::V0_1 => Pre::V0_1(v0_1::PolicyPre::new(pre)?),
             Version::V0_2 => Pre::V0_2(v0_2::PolicyPre::new(pre)?),
             Version::V0_3 => Pre::V0_3(v0_3::PolicyPre::new(pre)?),
+            Version::V0_4 => Pre::V0_4(v0_4::PolicyPre::new(pre)?),
         })
     }
 
@@ -110,6 +119,7 @@ impl Pre {
             Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, Default::default()),
             Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?, Default::default()),
             Pre::V0_3(pre) => Exports::V0_3(pre.instantiate(store)?, Default::default()),
+            Pre::V0_4(pre) => Exports::V0_4(pre.instantiate(store)?, Default::default()),
         })
     }
 }
@@ -119,6 +129,7 @@ pub(crate) enum Exports {
     V0_1(v0_1::Policy, v0_1::Scratch),
     V0_2(v0_2::Policy, v0_2::Scratch),
     V0_3(v0_3::Policy, v0_3::Scratch),
+    V0_4(v0_4::Policy, v0_4::Scratch),
 }
 
 /// What a failed call returns: the engine's error (a trap, the deadline) to classify.
@@ -143,6 +154,10 @@ impl Exports {
             Exports::V0_3(p, _) => {
                 p.signalbox_policy_router()
                     .call_activate(store, config, &v0_3::targets(targets))
+            }
+            Exports::V0_4(p, _) => {
+                p.signalbox_policy_router()
+                    .call_activate(store, config, &v0_4::targets(targets))
             }
         }
     }
@@ -180,6 +195,13 @@ impl Exports {
                     .call_route(store, request, messages, signals)?;
                 v0_3::decision(answer, target_count).map_err(invalid)
             }
+            Exports::V0_4(p, scratch) => {
+                let (request, signals) = scratch.fill(request, signals);
+                let answer = p
+                    .signalbox_policy_router()
+                    .call_route(store, request, messages, signals)?;
+                v0_4::decision(answer, target_count).map_err(invalid)
+            }
         })
     }
 
@@ -201,6 +223,9 @@ impl Exports {
             Exports::V0_3(p, _) => p
                 .signalbox_policy_router()
                 .call_on_outcome(store, &v0_3::outcome(outcome)),
+            Exports::V0_4(p, _) => p
+                .signalbox_policy_router()
+                .call_on_outcome(store, &v0_4::outcome(outcome)),
         }
     }
 
@@ -219,6 +244,31 @@ impl Exports {
             Exports::V0_3(p, _) => p
                 .signalbox_policy_router()
                 .call_on_feedback(store, &v0_3::feedback(feedback)),
+            Exports::V0_4(p, _) => p
+                .signalbox_policy_router()
+                .call_on_feedback(store, &v0_4::feedback(feedback)),
+        }
+    }
+
+    /// Asks for a review of `answer`, checked against `target_count`; versions before
+    /// 0.4.0 have no review, and accept.
+    pub fn review(
+        &self,
+        store: impl AsContextMut<Data = StoreData>,
+        answer: &AnswerView,
+        body: Resource<AnswerBodyView>,
+        target_count: usize,
+    ) -> Call<Result<Verdict, PolicyError>> {
+        match self {
+            Exports::V0_1(..) | Exports::V0_2(..) | Exports::V0_3(..) => Ok(Ok(Verdict::Accept)),
+            Exports::V0_4(p, _) => {
+                let verdict =
+                    p.signalbox_policy_router()
+                        .call_review(store, &v0_4::answer(answer), body)?;
+                Ok(v0_4::verdict(verdict)
+                    .checked(target_count)
+                    .map_err(PolicyError::InvalidDecision))
+            }
         }
     }
 }
@@ -228,9 +278,9 @@ impl Exports {
 pub(crate) struct Stamp {
     /// The contract version it was built for, if it says.
     pub built_for: Option<String>,
-    /// Whether it wants `on-outcome` calls. Components without the hooks section
-    /// (built without the SDK, or by an older one) get them.
-    pub observes_outcomes: bool,
+    /// Which optional hooks it wants called. Components without the hooks section
+    /// (built without the SDK, or by an older one) get them all.
+    pub hooks: signalbox_contract::Hooks,
 }
 
 /// Checks the header and the SDK's stamps, without compiling.
@@ -250,7 +300,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
     // The stamp sits in the policy's core module, nested inside the component;
     // `parse_all` walks nested modules too.
     let mut built_for = None;
-    let mut observes_outcomes = true;
+    let mut hooks = signalbox_contract::Hooks::ALL;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload {
             Ok(Payload::CustomSection(section)) if section.name() == VERSION_SECTION => {
@@ -258,7 +308,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
                 built_for = Some(text.trim_matches('\0').trim().to_owned());
             }
             Ok(Payload::CustomSection(section)) if section.name() == HOOKS_SECTION => {
-                observes_outcomes = section.data().first() != Some(&0);
+                hooks = signalbox_contract::Hooks::from_section(section.data());
             }
             Ok(_) => {}
             Err(e) => return Err(LoadError::invalid(e)),
@@ -269,10 +319,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<Stamp, LoadError> {
     {
         return Err(mismatch(v));
     }
-    Ok(Stamp {
-        built_for,
-        observes_outcomes,
-    })
+    Ok(Stamp { built_for, hooks })
 }
 
 /// Checks a compiled component's exports: it must export the router at a version
@@ -328,12 +375,12 @@ mod tests {
         }
         assert_eq!(
             check_exports([export(CONTRACT_VERSION).as_str()].into_iter()).unwrap(),
-            Version::V0_3
+            Version::V0_4
         );
-        let err = check_exports([export("0.4.0").as_str()].into_iter()).unwrap_err();
+        let err = check_exports([export("0.5.0").as_str()].into_iter()).unwrap_err();
         assert!(
             err.to_string().contains(
-                "built for signalbox:policy@0.4.0, host speaks signalbox:policy@0.3.0 (and 0.1.0, 0.2.0)"
+                "built for signalbox:policy@0.5.0, host speaks signalbox:policy@0.4.0 (and 0.1.0, 0.2.0, 0.3.0)"
             ),
             "{err}"
         );

@@ -47,6 +47,7 @@ mod tests {
             input_tokens: 1,
             output_tokens: 1,
             cost_usd: 0.0,
+            escalated_targets: Vec::new(),
         }
     }
 

@@ -1,6 +1,6 @@
-//! Contract 0.3.0 (`wit/policy.wit`), the newest: 0.2.0 and `state-add`.
+//! Contract 0.3.0, frozen (`wit/archive/0.3.0`): 0.2.0 and `state-add`.
 
-super::bindings::contract_bindings!("../wit", {
+super::bindings::contract_bindings!("../wit/archive/0.3.0", {
     fn state_add(&mut self, key: String, deltas: Vec<f64>) -> Result<Vec<f64>, types::StateError> {
         use crate::policy::state::AddError;
         self.tenant.state.add(&key, &deltas).map_err(|e| match e {

@@ -1,8 +1,9 @@
-//! `signalbox policy bench`: decisions per second and latency per decision.
+//! `signalbox policy bench`: decisions per second and latency per decision, and for a
+//! policy that reviews answers, the same for its review of one answer.
 
 use crate::policy::{
-    EngineConfig, PolicyBinding, PolicyEngine, TenantContext, sample_request, sample_signals,
-    sample_targets,
+    EngineConfig, PolicyEngine, PolicyError, RouteDecision, TenantContext, sample_answer,
+    sample_request, sample_signals, sample_targets,
 };
 use anyhow::Context;
 use std::path::PathBuf;
@@ -25,6 +26,10 @@ pub struct BenchArgs {
     /// Size of the last user message in bytes.
     #[arg(long, default_value_t = 400)]
     prompt_bytes: usize,
+    /// Size of the answer a reviewing policy reviews, in bytes (a JSON answer to a
+    /// request for JSON).
+    #[arg(long, default_value_t = 2048)]
+    answer_bytes: usize,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -48,10 +53,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "policy {name}: 10 targets, 4 messages, {} B prompt, {} decisions per thread",
         args.prompt_bytes, args.iterations
     );
-    for n in [1, threads] {
-        let report = measure(&binding, &model, args.prompt_bytes, args.iterations, n)?;
+    let request = sample_request(&model, args.prompt_bytes);
+    let signals = sample_signals(binding.targets().len());
+    let route = || binding.route(&request, &signals).map(drop);
+    report("decisions", args.iterations, threads, &route)?;
+    if policy.reviews_answers() {
         println!(
-            "{n} thread(s): {:>9.0} decisions/s   p50 {:>6.2} µs   p99 {:>6.2} µs   {} failed",
+            "review of a {} B JSON answer ({} log-probabilities):",
+            args.answer_bytes,
+            args.answer_bytes / 4
+        );
+        // The answer of the policy's own first choice, with the rest of its plan left
+        // to escalate to: what the gateway would show it.
+        let mut answer = sample_answer(args.answer_bytes);
+        if let Ok(RouteDecision::Route { targets, .. }) = binding.route(&request, &signals)
+            && let Some((first, rest)) = targets.split_first()
+        {
+            answer.target = *first;
+            answer.remaining = rest.to_vec();
+        }
+        let review = || binding.review(&answer).map(drop);
+        report("reviews", args.iterations, threads, &review)?;
+    }
+    Ok(())
+}
+
+/// Measures `call` on one thread, then on every core, and prints both.
+fn report(
+    what: &str,
+    iterations: usize,
+    threads: usize,
+    call: &(dyn Fn() -> Result<(), PolicyError> + Sync),
+) -> anyhow::Result<()> {
+    for n in [1, threads] {
+        let report = measure(call, iterations, n)?;
+        println!(
+            "{n} thread(s): {:>9.0} {what}/s   p50 {:>6.2} µs   p99 {:>6.2} µs   {} failed",
             report.per_second, report.p50_us, report.p99_us, report.failed
         );
         if n == threads {
@@ -71,9 +108,7 @@ struct Report {
 }
 
 fn measure(
-    binding: &PolicyBinding,
-    model: &str,
-    prompt_bytes: usize,
+    call: &(dyn Fn() -> Result<(), PolicyError> + Sync),
     iterations: usize,
     threads: usize,
 ) -> anyhow::Result<Report> {
@@ -81,19 +116,17 @@ fn measure(
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let request = sample_request(model, prompt_bytes);
-                    let signals = sample_signals(binding.targets().len());
                     // Warm up (instance creation, caches); a policy that cannot answer
                     // even once is an error, not a benchmark.
-                    binding.route(&request, &signals)?;
+                    call()?;
                     for _ in 0..1_000.min(iterations) {
-                        let _ = binding.route(&request, &signals);
+                        let _ = call();
                     }
                     let mut samples = Vec::with_capacity(iterations);
                     let mut failed = 0;
                     for _ in 0..iterations {
                         let t = Instant::now();
-                        let result = binding.route(&request, &signals);
+                        let result = call();
                         samples.push(t.elapsed());
                         failed += usize::from(result.is_err());
                     }

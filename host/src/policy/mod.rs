@@ -37,7 +37,7 @@ pub use guest_log::LogLimiter;
 pub use outcome::{Ending, Feedback, Outcome};
 pub use request::{ChatMessage, Endpoint, MessagesView, RequestFields, Role, RouteRequest};
 pub use review::{AnswerBody, AnswerBodyView, AnswerView, FinishReason, ToolCall, Verdict};
-pub use sample::{sample_request, sample_signals, sample_targets};
+pub use sample::{sample_answer, sample_request, sample_signals, sample_targets};
 pub use state::{AddError, SnapshotError, StateChange, StateError, StateLimits, StateStore};
 pub use store_data::TenantContext;
 pub use target::{TargetInfo, TargetSignals};

@@ -2,6 +2,7 @@
 //! benchmarks (`policy bench`, criterion).
 
 use super::request::{ChatMessage, Endpoint, RequestFields, Role, RouteRequest};
+use super::review::{AnswerBody, AnswerView, FinishReason};
 use super::target::{TargetInfo, TargetSignals};
 
 fn target(
@@ -157,4 +158,44 @@ pub fn sample_request(model: &str, prompt_bytes: usize) -> RouteRequest {
         },
         messages,
     )
+}
+
+/// A complete JSON answer of about `answer_bytes` bytes from target 0 of the sample
+/// targets, to a client that asked for JSON, with one token log-probability per four
+/// bytes and target 1 left to escalate to: what `policy bench` reviews.
+pub fn sample_answer(answer_bytes: usize) -> AnswerView {
+    let mut text = String::from("{\"verdict\": \"the error handling is right\", \"notes\": [");
+    let mut first = true;
+    while text.len() + 80 < answer_bytes {
+        if !first {
+            text.push_str(", ");
+        }
+        first = false;
+        text.push_str("\"a parse error is returned to the caller with its line\"");
+    }
+    text.push_str("]}");
+    let logprobs: Vec<f32> = (0..text.len() / 4)
+        .map(|i| -0.05 - 0.01 * (i % 7) as f32)
+        .collect();
+    AnswerView {
+        request_id: "req-sample-0001".into(),
+        target: 0,
+        attempt: 0,
+        remaining: vec![1],
+        finish_reason: Some(FinishReason::Stop),
+        tool_calls: Vec::new(),
+        input_tokens: 120,
+        output_tokens: u32::try_from(logprobs.len()).unwrap_or(u32::MAX),
+        cost_usd: 0.0002,
+        spent_usd: 0.0002,
+        wants_json: true,
+        complete: true,
+        verification: None,
+        body: AnswerBody {
+            text: text.into(),
+            logprobs: logprobs.into(),
+            schema: None,
+            question: Some("Can you review this function?".into()),
+        },
+    }
 }

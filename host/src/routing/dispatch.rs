@@ -88,7 +88,9 @@ pub(super) async fn dispatch(
             continue;
         }
         tried += 1;
-        asked_of.push(position);
+        if asked.is_some() {
+            asked_of.push(position);
+        }
         if tried == 1 {
             gateway.signals.first_attempt(global);
         }

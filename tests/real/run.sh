@@ -6,7 +6,9 @@
 # 127.0.0.1:8081 and :8082 with one thread each, starts the gateway on
 # examples/local-llm.toml, and checks through it: a non-streaming chat, a streaming
 # chat with usage (and that the usage reached the gateway's accounting), an
-# embeddings call, and the official openai client. Then stops every process by id.
+# embeddings call, the official openai client, and a JSON request through a
+# `policies/cascade` binding whose strong rung is a fake (tests/real/fake_strong.py):
+# whichever answer the client gets is valid JSON. Then stops every process by id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -82,4 +84,42 @@ echo "real stage: the official openai client"
 
 kill -TERM "$gateway"
 wait "$gateway"
+
+echo "real stage: a JSON request through a cascade (SmolLM2 first, a fake strong fallback)"
+"$venv/bin/python" tests/real/fake_strong.py 8083 >"$logs/strong.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:8083/health "the fake strong model"
+cascade_config=$(mktemp --suffix=.toml)
+sed -e "s|^safe_route = \[\"local-smollm2\"\]|&\npolicy = \"$PWD/target/policies/wasm32-wasip2/policy/signalbox_policy_cascade.wasm\"\n\n[tenants.policy_config]\nladder = [\"local-smollm2\", \"strong-fake\"]|" \
+    examples/local-llm.toml > "$cascade_config"
+cat >> "$cascade_config" <<'TOML'
+
+[[providers]]
+name = "strong"
+kind = "openai"
+base_url = "http://127.0.0.1:8083/v1"
+
+[[targets]]
+id = "strong-fake"
+provider = "strong"
+model = "strong"
+input_price = 5.0
+output_price = 15.0
+TOML
+grep -q 'signalbox_policy_cascade' "$cascade_config" || { echo "the cascade binding was not written"; exit 1; }
+target/debug/signalbox -v serve --config "$cascade_config" --listen 127.0.0.1:0 >"$logs/cascade.out" 2>"$logs/cascade.log" &
+gateway=$!
+pids+=($gateway)
+for _ in $(seq 1 100); do grep -q "listening on" "$logs/cascade.out" && break; sleep 0.1; done
+base=$(sed -n 's/^signalbox listening on //p' "$logs/cascade.out")
+answer=$(post /v1/chat/completions '{"model":"smollm2","max_tokens":48,"response_format":{"type":"json_object"},"messages":[{"role":"user","content":"Reply with a JSON object whose key colour names a colour."}]}')
+content=$(echo "$answer" | json 'd["choices"][0]["message"]["content"]')
+echo "$content" | "$venv/bin/python" -c 'import json,sys; json.loads(sys.stdin.read())' \
+    || { echo "the client got an answer that is not JSON: $answer"; exit 1; }
+served_by=$(grep -i '^x-signalbox-target:' "$logs/headers" | tr -d '\r' | awk '{print $2}')
+escalations=$(grep -i '^x-signalbox-escalations:' "$logs/headers" | tr -d '\r' | cut -d' ' -f2-)
+echo "real stage: cascade answered by $served_by${escalations:+ (escalated: $escalations)}: $content"
+kill -TERM "$gateway"
+wait "$gateway"
+rm -f "$cascade_config"
 echo "real stage: ok"

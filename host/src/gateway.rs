@@ -51,6 +51,8 @@ pub struct Tenant {
     pub log_message_text: bool,
     /// The most one request may spend on a cascade's refused answers and verifiers.
     pub max_request_usd: Option<f64>,
+    /// How much of a streamed answer a reviewing policy sees before the client.
+    pub review_streams: crate::config::ReviewStreams,
     /// What all the tenant's keys may use together.
     pub quota: Arc<Quota>,
     /// Each key's own quota, by [`Caller::key_index`](crate::tenancy::Caller).
@@ -256,6 +258,7 @@ impl Gateway {
                     safe_route,
                     log_message_text: t.log_message_text,
                     max_request_usd: t.max_request_usd,
+                    review_streams: t.review_streams,
                     quota: tenant_quota,
                     key_quotas,
                     in_flight: t

@@ -417,3 +417,102 @@ async fn the_policy_hears_which_answer_was_accepted_and_escalations_stop_at_the_
     let notes = line["outcome"]["reviews"].to_string();
     assert!(notes.contains("max_request_usd"), "{notes}");
 }
+
+fn streamed(text: &str) -> Value {
+    json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": text}]})
+}
+
+/// The number of reviews the gateway's metrics counted.
+fn reviews(gw: &TestGateway) -> f64 {
+    gw.gateway
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("signalbox_answer_reviews_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_stream_reaches_the_client_only_once_accepted() {
+    let ladder = Ladder::start().await;
+    ladder
+        .cheap
+        .set_default(Upstream::ok().text("I don't know, sorry."));
+    ladder
+        .strong
+        .set_default(Upstream::ok().text("Paris is the capital of France."));
+    let (_dir, dir) = temp();
+    let gw = ladder
+        .gateway_with(
+            "signalbox_policy_cascade",
+            CASCADE,
+            &dir,
+            "review_streams = \"hold\"",
+        )
+        .await;
+    let reply = chat(&gw, &streamed("What is the capital of France?")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.text();
+    // Only the accepted attempt's bytes: the whole stream, ended properly.
+    assert_eq!(streamed_text(&body), "Paris is the capital of France.");
+    assert!(!body.contains("know"), "the refused stream leaked: {body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_eq!(reply.header("x-signalbox-target"), "strong");
+    assert_eq!(reply.header("x-signalbox-escalations"), "cheap: refusal");
+    // Both answers were reviewed (the last rung is accepted by the policy unread).
+    assert_eq!(reviews(&gw), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_check_reviews_the_first_tokens_once_and_then_lets_the_stream_through() {
+    let ladder = Ladder::start().await;
+    ladder.strong.set_default(Upstream::ok().text("Strong."));
+    let (_dir, dir) = temp();
+    let gw = ladder
+        .gateway_with(
+            "signalbox_policy_cascade",
+            CASCADE,
+            &dir,
+            "review_streams = { first_tokens = 3 }",
+        )
+        .await;
+
+    // A refusal in the first three tokens: escalated before the client saw a byte.
+    ladder
+        .cheap
+        .enqueue(Upstream::ok().text("I don't know that one, sorry."));
+    let reply = chat(&gw, &streamed("Who?")).await;
+    assert_eq!(streamed_text(&reply.text()), "Strong.");
+    assert_eq!(reply.header("x-signalbox-escalations"), "cheap: refusal");
+
+    // Past the window the stream is the client's: the check ran once, on the first
+    // three tokens, and whatever comes after can no longer be escalated.
+    ladder
+        .cheap
+        .enqueue(Upstream::ok().text("Perhaps it was Ada; I don't know for sure."));
+    let before = reviews(&gw);
+    let reply = chat(&gw, &streamed("Who?")).await;
+    assert_eq!(
+        streamed_text(&reply.text()),
+        "Perhaps it was Ada; I don't know for sure."
+    );
+    assert_eq!(reply.header("x-signalbox-target"), "cheap");
+    assert_eq!(reviews(&gw) - before, 1.0);
+    assert_eq!(ladder.strong.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_hold_streams_are_not_reviewed() {
+    let ladder = Ladder::start().await;
+    ladder.cheap.set_default(Upstream::ok().text("First."));
+    let (_dir, dir) = temp();
+    let gw = ladder
+        .gateway("signalbox_fixture_reviewer", "review = \"escalate\"", &dir)
+        .await;
+    let reply = chat(&gw, &streamed("Hello")).await;
+    assert_eq!(streamed_text(&reply.text()), "First.");
+    assert_eq!(reply.header("x-signalbox-target"), "cheap");
+    assert_eq!(reviews(&gw), 0.0);
+    assert_eq!(ladder.strong.hits(), 0);
+}

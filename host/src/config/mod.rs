@@ -27,8 +27,8 @@ pub use error::ConfigError;
 pub use location::{KeyPath, Location};
 pub use sections::{
     AdminSection, AdminTokenSection, AliasMap, DecisionLogSection, EngineSection, KeySection,
-    LedgerSection, LimitsSection, ProviderKind, ProviderSection, ServerSection, SimulatedSection,
-    TargetSection, TelemetrySection, TenantSection, TlsSection,
+    LedgerSection, LimitsSection, ProviderKind, ProviderSection, ReviewStreams, ServerSection,
+    SimulatedSection, TargetSection, TelemetrySection, TenantSection, TlsSection,
 };
 
 use location::Document;

@@ -338,6 +338,26 @@ pub struct TenantSection {
     /// this much, the answer in hand is sent (default: no cap; the attempt limit,
     /// `server.max_attempts`, still bounds a cascade).
     pub max_request_usd: Option<f64>,
+    /// Whether a policy that reviews answers sees streamed ones: `"off"` (the default:
+    /// streams go to the client unreviewed), `"hold"` (the whole answer is held back
+    /// until it is complete, then reviewed; the client's first token waits for the
+    /// last) or `{ first_tokens = N }` (held until N content chunks have arrived, then
+    /// reviewed; once sent on, it can no longer be escalated).
+    #[serde(default)]
+    pub review_streams: ReviewStreams,
+}
+
+/// How much of a streamed answer is held back for the policy's review.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStreams {
+    /// Streams are not reviewed.
+    #[default]
+    Off,
+    /// The whole answer, reviewed complete.
+    Hold,
+    /// Its first content chunks (about one token each), reviewed as an early check.
+    FirstTokens(u32),
 }
 
 /// `[admin]`: the admin API and where policy versions are kept.

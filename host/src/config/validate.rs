@@ -188,6 +188,12 @@ fn validate_tenants<'a>(
                 "name at least one target to use when the policy fails",
             ));
         }
+        if t.review_streams == super::sections::ReviewStreams::FirstTokens(0) {
+            return Err(Invalid::new(
+                at("review_streams").key("first_tokens"),
+                "must be at least 1 (or review_streams = \"off\")",
+            ));
+        }
         if let Some(cap) = t.max_request_usd
             && !(cap.is_finite() && cap > 0.0)
         {

@@ -6,8 +6,10 @@ use super::attempt::{self, Outcome};
 use super::decide::Verdict;
 use super::end::{Answer, Charged, Routed};
 use super::headers::{explained, strip, with_escalations};
+use super::hold;
 use super::relay::Relay;
 use super::review::{self, Asked, InHand, Reviewed};
+use crate::config::ReviewStreams;
 use crate::ledger::Charge;
 use crate::openai::{ApiError, ResponseBody, full};
 use crate::policy::Ending;
@@ -51,8 +53,9 @@ pub(super) async fn dispatch(
     };
     let gateway = routed.gateway.clone();
     let tenant = routed.tenant.clone();
-    // A policy that reviews answers sees each JSON chat answer before the client does
-    // (streams are not reviewed).
+    // A policy that reviews answers sees each JSON chat answer before the client does,
+    // and streamed ones as far as the tenant's `review_streams` holds them.
+    let hold_streams = tenant.review_streams;
     let asked = routed
         .plan
         .as_ref()
@@ -60,7 +63,7 @@ pub(super) async fn dispatch(
             plan.by_policy()
                 && plan.deployment.binding.policy().reviews_answers()
                 && attempt.kind == AttemptKind::Chat
-                && !attempt.stream
+                && (!attempt.stream || hold_streams != ReviewStreams::Off)
         })
         .map(|_| Asked::read(attempt.body, request));
     let planned = !targets.is_empty();
@@ -118,7 +121,12 @@ pub(super) async fn dispatch(
             gen_ai.usage.output_tokens = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let outcome = attempt::run(target, attempt).instrument(span.clone()).await;
+        let mut outcome = attempt::run(target, attempt).instrument(span.clone()).await;
+        if asked.is_some() && matches!(outcome, Outcome::Streaming { .. }) {
+            outcome = hold::hold(outcome, hold_streams, target.config.stream_idle_timeout())
+                .instrument(span.clone())
+                .await;
+        }
         match &outcome {
             Outcome::Retry { cause, why, .. } => {
                 span.record("failure", *cause);
@@ -192,51 +200,17 @@ pub(super) async fn dispatch(
                         remaining: queue.iter().copied().collect(),
                         body: &body,
                         usage,
+                        streamed: None,
                     };
-                    if let Reviewed::Escalate {
-                        reason,
-                        target: named,
-                    } = review::review(&mut routed, asked, &in_hand).await
-                    {
-                        let cost =
-                            usage.map_or(0.0, |(input, output)| target.cost_usd(input, output));
-                        match escalation(&routed, &queue, &asked_of, named, tried, cost) {
-                            Ok(next) => {
-                                // The refused answer is paid for and never sent; the
-                                // target itself did its job.
-                                gateway.signals.record(
-                                    global,
-                                    AttemptResult::Success {
-                                        latency: started.elapsed(),
-                                        ttft: None,
-                                    },
-                                );
-                                routed.charge(Charged {
-                                    target: global,
-                                    charge: Charge::Escalated,
-                                    reason: reason.clone(),
-                                    tokens: usage.unwrap_or((routed.input_estimate, 0)),
-                                    latency: started.elapsed(),
-                                });
-                                gateway
-                                    .metrics
-                                    .fallback(&tenant.name(), &target.name, "escalated");
-                                tracing::info!(request_id = %routed.request_id, target = %target.config.id, reason, "answer escalated by the policy's review");
-                                routed.escalated.push(position);
-                                routed
-                                    .failures
-                                    .push(format!("{}: escalated ({reason})", target.config.id));
-                                if let Some(next) = next {
-                                    queue.retain(|&p| p != next);
-                                    queue.push_front(next);
-                                }
-                                continue;
-                            }
-                            Err(why) => routed.note_review(
-                                "sent after all",
-                                format!("escalation `{reason}` not honoured: {why}"),
-                            ),
-                        }
+                    let cascade = Cascade {
+                        queue: &mut queue,
+                        asked_of: &asked_of,
+                        tried,
+                        global,
+                        started,
+                    };
+                    if escalated(&mut routed, asked, &in_hand, cascade).await {
+                        continue;
                     }
                 }
                 let escalations = routed.escalations();
@@ -261,6 +235,33 @@ pub(super) async fn dispatch(
                 total_deadline,
             } => {
                 let status = parts.status.as_u16();
+                if let Some(asked) = &asked {
+                    let scanner = &stream.scanner;
+                    let in_hand = InHand {
+                        target,
+                        position,
+                        attempt: u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX),
+                        remaining: queue.iter().copied().collect(),
+                        body: &held,
+                        usage: scanner
+                            .usage
+                            .or(Some((routed.input_estimate, scanner.chunks))),
+                        streamed: Some(scanner.done),
+                    };
+                    let cascade = Cascade {
+                        queue: &mut queue,
+                        asked_of: &asked_of,
+                        tried,
+                        global,
+                        started,
+                    };
+                    // An escalated stream is dropped here, which closes the upstream
+                    // connection: what it would still have written is not paid for.
+                    if escalated(&mut routed, asked, &in_hand, cascade).await {
+                        continue;
+                    }
+                }
+                let escalations = routed.escalations();
                 routed.answer = Some(answer(Some(ttft)));
                 let body = Relay::new(
                     held,
@@ -276,7 +277,10 @@ pub(super) async fn dispatch(
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("no-cache"),
                 );
-                return explain(http::Response::from_parts(parts, body));
+                return with_escalations(
+                    explain(http::Response::from_parts(parts, body)),
+                    &escalations,
+                );
             }
         }
     }
@@ -289,6 +293,87 @@ pub(super) async fn dispatch(
     let response = ApiError::no_route(&routed.failures).into_response();
     routed.end(Ending::Failed, response.status().as_u16(), None);
     with_escalations(explained(response, &label, None, tried), &escalations)
+}
+
+/// Where a cascade stands when an answer is in hand.
+struct Cascade<'q> {
+    /// The plan's targets still to try.
+    queue: &'q mut VecDeque<u32>,
+    /// The targets asked so far (positions).
+    asked_of: &'q [u32],
+    /// Attempts made.
+    tried: u32,
+    /// The answering target's global index.
+    global: usize,
+    /// When its attempt started.
+    started: Instant,
+}
+
+/// Shows the answer in hand to the policy; `true` when it was escalated: paid for,
+/// recorded, and the queue set for the next target (the caller moves on to it).
+/// `false`: it is to be sent (accepted, or an escalation that cannot be honoured).
+async fn escalated(
+    routed: &mut Routed,
+    asked: &Asked,
+    in_hand: &InHand<'_>,
+    cascade: Cascade<'_>,
+) -> bool {
+    let Reviewed::Escalate {
+        reason,
+        target: named,
+    } = review::review(routed, asked, in_hand).await
+    else {
+        return false;
+    };
+    let target = in_hand.target;
+    let tokens = in_hand.usage.unwrap_or((routed.input_estimate, 0));
+    let cost = target.cost_usd(tokens.0, tokens.1);
+    let next = match escalation(
+        routed,
+        cascade.queue,
+        cascade.asked_of,
+        named,
+        cascade.tried,
+        cost,
+    ) {
+        Ok(next) => next,
+        Err(why) => {
+            routed.note_review(
+                "sent after all",
+                format!("escalation `{reason}` not honoured: {why}"),
+            );
+            return false;
+        }
+    };
+    let gateway = routed.gateway.clone();
+    // The refused answer is paid for and never sent; the target itself did its job.
+    gateway.signals.record(
+        cascade.global,
+        AttemptResult::Success {
+            latency: cascade.started.elapsed(),
+            ttft: None,
+        },
+    );
+    routed.charge(Charged {
+        target: cascade.global,
+        charge: Charge::Escalated,
+        reason: reason.clone(),
+        tokens,
+        latency: cascade.started.elapsed(),
+    });
+    gateway
+        .metrics
+        .fallback(&routed.tenant.name(), &target.name, "escalated");
+    tracing::info!(request_id = %routed.request_id, target = %target.config.id, reason, "answer escalated by the policy's review");
+    routed.escalated.push(in_hand.position);
+    routed
+        .failures
+        .push(format!("{}: escalated ({reason})", target.config.id));
+    if let Some(next) = next {
+        cascade.queue.retain(|&p| p != next);
+        cascade.queue.push_front(next);
+    }
+    true
 }
 
 /// Where an escalation goes: `Ok(Some(target))` for a named target (moved to the

@@ -12,6 +12,7 @@ mod dispatch;
 mod end;
 mod events;
 mod headers;
+mod hold;
 mod model_name;
 mod relay;
 mod review;

@@ -80,8 +80,11 @@ pub(super) struct InHand<'a> {
     pub attempt: u32,
     /// The plan's targets still to try.
     pub remaining: Vec<u32>,
+    /// A JSON answer's body, or a held stream's events.
     pub body: &'a Bytes,
     pub usage: Option<(u32, u32)>,
+    /// `None` for a JSON answer; for a held stream, whether it is complete.
+    pub streamed: Option<bool>,
 }
 
 /// What the review decided.
@@ -100,7 +103,14 @@ pub(super) async fn review(routed: &mut Routed, asked: &Asked, answer: &InHand<'
     let deployment = plan.deployment.clone();
     let (input, output) = answer.usage.unwrap_or((routed.input_estimate, 0));
     let cost = answer.target.cost_usd(input, output);
-    let mut view = read_answer(answer.body, asked);
+    let mut view = match answer.streamed {
+        None => read_answer(answer.body, asked),
+        Some(complete) => {
+            let mut view = read_stream(answer.body, asked);
+            view.complete = complete;
+            view
+        }
+    };
     view.request_id.clone_from(&routed.request_id);
     view.target = answer.position;
     view.attempt = answer.attempt;
@@ -303,6 +313,93 @@ fn read_answer(body: &[u8], asked: &Asked) -> AnswerView {
     }
 }
 
+/// What a held stream's chunks say, put together: the first choice's text, finish
+/// reason, tool calls (their fragments joined) and token log-probabilities.
+fn read_stream(events: &[u8], asked: &Asked) -> AnswerView {
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        index: u32,
+        delta: Option<Delta>,
+        finish_reason: Option<String>,
+        logprobs: Option<Logprobs>,
+    }
+    #[derive(Deserialize)]
+    struct Delta {
+        content: Option<String>,
+        #[serde(default)]
+        tool_calls: Vec<CallPart>,
+    }
+    #[derive(Deserialize)]
+    struct CallPart {
+        #[serde(default)]
+        index: usize,
+        function: Option<FunctionPart>,
+    }
+    #[derive(Deserialize)]
+    struct FunctionPart {
+        name: Option<String>,
+        arguments: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Logprobs {
+        content: Option<Vec<TokenLogprob>>,
+    }
+    #[derive(Deserialize)]
+    struct TokenLogprob {
+        logprob: f32,
+    }
+    let mut framer = crate::provider::sse::EventFramer::default();
+    framer.push(events);
+    let (mut text, mut finish, mut calls, mut logprobs) =
+        (String::new(), None, Vec::<ToolCall>::new(), Vec::new());
+    while let Ok(Some(event)) = framer.next_event() {
+        let fields = event.fields();
+        let Some(data) = fields.data.as_deref() else {
+            continue;
+        };
+        let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
+            continue; // `[DONE]`, and usage-only chunks
+        };
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(delta) = choice.delta {
+                text.push_str(delta.content.as_deref().unwrap_or_default());
+                for part in delta.tool_calls {
+                    if calls.len() <= part.index {
+                        calls.resize_with(part.index + 1, || ToolCall {
+                            name: String::new(),
+                            arguments: String::new(),
+                        });
+                    }
+                    if let Some(f) = part.function {
+                        let call = &mut calls[part.index];
+                        call.name.push_str(f.name.as_deref().unwrap_or_default());
+                        call.arguments
+                            .push_str(f.arguments.as_deref().unwrap_or_default());
+                    }
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                finish = Some(FinishReason::parse(&reason));
+            }
+            if let Some(tokens) = choice.logprobs.and_then(|l| l.content) {
+                logprobs.extend(tokens.into_iter().map(|t| t.logprob));
+            }
+        }
+    }
+    let mut view = read_answer(b"", asked);
+    view.finish_reason = finish;
+    view.tool_calls = calls;
+    view.body.text = Arc::from(text);
+    view.body.logprobs = Arc::from(logprobs);
+    view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +423,24 @@ mod tests {
         assert_eq!(&*view.body.logprobs, &[-0.5, -1.5]);
         assert!(view.wants_json);
         assert_eq!(view.body.question.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn a_held_stream_is_put_together() {
+        let events = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"{\\\"a\\\"\"},\"logprobs\":{\"content\":[{\"token\":\"x\",\"logprob\":-0.5}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\": 1}\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\":1}\"}}]},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let view = read_stream(events.as_bytes(), &Asked::none());
+        assert_eq!(&*view.body.text, "{\"a\": 1}");
+        assert_eq!(view.finish_reason, Some(FinishReason::Stop));
+        assert_eq!(view.tool_calls[0].name, "f");
+        assert_eq!(view.tool_calls[0].arguments, "{\"x\":1}");
+        assert_eq!(&*view.body.logprobs, &[-0.5]);
     }
 
     #[test]

@@ -86,9 +86,10 @@ kill -TERM "$gateway"
 wait "$gateway"
 
 echo "real stage: a JSON request through a cascade (SmolLM2 first, a fake strong fallback)"
-"$venv/bin/python" tests/real/fake_strong.py 8083 >"$logs/strong.log" 2>&1 &
+strong_port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$venv/bin/python" tests/real/fake_strong.py "$strong_port" >"$logs/strong.log" 2>&1 &
 pids+=($!)
-wait_for http://127.0.0.1:8083/health "the fake strong model"
+wait_for "http://127.0.0.1:$strong_port/health" "the fake strong model"
 cascade_config=$(mktemp --suffix=.toml)
 sed -e "s|^safe_route = \[\"local-smollm2\"\]|&\npolicy = \"$PWD/target/policies/wasm32-wasip2/policy/signalbox_policy_cascade.wasm\"\n\n[tenants.policy_config]\nladder = [\"local-smollm2\", \"strong-fake\"]|" \
     examples/local-llm.toml > "$cascade_config"
@@ -97,7 +98,7 @@ cat >> "$cascade_config" <<'TOML'
 [[providers]]
 name = "strong"
 kind = "openai"
-base_url = "http://127.0.0.1:8083/v1"
+base_url = "http://127.0.0.1:@STRONG_PORT@/v1"
 
 [[targets]]
 id = "strong-fake"
@@ -106,19 +107,26 @@ model = "strong"
 input_price = 5.0
 output_price = 15.0
 TOML
+sed -i "s/@STRONG_PORT@/$strong_port/" "$cascade_config"
 grep -q 'signalbox_policy_cascade' "$cascade_config" || { echo "the cascade binding was not written"; exit 1; }
 target/debug/signalbox -v serve --config "$cascade_config" --listen 127.0.0.1:0 >"$logs/cascade.out" 2>"$logs/cascade.log" &
 gateway=$!
 pids+=($gateway)
 for _ in $(seq 1 100); do grep -q "listening on" "$logs/cascade.out" && break; sleep 0.1; done
 base=$(sed -n 's/^signalbox listening on //p' "$logs/cascade.out")
-answer=$(post /v1/chat/completions '{"model":"smollm2","max_tokens":48,"response_format":{"type":"json_object"},"messages":[{"role":"user","content":"Reply with a JSON object whose key colour names a colour."}]}')
-content=$(echo "$answer" | json 'd["choices"][0]["message"]["content"]')
-echo "$content" | "$venv/bin/python" -c 'import json,sys; json.loads(sys.stdin.read())' \
-    || { echo "the client got an answer that is not JSON: $answer"; exit 1; }
-served_by=$(grep -i '^x-signalbox-target:' "$logs/headers" | tr -d '\r' | awk '{print $2}')
-escalations=$(grep -i '^x-signalbox-escalations:' "$logs/headers" | tr -d '\r' | cut -d' ' -f2-)
-echo "real stage: cascade answered by $served_by${escalations:+ (escalated: $escalations)}: $content"
+# With room to answer (either rung may answer), and with too little (the answer is cut
+# short, so the cascade escalates to the fake): either way the client gets valid JSON.
+for max_tokens in 48 4; do
+    answer=$(post /v1/chat/completions '{"model":"smollm2","max_tokens":'$max_tokens',"response_format":{"type":"json_object"},"messages":[{"role":"user","content":"Reply with a JSON object whose key colour names a colour."}]}')
+    content=$(echo "$answer" | json 'd["choices"][0]["message"]["content"]') \
+        || { echo "no answer through the cascade: $answer"; cat "$logs/headers"; exit 1; }
+    echo "$content" | "$venv/bin/python" -c 'import json,sys; json.loads(sys.stdin.read())' \
+        || { echo "the client got an answer that is not JSON: $answer"; exit 1; }
+    served_by=$(grep -i '^x-signalbox-target:' "$logs/headers" | tr -d '\r' | awk '{print $2}')
+    escalations=$(grep -i '^x-signalbox-escalations:' "$logs/headers" | tr -d '\r' | cut -d' ' -f2- || true)
+    echo "real stage: cascade, max_tokens $max_tokens: answered by $served_by${escalations:+ (escalated: $escalations)}"
+done
+[ "$served_by" = strong-fake ] || { echo "an answer cut short was not escalated"; exit 1; }
 kill -TERM "$gateway"
 wait "$gateway"
 rm -f "$cascade_config"

@@ -41,6 +41,11 @@ impl Ladder {
         dir: &Path,
         tenant: &str,
     ) -> TestGateway {
+        TestGateway::start(&self.config(policy, policy_config, dir, tenant)).await
+    }
+
+    /// The config of [`gateway_with`](Self::gateway_with).
+    fn config(&self, policy: &str, policy_config: &str, dir: &Path, tenant: &str) -> String {
         let extra = format!(
             "{tenant}\npolicy = \"{}\"\n\n[tenants.limits]\nbudget_usd_per_day = 100.0\n\n\
              [tenants.policy_config]\n{policy_config}\n\n\
@@ -51,7 +56,7 @@ impl Ladder {
             dir.join("usage.db").display(),
             dir.join("decisions.jsonl").display(),
         );
-        let toml = config(
+        config(
             &[
                 ("pc", "openai", &format!("{}/v1", self.cheap.url())),
                 ("ps", "openai", &format!("{}/v1", self.strong.url())),
@@ -63,8 +68,7 @@ impl Ladder {
                 ("judge", "pj", "m"),
             ],
             &extra,
-        );
-        TestGateway::start(&toml).await
+        )
     }
 }
 
@@ -515,4 +519,61 @@ async fn without_a_hold_streams_are_not_reviewed() {
     assert_eq!(reply.header("x-signalbox-target"), "cheap");
     assert_eq!(reviews(&gw), 0.0);
     assert_eq!(ladder.strong.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_probabilities_are_asked_of_the_targets_that_return_them() {
+    let ladder = Ladder::start().await;
+    ladder
+        .cheap
+        .set_default(Upstream::ok().text("Paris.").logprobs(&[-0.05, -0.1]));
+    let (_dir, dir) = temp();
+    let toml = ladder
+        .config(
+            "signalbox_policy_cascade",
+            &format!("{CASCADE}\n[tenants.policy_config.checks]\nmin_mean_logprob = -1.0"),
+            &dir,
+            "",
+        )
+        .replace("id = \"cheap\"\n", "id = \"cheap\"\nlogprobs = true\n");
+    let gw = TestGateway::start(&toml).await;
+
+    let reply = chat(&gw, &question("What is the capital of France?")).await;
+    assert_eq!(content(&reply), "Paris.");
+    let sent = &ladder.cheap.requests()[0];
+    assert_eq!(sent.body["logprobs"], true);
+    // Byte for byte as the client sent it, with the model replaced and the field added.
+    assert!(
+        std::str::from_utf8(&sent.raw_body)
+            .unwrap()
+            .ends_with(r#","logprobs":true}"#),
+        "{:?}",
+        sent.raw_body
+    );
+
+    // A client that set `logprobs` itself is left alone.
+    let mut own = question("And of Spain?");
+    own["logprobs"] = json!(false);
+    chat(&gw, &own).await;
+    assert_eq!(ladder.cheap.requests()[1].body["logprobs"], false);
+
+    // Without a reviewing policy nothing is added.
+    drop(gw);
+    let (_dir2, dir2) = temp();
+    let plain = ladder
+        .config(
+            "signalbox_fixture_reviewer",
+            "review = \"accept\"",
+            &dir2,
+            "",
+        )
+        .replace("id = \"cheap\"\n", "id = \"cheap\"\nlogprobs = true\n")
+        .replace("signalbox_fixture_reviewer", "signalbox_policy_weighted")
+        .replace(
+            "review = \"accept\"",
+            "[tenants.policy_config.targets]\ncheap = 1",
+        );
+    let gw = TestGateway::start(&plain).await;
+    chat(&gw, &question("Hello")).await;
+    assert!(ladder.cheap.requests()[2].body.get("logprobs").is_none());
 }

@@ -279,6 +279,11 @@ pub struct TargetSection {
     /// Most concurrent requests (0: no limit).
     #[serde(default)]
     pub max_in_flight: u32,
+    /// The target returns token log-probabilities when asked (OpenAI's `logprobs`):
+    /// the gateway asks for them when the tenant's policy reviews answers and the
+    /// client did not set `logprobs` itself (the client then receives them too).
+    #[serde(default)]
+    pub logprobs: bool,
 }
 
 impl TargetSection {

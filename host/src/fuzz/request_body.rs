@@ -88,6 +88,13 @@ fn check_model_replaced(body: &JsonBody, value: &Value, sent: &[u8]) {
     let mut expected = value.clone();
     expected["model"] = Value::from(MODEL);
     assert_eq!(replaced, expected);
+    // Asking for log-probabilities adds the field only where the client set none.
+    let added: Value =
+        serde_json::from_slice(&body.with_model_and(MODEL, "logprobs", "true")).expect("JSON");
+    if value.get("logprobs").is_none() {
+        expected["logprobs"] = Value::Bool(true);
+    }
+    assert_eq!(added, expected);
 }
 
 /// A refused body: 400, the OpenAI error type, a message that says what is wrong

@@ -103,6 +103,26 @@ impl JsonBody {
         out
     }
 
+    /// [`with_model`](Self::with_model), and `"key": value` (`value` JSON text) added at
+    /// the end when the body has no `key` (one it has is left as the client set it).
+    pub fn with_model_and(&self, model: &str, key: &str, value: &str) -> Vec<u8> {
+        let mut out = self.with_model(model);
+        if self.fields.iter().any(|(k, _)| k == key) {
+            return out;
+        }
+        // The body is one object (checked at parse): its last `}` closes it.
+        let Some(end) = out.iter().rposition(|&b| b == b'}') else {
+            return out;
+        };
+        let field = format!(
+            "{}{}:{value}",
+            if self.fields.is_empty() { "" } else { "," },
+            serde_json::Value::from(key)
+        );
+        out.splice(end..end, field.into_bytes());
+        out
+    }
+
     /// The whole body as a value tree, for adapters that translate it to another API.
     pub fn to_value(&self) -> serde_json::Value {
         // Parsed once already, so this cannot fail; `Null` keeps the signature simple.
@@ -203,6 +223,15 @@ mod tests {
         let b = body(r#"{"model":"a","x":1,"model":"b"}"#);
         assert_eq!(b.raw("model"), Some(r#""b""#));
         assert_eq!(b.with_model("m"), br#"{"model":"m","x":1,"model":"m"}"#);
+        assert_eq!(
+            b.with_model_and("m", "logprobs", "true"),
+            br#"{"model":"m","x":1,"model":"m","logprobs":true}"#
+        );
+        assert_eq!(
+            b.with_model_and("m", "x", "2"),
+            br#"{"model":"m","x":1,"model":"m"}"#,
+            "a field the client set is left alone"
+        );
     }
 
     #[test]

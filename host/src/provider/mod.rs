@@ -51,6 +51,9 @@ pub struct Attempt<'a> {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Ask the upstream for token log-probabilities (`"logprobs": true`, added to a
+    /// body that does not set `logprobs`), for a policy's review of the answer.
+    pub logprobs: bool,
 }
 
 /// Which API an attempt calls.

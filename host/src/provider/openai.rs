@@ -36,12 +36,11 @@ impl OpenAi {
             AttemptKind::Chat => &self.chat_url,
             AttemptKind::Embeddings => &self.embeddings_url,
         };
-        post_json(
-            &self.client,
-            url,
-            &self.headers,
-            attempt.body.with_model(model),
-        )
-        .await
+        let body = if attempt.logprobs {
+            attempt.body.with_model_and(model, "logprobs", "true")
+        } else {
+            attempt.body.with_model(model)
+        };
+        post_json(&self.client, url, &self.headers, body).await
     }
 }

@@ -121,6 +121,11 @@ pub(super) async fn dispatch(
             gen_ai.usage.output_tokens = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
+        // A reviewing policy reads log-probabilities from targets that return them.
+        let attempt = Attempt {
+            logprobs: asked.is_some() && target.config.logprobs,
+            ..attempt
+        };
         let mut outcome = attempt::run(target, attempt).instrument(span.clone()).await;
         if asked.is_some() && matches!(outcome, Outcome::Streaming { .. }) {
             outcome = hold::hold(outcome, hold_streams, target.config.stream_idle_timeout())

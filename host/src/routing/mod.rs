@@ -46,6 +46,7 @@ pub async fn chat(
         kind: AttemptKind::Chat,
         stream: request.stream,
         include_usage: request.include_usage,
+        logprobs: false,
     };
     let estimate =
         u64::from(request.input_tokens) + u64::from(request.max_output_tokens.unwrap_or(0));
@@ -73,6 +74,7 @@ pub async fn embeddings(
         kind: AttemptKind::Embeddings,
         stream: false,
         include_usage: false,
+        logprobs: false,
     };
     let view = request.route_request(request_id);
     let routed = Routed::new(

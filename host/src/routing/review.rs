@@ -185,6 +185,7 @@ async fn verify(
         kind: AttemptKind::Chat,
         stream: false,
         include_usage: false,
+        logprobs: false,
     };
     let started = Instant::now();
     let _in_flight = gateway.signals.start(global);

@@ -8,12 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if ! command -v chromedriver > /dev/null || ! command -v chromium > /dev/null; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
-        echo "the dashboard tests need chromium and chromedriver: apt-get install -y chromium chromium-driver" >&2
-        exit 1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null
+    tests/packages.sh chromium chromium-driver
 fi
 
 # Built as tests/run's `cargo test` builds the workspace, so nothing is rebuilt; the

@@ -7,16 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-missing=()
-command -v redis-server > /dev/null || missing+=(redis-server)
-ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 || missing+=(postgresql)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
-        echo "the fleet tests need: ${missing[*]} (apt-get install -y ${missing[*]})" >&2
-        exit 1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+if ! command -v redis-server > /dev/null || ! ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1; then
+    tests/packages.sh redis-server postgresql
 fi
 # An install may start the distribution's own services; the tests do not use them.
 

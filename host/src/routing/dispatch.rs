@@ -201,8 +201,6 @@ pub(super) async fn dispatch(
                     let in_hand = InHand {
                         target,
                         position,
-                        attempt: u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX),
-                        remaining: queue.iter().copied().collect(),
                         body: &body,
                         usage,
                         streamed: None,
@@ -245,8 +243,6 @@ pub(super) async fn dispatch(
                     let in_hand = InHand {
                         target,
                         position,
-                        attempt: u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX),
-                        remaining: queue.iter().copied().collect(),
                         body: &held,
                         usage: scanner
                             .usage
@@ -326,7 +322,7 @@ async fn escalated(
     let Reviewed::Escalate {
         reason,
         target: named,
-    } = review::review(routed, asked, in_hand).await
+    } = review::review(routed, asked, in_hand, cascade.queue).await
     else {
         return false;
     };

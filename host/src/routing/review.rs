@@ -18,6 +18,7 @@ use crate::signals::AttemptResult;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,10 +77,6 @@ pub(super) struct InHand<'a> {
     pub target: &'a Target,
     /// Its index in the policy's list.
     pub position: u32,
-    /// Answers reviewed before this one (0 for the first).
-    pub attempt: u32,
-    /// The plan's targets still to try.
-    pub remaining: Vec<u32>,
     /// A JSON answer's body, or a held stream's events.
     pub body: &'a Bytes,
     pub usage: Option<(u32, u32)>,
@@ -95,8 +92,14 @@ pub(super) enum Reviewed {
     Escalate { reason: String, target: Option<u32> },
 }
 
-/// Shows `answer` to the policy (and a verifier, if it asks) and says what to do.
-pub(super) async fn review(routed: &mut Routed, asked: &Asked, answer: &InHand<'_>) -> Reviewed {
+/// Shows `answer` to the policy (and a verifier, if it asks) and says what to do;
+/// `remaining` are the plan's targets still to try.
+pub(super) async fn review(
+    routed: &mut Routed,
+    asked: &Asked,
+    answer: &InHand<'_>,
+    remaining: &VecDeque<u32>,
+) -> Reviewed {
     let Some(plan) = routed.plan.as_ref() else {
         return Reviewed::Accept;
     };
@@ -113,8 +116,9 @@ pub(super) async fn review(routed: &mut Routed, asked: &Asked, answer: &InHand<'
     };
     view.request_id.clone_from(&routed.request_id);
     view.target = answer.position;
-    view.attempt = answer.attempt;
-    view.remaining.clone_from(&answer.remaining);
+    // Each refused answer before this one was an escalation.
+    view.attempt = u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX);
+    view.remaining = remaining.iter().copied().collect();
     view.input_tokens = input;
     view.output_tokens = output;
     view.cost_usd = cost;

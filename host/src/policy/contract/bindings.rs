@@ -209,14 +209,18 @@ macro_rules! contract_bindings {
 
 /// The outcome record of 0.2.0, unchanged since: how the request ended, the target
 /// that answered (if one did) and those that failed.
+/// A later version names the outcome and adds its fields: `o => { field: o.field }`.
 macro_rules! outcome_since_0_2 {
     () => {
+        $crate::policy::contract::bindings::outcome_since_0_2!(o => {});
+    };
+    ($o:ident => { $($added:tt)* }) => {
         /// This version's outcome record.
-        pub(super) fn outcome(o: &crate::policy::Outcome) -> types::Outcome {
+        pub(super) fn outcome($o: &crate::policy::Outcome) -> types::Outcome {
             use crate::policy::Ending;
             types::Outcome {
-                request_id: o.request_id.clone(),
-                ending: match o.ending {
+                request_id: $o.request_id.clone(),
+                ending: match $o.ending {
                     Ending::Completed => types::Ending::Completed,
                     Ending::Refused => types::Ending::Refused,
                     Ending::Rejected => types::Ending::Rejected,
@@ -224,14 +228,15 @@ macro_rules! outcome_since_0_2 {
                     Ending::Interrupted => types::Ending::Interrupted,
                     Ending::Abandoned => types::Ending::Abandoned,
                 },
-                target: o.target,
-                failed_targets: o.failed_targets.clone(),
-                status: o.status,
-                latency_ms: o.latency_ms,
-                ttft_ms: o.ttft_ms,
-                input_tokens: o.input_tokens,
-                output_tokens: o.output_tokens,
-                cost_usd: o.cost_usd,
+                target: $o.target,
+                failed_targets: $o.failed_targets.clone(),
+                status: $o.status,
+                latency_ms: $o.latency_ms,
+                ttft_ms: $o.ttft_ms,
+                input_tokens: $o.input_tokens,
+                output_tokens: $o.output_tokens,
+                cost_usd: $o.cost_usd,
+                $($added)*
             }
         }
     };

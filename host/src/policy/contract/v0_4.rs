@@ -51,30 +51,10 @@ impl types::HostAnswerBody for StoreData {
     }
 }
 
-/// This version's outcome record: 0.2.0's and the escalated targets.
-pub(super) fn outcome(o: &crate::policy::Outcome) -> types::Outcome {
-    use crate::policy::Ending;
-    types::Outcome {
-        request_id: o.request_id.clone(),
-        ending: match o.ending {
-            Ending::Completed => types::Ending::Completed,
-            Ending::Refused => types::Ending::Refused,
-            Ending::Rejected => types::Ending::Rejected,
-            Ending::Failed => types::Ending::Failed,
-            Ending::Interrupted => types::Ending::Interrupted,
-            Ending::Abandoned => types::Ending::Abandoned,
-        },
-        target: o.target,
-        failed_targets: o.failed_targets.clone(),
-        status: o.status,
-        latency_ms: o.latency_ms,
-        ttft_ms: o.ttft_ms,
-        input_tokens: o.input_tokens,
-        output_tokens: o.output_tokens,
-        cost_usd: o.cost_usd,
-        escalated_targets: o.escalated_targets.clone(),
-    }
-}
+// The outcome record: 0.2.0's and the escalated targets.
+super::bindings::outcome_since_0_2!(o => {
+    escalated_targets: o.escalated_targets.clone(),
+});
 
 /// The answer record (the body stays behind its resource).
 pub(super) fn answer(a: &AnswerView) -> types::Answer {

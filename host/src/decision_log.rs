@@ -151,6 +151,12 @@ pub struct OutcomeEntry {
     /// a review that failed and so accepted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reviews: Vec<String>,
+    /// The protocol the client spoke, when not chat (`messages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    /// What the answering target's protocol could not carry of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// An extra attempt a request paid for.

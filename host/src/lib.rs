@@ -2,7 +2,8 @@
 //! policies.
 //!
 //! The crate is laid out along a request's path: [`server`] accepts it, [`tenancy`]
-//! authenticates it, [`openai`] reads it, [`quota`] admits it, [`routing`] asks the
+//! authenticates it, [`openai`] or [`anthropic`] reads it (in the [`protocol`] the
+//! client speaks), [`quota`] admits it, [`routing`] asks the
 //! tenant's [`policy`] and dispatches to [`provider`]s, watching [`signals`].
 //! [`config`] and [`gateway`] assemble it all at start-up; [`deploy`] swaps tenants'
 //! policies while traffic flows, driven by the [`admin`] API or a watched directory.
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod anthropic;
 pub mod atomic_file;
 pub mod cli;
 pub mod cluster;
@@ -29,6 +31,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod openai;
 pub mod policy;
+pub mod protocol;
 pub mod provider;
 pub mod quota;
 pub mod replay;

@@ -36,6 +36,7 @@ mod isolation;
 mod key_leaks;
 mod ledger;
 mod logs;
+mod messages;
 mod metrics;
 mod policy_bandit;
 mod policy_cost_quality;

@@ -9,4 +9,5 @@ mod response;
 pub use body::{BodyError, JsonBody};
 pub use error::{ApiError, codes};
 pub use request::{ChatRequest, EmbeddingsRequest, parse_chat, parse_embeddings};
+pub(crate) use request::{lenient, metadata, model_of, object};
 pub use response::{ResponseBody, full, json};

@@ -37,6 +37,8 @@ pub struct ChatRequest {
     pub input_tokens: u32,
     /// Routing metadata from headers and the body's `metadata`.
     pub metadata: Vec<(String, String)>,
+    /// The client asked for strictness ([`crate::protocol::HEADER_STRICT`]).
+    pub strict: bool,
 }
 
 /// A parsed `POST /v1/embeddings` body.
@@ -52,7 +54,7 @@ pub struct EmbeddingsRequest {
     pub metadata: Vec<(String, String)>,
 }
 
-fn object(bytes: Bytes) -> Result<JsonBody, ApiError> {
+pub(crate) fn object(bytes: Bytes) -> Result<JsonBody, ApiError> {
     JsonBody::parse(bytes).map_err(|e| match e {
         BodyError::NotObject => ApiError::invalid_request(
             codes::INVALID_BODY,
@@ -65,7 +67,7 @@ fn object(bytes: Bytes) -> Result<JsonBody, ApiError> {
     })
 }
 
-fn model_of(body: &JsonBody) -> Result<String, ApiError> {
+pub(crate) fn model_of(body: &JsonBody) -> Result<String, ApiError> {
     match body.get::<String>("model") {
         Some(Ok(m)) if !m.is_empty() => Ok(m),
         Some(Ok(_)) | None => Err(ApiError::invalid_request(
@@ -80,7 +82,7 @@ fn model_of(body: &JsonBody) -> Result<String, ApiError> {
 }
 
 /// A top-level field the gateway reads leniently: absent or of another shape, `None`.
-fn lenient<T: serde::de::DeserializeOwned>(body: &JsonBody, key: &str) -> Option<T> {
+pub(crate) fn lenient<T: serde::de::DeserializeOwned>(body: &JsonBody, key: &str) -> Option<T> {
     body.get(key).and_then(Result::ok)
 }
 
@@ -144,6 +146,7 @@ pub fn parse_chat(bytes: Bytes, headers: &HeaderMap) -> Result<ChatRequest, ApiE
         || body.raw("functions").is_some();
     let metadata = metadata(headers, &body);
     Ok(ChatRequest {
+        strict: crate::protocol::is_strict(headers),
         model,
         stream,
         include_usage,
@@ -239,7 +242,7 @@ fn text_of(content: Option<&Value>) -> String {
     }
 }
 
-fn metadata(headers: &HeaderMap, body: &JsonBody) -> Vec<(String, String)> {
+pub(crate) fn metadata(headers: &HeaderMap, body: &JsonBody) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX)

@@ -1,6 +1,7 @@
 //! Responses to clients.
 
 use super::ApiError;
+use crate::protocol::Protocol;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
@@ -28,9 +29,18 @@ pub fn json(status: http::StatusCode, body: &serde_json::Value) -> http::Respons
 }
 
 impl ApiError {
-    /// This error as a response.
+    /// This error as a response in OpenAI's shape.
     pub fn into_response(self) -> http::Response<ResponseBody> {
-        let mut response = http::Response::new(full(self.body()));
+        self.into_response_in(Protocol::Chat)
+    }
+
+    /// This error as a response in the shape of the protocol the client spoke.
+    pub fn into_response_in(self, protocol: Protocol) -> http::Response<ResponseBody> {
+        let body = match protocol {
+            Protocol::Chat => self.body(),
+            Protocol::Messages => crate::anthropic::error_body(self.status.as_u16(), &self.message),
+        };
+        let mut response = http::Response::new(full(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(

@@ -1,25 +1,24 @@
-//! Anthropic's Messages API behind the OpenAI wire format: requests are translated on
-//! the way up, answers (JSON, SSE streams and errors) on the way down, so an OpenAI
-//! client cannot tell the difference.
+//! Anthropic's Messages API. A chat request is translated on the way up and its
+//! answer (JSON, SSE streams and errors) on the way down, so an OpenAI client cannot
+//! tell the difference. A Messages request passes through byte for byte, only its
+//! `model` replaced, and so does its answer.
 
-use super::anthropic_wire::{self, StreamTranslator};
-use super::{Attempt, AttemptKind, HttpsClient, UpstreamBody, UpstreamError, post_json};
-use bytes::Bytes;
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use super::anthropic_wire::{self, StreamTranslator, TranslateError};
+use super::translated::{self, StreamTranslation, collect, lazy, set_content_type, unix_now};
+use super::{
+    Attempt, AttemptKind, HEADER_DEGRADED, HttpsClient, UpstreamBody, UpstreamError, post_json,
+};
 use serde_json::{Value, json};
 
 /// The API version this adapter speaks.
 const API_VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; this is used when the client set none.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
-/// Largest non-streamed answer or error body read from the upstream.
-const MAX_BODY: usize = 32 << 20;
-
 pub(super) struct Anthropic {
     client: HttpsClient,
     url: String,
     headers: Vec<(&'static str, String)>,
+    key: Option<String>,
 }
 
 impl Anthropic {
@@ -36,7 +35,42 @@ impl Anthropic {
             client,
             url: format!("{}/messages", base_url.trim_end_matches('/')),
             headers,
+            key: key.map(str::to_owned),
         })
+    }
+
+    /// A Messages request as the client wrote it, with the client's `anthropic-version`
+    /// (or this adapter's) and `anthropic-beta`; the answer comes back untouched.
+    pub async fn pass_through(
+        &self,
+        model: &str,
+        attempt: Attempt<'_>,
+    ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
+        let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(3);
+        for name in ["anthropic-version", "anthropic-beta"] {
+            let values: Vec<&str> = attempt
+                .forward
+                .iter()
+                .filter(|(n, _)| n == name)
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect();
+            if !values.is_empty() {
+                headers.push((name, values.join(",")));
+            }
+        }
+        if !headers.iter().any(|(n, _)| *n == "anthropic-version") {
+            headers.push(("anthropic-version", API_VERSION.to_owned()));
+        }
+        if let Some(key) = &self.key {
+            headers.push(("x-api-key", key.clone()));
+        }
+        post_json(
+            &self.client,
+            &self.url,
+            &headers,
+            attempt.body.with_model(model),
+        )
+        .await
     }
 
     pub async fn send(
@@ -49,25 +83,28 @@ impl Anthropic {
                 "Anthropic targets do not serve embeddings",
             ));
         }
-        let request = anthropic_wire::to_messages_request(
-            &attempt.body.to_value(),
-            model,
-            DEFAULT_MAX_TOKENS,
-        )
-        .map_err(|e| UpstreamError::Request(e.to_string()))?;
+        let chat = attempt.body.to_value();
+        let dropped = anthropic_wire::chat_fields_dropped(&chat).join(", ");
+        if attempt.strict && !dropped.is_empty() {
+            return Err(UpstreamError::Degraded(dropped));
+        }
+        let request = anthropic_wire::to_messages_request(&chat, model, DEFAULT_MAX_TOKENS)
+            .map_err(|e| UpstreamError::Untranslatable(e.to_string()))?;
         let body =
             serde_json::to_vec(&request).map_err(|e| UpstreamError::Request(e.to_string()))?;
         let response = post_json(&self.client, &self.url, &self.headers, body).await?;
         let (mut parts, upstream) = response.into_parts();
+        if !dropped.is_empty()
+            && let Ok(value) = http::HeaderValue::from_str(&dropped)
+        {
+            parts.headers.insert(HEADER_DEGRADED, value);
+        }
         let created = unix_now();
         let model = model.to_owned();
 
         let body: UpstreamBody = if !parts.status.is_success() {
             // Errors become OpenAI-shaped, keeping the upstream's status.
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
+            set_content_type(&mut parts, "application/json");
             lazy(async move {
                 let bytes = collect(upstream).await?;
                 let message = anthropic_wire::error_message(&bytes)
@@ -77,19 +114,13 @@ impl Anthropic {
                     .into())
             })
         } else if attempt.stream {
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/event-stream"),
-            );
-            translate_stream(
+            set_content_type(&mut parts, "text/event-stream");
+            translated::translate_stream(
                 upstream,
                 StreamTranslator::new(&model, attempt.include_usage, created),
             )
         } else {
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
+            set_content_type(&mut parts, "application/json");
             lazy(async move {
                 let bytes = collect(upstream).await?;
                 let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -100,68 +131,16 @@ impl Anthropic {
                 Ok(translated.to_string().into())
             })
         };
-        parts.headers.remove(http::header::CONTENT_LENGTH);
         Ok(http::Response::from_parts(parts, body))
     }
 }
 
-/// A body of one frame, computed when first polled (so the dispatcher's timeouts
-/// apply to reading the upstream, not to `send`).
-fn lazy<F>(make: F) -> UpstreamBody
-where
-    F: Future<Output = Result<Bytes, UpstreamError>> + Send + Sync + 'static,
-{
-    let stream = futures_util::stream::once(async move { make.await.map(Frame::data) });
-    StreamBody::new(stream).boxed()
-}
+impl StreamTranslation for StreamTranslator {
+    fn feed(&mut self, bytes: &[u8]) -> Result<String, TranslateError> {
+        StreamTranslator::feed(self, bytes)
+    }
 
-async fn collect(body: UpstreamBody) -> Result<Bytes, UpstreamError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    limited
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| UpstreamError::Body(e.to_string()))
-}
-
-/// Feeds upstream SSE through the translator, yielding OpenAI frames.
-fn translate_stream(upstream: UpstreamBody, translator: StreamTranslator) -> UpstreamBody {
-    let state = Some((upstream, translator));
-    let stream = futures_util::stream::unfold(state, |state| async move {
-        let (mut upstream, mut translator) = state?;
-        loop {
-            match upstream.frame().await {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    match translator.feed(&data) {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => {
-                            return Some((
-                                Ok(Frame::data(Bytes::from(out))),
-                                Some((upstream, translator)),
-                            ));
-                        }
-                        Err(e) => return Some((Err(UpstreamError::Body(e.to_string())), None)),
-                    }
-                }
-                Some(Err(e)) => return Some((Err(e), None)),
-                None => {
-                    return match translator.finish() {
-                        Ok(out) if out.is_empty() => None,
-                        Ok(out) => Some((Ok(Frame::data(Bytes::from(out))), None)),
-                        Err(e) => Some((Err(UpstreamError::Body(e.to_string())), None)),
-                    };
-                }
-            }
-        }
-    });
-    StreamBody::new(stream).boxed()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    fn finish(&mut self) -> Result<String, TranslateError> {
+        StreamTranslator::finish(self)
+    }
 }

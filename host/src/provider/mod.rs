@@ -1,17 +1,23 @@
 //! Upstream providers: how a request reaches a model, whatever wire protocol it speaks.
 //!
-//! Every provider answers in the OpenAI wire format (JSON, or SSE for streams), so
-//! dispatch treats them alike: the OpenAI adapter passes bytes through untouched, the
-//! Anthropic adapter translates both ways, the simulated provider generates them.
+//! Every upstream answers in the wire format of the protocol the client spoke (JSON,
+//! or SSE for streams), so dispatch treats them alike. A chat request goes to an
+//! OpenAI-compatible server byte for byte, to Anthropic translated both ways, to the
+//! simulated provider which generates chat answers. A Messages request goes to
+//! Anthropic byte for byte and to the others through a translation to chat and back
+//! ([`messages_over_chat`]), which names what it had to drop.
 
 mod anthropic;
 pub mod anthropic_wire;
+mod messages_over_chat;
 mod openai;
 mod simulated;
 pub mod sse;
+mod translated;
 
 use crate::config::{ProviderKind, ProviderSection, TargetSection};
 use crate::openai::JsonBody;
+use crate::protocol::Protocol;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
@@ -20,8 +26,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
-/// A response body from an upstream, already in the OpenAI wire format.
+/// A response body from an upstream, already in the wire format of the client's
+/// protocol.
 pub type UpstreamBody = BoxBody<Bytes, UpstreamError>;
+
+/// On an answer translated from another protocol: what of the request the upstream's
+/// protocol could not carry, comma-separated (e.g. `thinking, cache_control`).
+pub const HEADER_DEGRADED: http::HeaderName = http::HeaderName::from_static("x-signalbox-degraded");
 
 /// Why talking to an upstream failed. Messages name no secret and no address.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +49,14 @@ pub enum UpstreamError {
     /// The target cannot serve this kind of request.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The request cannot be put in the target's protocol (a block the translation
+    /// does not know).
+    #[error("cannot translate the request: {0}")]
+    Untranslatable(String),
+    /// The client asked for strictness and this target would drop these parts of the
+    /// request (e.g. `thinking`).
+    #[error("would drop {0} (strict)")]
+    Degraded(String),
 }
 
 /// What the gateway asks of one upstream attempt.
@@ -54,6 +73,33 @@ pub struct Attempt<'a> {
     /// Ask the upstream for token log-probabilities (`"logprobs": true`, added to a
     /// body that does not set `logprobs`), for a policy's review of the answer.
     pub logprobs: bool,
+    /// The protocol the client spoke, which the answer must be in.
+    pub protocol: Protocol,
+    /// Client headers for an upstream of the client's own protocol (`anthropic-version`
+    /// and `anthropic-beta`).
+    pub forward: &'a [(http::HeaderName, http::HeaderValue)],
+    /// The client wants no target that would drop part of its request.
+    pub strict: bool,
+    /// The gateway's estimate of the input tokens, for a translated stream's opening
+    /// event (the upstream's count arrives at its end).
+    pub input_estimate: u32,
+}
+
+impl<'a> Attempt<'a> {
+    /// A chat attempt for `body` (parsed from a chat completion request).
+    pub fn chat(body: &'a JsonBody, stream: bool, include_usage: bool) -> Self {
+        Attempt {
+            body,
+            kind: AttemptKind::Chat,
+            stream,
+            include_usage,
+            logprobs: false,
+            protocol: Protocol::Chat,
+            forward: &[],
+            strict: false,
+            input_estimate: 0,
+        }
+    }
 }
 
 /// Which API an attempt calls.
@@ -117,8 +163,25 @@ impl Upstream {
         self.provider
     }
 
-    /// Sends one attempt; resolves when the response headers arrive.
+    /// Sends one attempt; resolves when the response headers arrive. The answer is in
+    /// the attempt's protocol.
     pub async fn send(
+        &self,
+        attempt: Attempt<'_>,
+    ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
+        match (attempt.protocol, &self.kind) {
+            (Protocol::Chat, _) => self.send_chat(attempt).await,
+            (Protocol::Messages, Kind::Anthropic(p)) => {
+                p.pass_through(&self.upstream_model, attempt).await
+            }
+            (Protocol::Messages, _) => {
+                messages_over_chat::send(self, &self.upstream_model, attempt).await
+            }
+        }
+    }
+
+    /// Sends a chat attempt, answered in the chat wire format.
+    async fn send_chat(
         &self,
         attempt: Attempt<'_>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {

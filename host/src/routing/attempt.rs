@@ -42,8 +42,8 @@ pub(crate) enum Outcome {
     /// Worth trying the next target.
     Retry {
         /// The kind of failure, for metrics: `timeout`, `upstream_error`,
-        /// `upstream_auth`, `rate_limited`, `server_error`, `stream_failed` or
-        /// `unsupported`.
+        /// `upstream_auth`, `rate_limited`, `server_error`, `stream_failed`,
+        /// `unsupported` or [`DEGRADED`].
         cause: &'static str,
         /// Why, for the 503 message and logs (no secrets).
         why: String,
@@ -51,6 +51,10 @@ pub(crate) enum Outcome {
         result: AttemptResult,
     },
 }
+
+/// The cause of a target passed over because the client asked for strictness and the
+/// target's protocol would drop part of the request.
+pub(crate) const DEGRADED: &str = "degraded";
 
 fn retry(cause: &'static str, why: impl Into<String>, result: AttemptResult) -> Outcome {
     Outcome::Retry {
@@ -76,6 +80,13 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         }
         Ok(Err(UpstreamError::Unsupported(why))) => {
             return retry("unsupported", why, AttemptResult::Neutral);
+        }
+        // Neither says anything about the target's health.
+        Ok(Err(e @ UpstreamError::Untranslatable(_))) => {
+            return retry("unsupported", e.to_string(), AttemptResult::Neutral);
+        }
+        Ok(Err(e @ UpstreamError::Degraded(_))) => {
+            return retry(DEGRADED, e.to_string(), AttemptResult::Neutral);
         }
         Ok(Err(e)) => return retry("upstream_error", e.to_string(), AttemptResult::Failure),
         Ok(Ok(response)) => response,
@@ -155,7 +166,7 @@ pub(crate) async fn run(target: &Target, attempt: Attempt<'_>) -> Outcome {
         };
     }
 
-    let mut stream = EventStream::new(body, &target.config.model);
+    let mut stream = EventStream::new(body, &target.config.model, attempt.protocol);
     let mut held = BytesMut::new();
     loop {
         match timeout_at(first_deadline, stream.frame()).await {

@@ -14,6 +14,7 @@ use crate::ledger::Charge;
 use crate::openai::{ApiError, ResponseBody, full};
 use crate::policy::Ending;
 use crate::policy::RouteRequest;
+use crate::protocol::Protocol;
 use crate::provider::{Attempt, AttemptKind};
 use crate::signals::Admission;
 use crate::signals::AttemptResult;
@@ -33,8 +34,8 @@ pub(super) async fn dispatch(
         Some(plan) => (plan.deployment.label.clone(), &mut plan.verdict),
         // `route` decides before it dispatches; this is never reached.
         None => {
-            let response =
-                ApiError::internal("The request reached dispatch undecided.").into_response();
+            let response = ApiError::internal("The request reached dispatch undecided.")
+                .into_response_in(routed.protocol);
             routed.end(Ending::Failed, response.status().as_u16(), None);
             return response;
         }
@@ -46,7 +47,7 @@ pub(super) async fn dispatch(
             targets, reason, ..
         } => (std::mem::take(targets), std::mem::take(reason)),
         Verdict::Reject(error) => {
-            let response = error.clone().into_response();
+            let response = error.clone().into_response_in(routed.protocol);
             routed.end(Ending::Rejected, response.status().as_u16(), None);
             return explained(response, &label, None, 0);
         }
@@ -63,6 +64,8 @@ pub(super) async fn dispatch(
             plan.by_policy()
                 && plan.deployment.binding.policy().reviews_answers()
                 && attempt.kind == AttemptKind::Chat
+                // Reviews read chat answers (contract 0.4.0).
+                && attempt.protocol == Protocol::Chat
                 && (!attempt.stream || hold_streams != ReviewStreams::Off)
         })
         .map(|_| Asked::read(attempt.body, request));
@@ -70,6 +73,7 @@ pub(super) async fn dispatch(
     let mut queue: VecDeque<u32> = targets.into();
     let mut asked_of: Vec<u32> = Vec::new();
     let mut tried = 0u32;
+    let mut strict_refusals = 0u32;
     while let Some(position) = queue.pop_front() {
         if tried as usize >= gateway.config.server.max_attempts {
             routed.failures.push("attempt limit reached".to_owned());
@@ -134,6 +138,9 @@ pub(super) async fn dispatch(
         }
         match &outcome {
             Outcome::Retry { cause, why, .. } => {
+                if *cause == attempt::DEGRADED {
+                    strict_refusals += 1;
+                }
                 span.record("failure", *cause);
                 span.record("why", why.as_str());
                 span.record("error.type", *cause);
@@ -143,6 +150,7 @@ pub(super) async fn dispatch(
                 span.record("error.type", parts.status.as_str());
             }
             Outcome::Complete { parts, body, usage } => {
+                routed.degraded = degraded(parts);
                 span.record("status", i64::from(parts.status.as_u16()));
                 span.record("gen_ai.response.model", target.config.model.as_str());
                 if let Some((input, output)) = usage {
@@ -152,12 +160,13 @@ pub(super) async fn dispatch(
                     }
                 }
                 if attempt.kind == AttemptKind::Chat {
-                    let reasons = gen_ai::finish_reasons_of_json(body);
+                    let reasons = gen_ai::finish_reasons_of_json(body, attempt.protocol);
                     gen_ai::record_finish_reasons(&span, &reasons);
                     routed.finish_reasons(&reasons);
                 }
             }
             Outcome::Streaming { parts, .. } => {
+                routed.degraded = degraded(parts);
                 span.record("status", i64::from(parts.status.as_u16()));
                 span.record("gen_ai.response.model", target.config.model.as_str());
             }
@@ -291,9 +300,29 @@ pub(super) async fn dispatch(
             .push("the policy named no target".to_owned());
     }
     let escalations = routed.escalations();
-    let response = ApiError::no_route(&routed.failures).into_response();
+    // Every target tried would have dropped part of a strict request: that is the
+    // request's answer, not an outage.
+    let error = if strict_refusals > 0 && strict_refusals == tried {
+        ApiError::invalid_request(
+            "protocol_degraded",
+            format!(
+                "No target can serve this request without dropping part of it, and {} asks for none to be dropped: {}",
+                crate::protocol::HEADER_STRICT,
+                routed.failures.join("; ")
+            ),
+        )
+    } else {
+        ApiError::no_route(&routed.failures)
+    };
+    let response = error.into_response_in(routed.protocol);
     routed.end(Ending::Failed, response.status().as_u16(), None);
     with_escalations(explained(response, &label, None, tried), &escalations)
+}
+
+/// What the answering attempt's protocol dropped of the request, as its adapter said.
+fn degraded(parts: &http::response::Parts) -> Option<String> {
+    let value = parts.headers.get(crate::provider::HEADER_DEGRADED)?;
+    value.to_str().ok().map(str::to_owned)
 }
 
 /// Where a cascade stands when an answer is in hand.

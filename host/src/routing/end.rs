@@ -16,6 +16,7 @@ use crate::feedback::Decided;
 use crate::gateway::{Gateway, Target, Tenant};
 use crate::ledger::{Charge, UsageRow};
 use crate::policy::{Ending, Outcome};
+use crate::protocol::Protocol;
 use crate::provider::AttemptKind;
 use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
@@ -100,6 +101,11 @@ pub(crate) struct Routed {
     pub tenant_slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Chat or embeddings: which usage the GenAI conventions count.
     kind: AttemptKind,
+    /// The protocol the client spoke: its errors take that protocol's shape.
+    pub protocol: Protocol,
+    /// What the answering target's protocol could not carry of the request (the
+    /// `x-signalbox-degraded` header), for the decision log.
+    pub degraded: Option<String>,
     /// The request's span, kept so that its end (which may come from a stream's
     /// body, after the handler returned) records the GenAI usage on it; holding it
     /// also makes the exported span last as long as the response.
@@ -132,6 +138,8 @@ impl Routed {
             review_notes: Vec::new(),
             tenant_slot: None,
             kind,
+            protocol: Protocol::Chat,
+            degraded: None,
             // Built inside the request's span, which is current here.
             span: tracing::Span::current(),
             ended: false,
@@ -263,6 +271,8 @@ impl Routed {
                 })
                 .collect();
             entry.reviews = std::mem::take(&mut self.review_notes);
+            entry.protocol = (self.protocol != Protocol::Chat).then(|| self.protocol.name());
+            entry.degraded = self.degraded.take();
             record.outcome = Some(entry);
             log.write(record);
         }
@@ -521,6 +531,8 @@ fn outcome_entry(
         cost_usd: cost,
         charged: Vec::new(),
         reviews: Vec::new(),
+        protocol: None,
+        degraded: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! An upstream's OpenAI-format stream as the client will see it: cut into complete
+//! An upstream's stream, in the client's protocol, as the client will see it: cut into complete
 //! events once, each event scanned (content, `[DONE]`, usage, errors) and its model
 //! renamed, every other byte passed on as it came. An event that is not a JSON chunk
 //! fails the stream: before content the attempt falls back, after it the client gets
@@ -11,6 +11,7 @@
 
 use super::model_name;
 use super::scanner::StreamScanner;
+use crate::protocol::Protocol;
 use crate::provider::sse::EventFramer;
 use crate::provider::{UpstreamBody, UpstreamError};
 use bytes::{Bytes, BytesMut};
@@ -32,13 +33,13 @@ pub(crate) struct EventStream {
 }
 
 impl EventStream {
-    pub fn new(body: UpstreamBody, model: &str) -> Self {
+    pub fn new(body: UpstreamBody, model: &str, protocol: Protocol) -> Self {
         EventStream {
             body,
             framer: EventFramer::default(),
             model: Bytes::from(model_name::escaped(model)),
             out: BytesMut::new(),
-            scanner: StreamScanner::default(),
+            scanner: StreamScanner::new(protocol),
             ended: false,
         }
     }
@@ -109,7 +110,7 @@ mod tests {
             .map(|f| Ok(Frame::data(Bytes::from_static(f))))
             .collect();
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
-        let mut stream = EventStream::new(body, model);
+        let mut stream = EventStream::new(body, model, Protocol::Chat);
         let mut out = Vec::new();
         while let Some(frame) = stream.frame().await {
             out.push(frame.unwrap().into_data().unwrap());
@@ -155,7 +156,7 @@ mod tests {
             Frame::data(Bytes::from_static(b"data: <!doctype html>\n\n")),
         )]))
         .boxed();
-        let mut stream = EventStream::new(body, "m");
+        let mut stream = EventStream::new(body, "m", Protocol::Chat);
         let error = stream.frame().await.unwrap().unwrap_err();
         assert!(error.to_string().contains("not a JSON chunk"), "{error}");
     }
@@ -168,7 +169,7 @@ mod tests {
             .map(|f| Ok(Frame::data(Bytes::from_static(f))))
             .collect();
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
-        let mut stream = EventStream::new(body, "m");
+        let mut stream = EventStream::new(body, "m", Protocol::Chat);
         let error = stream.frame().await.unwrap().unwrap_err();
         assert!(error.to_string().contains("exceeds"), "{error}");
     }

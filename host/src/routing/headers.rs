@@ -1,6 +1,7 @@
 //! The response headers that explain a route, and what is kept of an upstream's.
 
 use crate::openai::ResponseBody;
+use crate::provider::HEADER_DEGRADED;
 
 // Header names as constants: `from_static` runs at compile time, where a `&str` name
 // would be checked and looked up again on every response.
@@ -34,13 +35,18 @@ pub(super) fn with_escalations(
     response
 }
 
-/// Keeps the upstream's status and content type, drops its framing and connection
-/// headers (hyper sets ours) and anything else provider-specific.
+/// Keeps the upstream's status and content type (and what its adapter says was
+/// degraded), drops its framing and connection headers (hyper sets ours) and anything
+/// else provider-specific.
 pub(super) fn strip(mut parts: http::response::Parts) -> http::response::Parts {
     let content_type = parts.headers.remove(http::header::CONTENT_TYPE);
+    let degraded = parts.headers.remove(HEADER_DEGRADED);
     parts.headers.clear();
     if let Some(ct) = content_type {
         parts.headers.insert(http::header::CONTENT_TYPE, ct);
+    }
+    if let Some(degraded) = degraded {
+        parts.headers.insert(HEADER_DEGRADED, degraded);
     }
     parts
 }

@@ -18,14 +18,17 @@ mod relay;
 mod review;
 mod scanner;
 
+pub use crate::provider::HEADER_DEGRADED;
 pub use decide::{Explanation, explain};
 pub use headers::{
     HEADER_ATTEMPTS, HEADER_ESCALATIONS, HEADER_POLICY, HEADER_REASON, HEADER_TARGET,
 };
 
+use crate::anthropic::MessagesRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseBody};
 use crate::policy::{self, RouteRequest};
+use crate::protocol::Protocol;
 use crate::provider::{Attempt, AttemptKind};
 use crate::tenancy::Caller;
 use end::Routed;
@@ -42,11 +45,8 @@ pub async fn chat(
     request_id: &str,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
-        body: &request.body,
-        kind: AttemptKind::Chat,
-        stream: request.stream,
-        include_usage: request.include_usage,
-        logprobs: false,
+        strict: request.strict,
+        ..Attempt::chat(&request.body, request.stream, request.include_usage)
     };
     let estimate =
         u64::from(request.input_tokens) + u64::from(request.max_output_tokens.unwrap_or(0));
@@ -61,6 +61,35 @@ pub async fn chat(
     route(routed, caller, &view, attempt, estimate).await
 }
 
+/// Serves `POST /v1/messages`, like [`chat`]: the answer, its stream and every error
+/// in Anthropic's shapes, whatever protocol the serving target speaks.
+pub async fn messages(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    caller: &Caller,
+    request: MessagesRequest,
+    request_id: &str,
+) -> http::Response<ResponseBody> {
+    let attempt = Attempt {
+        protocol: Protocol::Messages,
+        forward: &request.forward,
+        strict: request.strict,
+        input_estimate: request.input_tokens,
+        ..Attempt::chat(&request.body, request.stream, false)
+    };
+    let estimate = u64::from(request.input_tokens) + u64::from(request.max_output_tokens);
+    let view = request.route_request(request_id);
+    let mut routed = Routed::new(
+        gateway,
+        tenant,
+        (request_id, &caller.key_id),
+        request.input_tokens,
+        AttemptKind::Chat,
+    );
+    routed.protocol = Protocol::Messages;
+    route(routed, caller, &view, attempt, estimate).await
+}
+
 /// Serves `POST /v1/embeddings`, like [`chat`].
 pub async fn embeddings(
     gateway: &Arc<Gateway>,
@@ -70,11 +99,8 @@ pub async fn embeddings(
     request_id: &str,
 ) -> http::Response<ResponseBody> {
     let attempt = Attempt {
-        body: &request.body,
         kind: AttemptKind::Embeddings,
-        stream: false,
-        include_usage: false,
-        logprobs: false,
+        ..Attempt::chat(&request.body, false, false)
     };
     let view = request.route_request(request_id);
     let routed = Routed::new(
@@ -109,7 +135,7 @@ async fn route(
             routed.tenant_slot = admitted.slot;
         }
         Err(error) => {
-            let response = error.into_response();
+            let response = error.into_response_in(routed.protocol);
             routed.end(policy::Ending::Rejected, response.status().as_u16(), None);
             return response;
         }

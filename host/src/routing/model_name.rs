@@ -21,27 +21,14 @@ pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32
     let usage = memmem::find(&body, USAGE)
         .and_then(|at| {
             serde_json::Deserializer::from_slice(&body[at + USAGE.len()..])
-                .into_iter::<Usage>()
+                .into_iter::<Value>()
                 .next()?
                 .ok()
         })
-        .and_then(Usage::counts);
+        .and_then(|usage| super::scanner::usage_counts(&usage));
     let mut out = BytesMut::with_capacity(body.len() + model.len());
     rewrite_event(&body, escaped(model).as_bytes(), &mut out);
     (out.freeze(), usage)
-}
-
-/// The counts of a `usage` object; its other fields are skipped unread.
-#[derive(serde::Deserialize)]
-struct Usage {
-    prompt_tokens: Option<Value>,
-    completion_tokens: Option<Value>,
-}
-
-impl Usage {
-    fn counts(self) -> Option<(u32, u32)> {
-        super::scanner::token_counts(self.prompt_tokens.as_ref(), self.completion_tokens.as_ref())
-    }
 }
 
 /// `model` as it must appear between the quotes of a JSON string.

@@ -11,6 +11,7 @@
 use super::end::Routed;
 use super::events::EventStream;
 use crate::policy::Ending;
+use crate::protocol::Protocol;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::convert::Infallible;
@@ -94,12 +95,21 @@ impl Relay {
             .map_or("?", |t| t.config.id.as_str());
         tracing::warn!(request_id = %routed.request_id, target, why = message, "upstream failed mid-stream");
         routed.end(Ending::Interrupted, 502, None);
-        let event = serde_json::json!({
-            "error": {"message": format!("The upstream failed mid-stream: {message}"), "type": "upstream_error", "param": null, "code": "stream_interrupted"}
-        });
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!(
-            "data: {event}\n\n"
-        ))))))
+        let message = format!("The upstream failed mid-stream: {message}");
+        let event = match routed.protocol {
+            Protocol::Chat => {
+                let event = serde_json::json!({
+                    "error": {"message": message, "type": "upstream_error", "param": null, "code": "stream_interrupted"}
+                });
+                format!("data: {event}\n\n")
+            }
+            // Anthropic's own mid-stream error event.
+            Protocol::Messages => format!(
+                "event: error\ndata: {}\n\n",
+                String::from_utf8_lossy(&crate::anthropic::error_body(502, &message))
+            ),
+        };
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::gateway::Target;
 use crate::ledger::Charge;
 use crate::openai::JsonBody;
 use crate::policy::{AnswerBody, AnswerView, FinishReason, Role, RouteRequest, ToolCall, Verdict};
-use crate::provider::{Attempt, AttemptKind};
+use crate::provider::Attempt;
 use crate::signals::AttemptResult;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -184,13 +184,7 @@ async fn verify(
         "stream": false,
     });
     let body = JsonBody::parse(Bytes::from(serde_json::to_vec(&body).ok()?)).ok()?;
-    let attempt = Attempt {
-        body: &body,
-        kind: AttemptKind::Chat,
-        stream: false,
-        include_usage: false,
-        logprobs: false,
-    };
+    let attempt = Attempt::chat(&body, false, false);
     let started = Instant::now();
     let _in_flight = gateway.signals.start(global);
     let outcome = attempt::run(target, attempt).await;

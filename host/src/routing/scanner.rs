@@ -1,7 +1,9 @@
-//! Watches an OpenAI-format stream's events go by: has real content arrived yet, did
-//! it end properly, and what usage did it report. It reads each event's `data`; the
-//! bytes themselves pass through untouched.
+//! Watches a stream's events go by, in the client's protocol (OpenAI chat chunks or
+//! Anthropic Messages events): has real content arrived yet, did it end properly, and
+//! what usage did it report. It reads each event's `data`; the bytes themselves pass
+//! through untouched.
 
+use crate::protocol::Protocol;
 use crate::provider::sse::EventFields;
 use memchr::memmem::Finder;
 use serde_json::Value;
@@ -15,9 +17,11 @@ static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"fini
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamScanner {
+    /// Whose events these are.
+    pub protocol: Protocol,
     /// A chunk with content, a tool call or a finish reason has been seen.
     pub content: bool,
-    /// `data: [DONE]` has been seen.
+    /// The stream's end has been seen (`data: [DONE]`, `message_stop`).
     pub done: bool,
     /// An in-stream `{"error": …}` event.
     pub error: Option<String>,
@@ -34,12 +38,24 @@ pub(crate) struct StreamScanner {
 }
 
 impl StreamScanner {
+    /// A scanner of a stream in `protocol`.
+    pub fn new(protocol: Protocol) -> Self {
+        StreamScanner {
+            protocol,
+            ..StreamScanner::default()
+        }
+    }
+
     /// Reads one complete event.
     pub fn scan(&mut self, event: &EventFields<'_>) {
         let Some(data) = event.data.as_deref() else {
             return;
         };
         let data = data.trim_ascii();
+        if self.protocol == Protocol::Messages {
+            self.scan_messages(event.event, data);
+            return;
+        }
         if data == b"[DONE]" {
             self.done = true;
             return;
@@ -104,6 +120,80 @@ impl StreamScanner {
 }
 
 impl StreamScanner {
+    /// Reads one event of a Messages stream: content is any block that is not empty
+    /// text (a thinking block too: once shown, it cannot be taken back), the end is
+    /// `message_stop`, and usage comes from `message_start` and, growing, from each
+    /// `message_delta`.
+    fn scan_messages(&mut self, name: Option<&[u8]>, data: &[u8]) {
+        if data.first() != Some(&b'{') {
+            self.invalid = Some(not_json(data));
+            return;
+        }
+        // Nearly all of a stream is deltas: once content has been seen they are
+        // counted, not parsed.
+        if self.content && name == Some(b"content_block_delta") {
+            self.chunks = self.chunks.saturating_add(1);
+            return;
+        }
+        let Ok(event) = serde_json::from_slice::<Value>(data) else {
+            self.invalid = Some(not_json(data));
+            return;
+        };
+        let field = |v: Option<&Value>, key: &str| {
+            v.and_then(|v| v.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                if let Some(usage) = event.get("message").and_then(|m| m.get("usage")) {
+                    self.usage = usage_counts(usage);
+                }
+            }
+            Some("content_block_start") => {
+                let block = event.get("content_block");
+                self.content |= match field(block, "type").as_deref() {
+                    Some("text") => field(block, "text").is_some_and(|t| !t.is_empty()),
+                    Some(_) => true,
+                    None => false,
+                };
+            }
+            Some("content_block_delta") => {
+                let delta = event.get("delta");
+                let empty_text = field(delta, "type").as_deref() == Some("text_delta")
+                    && field(delta, "text").is_none_or(|t| t.is_empty());
+                if !empty_text {
+                    self.content = true;
+                    self.chunks = self.chunks.saturating_add(1);
+                }
+            }
+            Some("message_delta") => {
+                if let Some(usage) = event.get("usage") {
+                    let input = usage_counts(usage).map(|(input, _)| input);
+                    let output = usage
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+                    let before = self.usage.unwrap_or_default();
+                    self.usage = Some((input.unwrap_or(before.0), output.unwrap_or(before.1)));
+                }
+                if let Some(reason) = field(event.get("delta"), "stop_reason") {
+                    self.finish_reasons.push(reason);
+                }
+                // An empty answer is still an answer.
+                self.content = true;
+            }
+            Some("message_stop") => self.done = true,
+            Some("error") => {
+                self.error = Some(
+                    field(event.get("error"), "message")
+                        .unwrap_or_else(|| "upstream error".to_owned()),
+                );
+            }
+            _ => {}
+        }
+    }
+
     fn note_finish_reasons(&mut self, chunk: &Value) {
         let choices = chunk.get("choices").and_then(Value::as_array);
         for choice in choices.into_iter().flatten() {
@@ -128,9 +218,21 @@ pub(crate) fn usage_of(value: &Value) -> Option<(u32, u32)> {
     usage_counts(value.get("usage")?)
 }
 
-/// `prompt_tokens` and `completion_tokens` of a `usage` object.
+/// (input, output) of a `usage` object: OpenAI's `prompt_tokens` and
+/// `completion_tokens`, or Anthropic's `input_tokens` (with the cache's reads and
+/// writes, which are input too) and `output_tokens`.
 pub(crate) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
-    token_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    if usage.get("prompt_tokens").is_some() {
+        return token_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"));
+    }
+    let (input, output) = token_counts(usage.get("input_tokens"), usage.get("output_tokens"))?;
+    let cached = ["cache_creation_input_tokens", "cache_read_input_tokens"]
+        .iter()
+        .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
+        .fold(0u32, |sum, n| {
+            sum.saturating_add(u32::try_from(n).unwrap_or(u32::MAX))
+        });
+    Some((input.saturating_add(cached), output))
 }
 
 /// (prompt, completion) from a usage object's two fields: no usage without a prompt
@@ -201,6 +303,31 @@ mod tests {
         let mut s = StreamScanner::default();
         scan_all(&mut s, b"data: {\"choices\": [\n\n");
         assert!(s.invalid.is_some(), "a chunk that does not parse");
+    }
+
+    #[test]
+    fn messages_streams_are_read_for_content_end_and_usage() {
+        let mut s = StreamScanner::new(Protocol::Messages);
+        scan_all(&mut s, b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
+        assert!(!s.content);
+        assert_eq!(s.usage, Some((107, 1)));
+        scan_all(&mut s, b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" there\"}}\n\n");
+        assert!(s.content && !s.done);
+        assert_eq!(s.chunks, 2);
+        scan_all(&mut s, b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        assert!(s.done);
+        assert_eq!(s.usage, Some((107, 12)));
+        assert_eq!(s.finish_reasons, ["end_turn"]);
+
+        let mut s = StreamScanner::new(Protocol::Messages);
+        scan_all(&mut s, b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n");
+        assert!(s.content, "a thinking block commits the stream");
+        let mut s = StreamScanner::new(Protocol::Messages);
+        scan_all(&mut s, b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        assert_eq!(s.error.as_deref(), Some("Overloaded"));
+        let mut s = StreamScanner::new(Protocol::Messages);
+        scan_all(&mut s, b"event: message_start\ndata: <html>\n\n");
+        assert!(s.invalid.is_some());
     }
 
     #[test]

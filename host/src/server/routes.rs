@@ -2,9 +2,11 @@
 //! authenticate, bound and read the body, parse it once, and hand it to routing (which
 //! admits it against quotas).
 
+use crate::anthropic;
 use crate::feedback::FeedbackRequest;
 use crate::gateway::{Gateway, Tenant};
 use crate::openai::{self, ApiError, ResponseBody};
+use crate::protocol::Protocol;
 use crate::routing;
 use crate::telemetry::gen_ai;
 use crate::tenancy::{AuthError, Caller};
@@ -18,6 +20,10 @@ use tracing::Instrument;
 
 /// The request id header, on every response.
 pub const HEADER_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// Where Anthropic's clients put their API key.
+const HEADER_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+/// On a count of tokens that is the gateway's estimate.
+const HEADER_ESTIMATE: http::HeaderName = http::HeaderName::from_static("x-signalbox-estimate");
 
 pub(super) async fn handle(
     gateway: &Arc<Gateway>,
@@ -89,8 +95,20 @@ enum Endpoint {
 enum Call {
     Models,
     Chat,
+    Messages,
+    CountTokens,
     Embeddings,
     Feedback,
+}
+
+impl Call {
+    /// The protocol whose shapes the call's answers and errors take.
+    fn protocol(self) -> Protocol {
+        match self {
+            Call::Messages | Call::CountTokens => Protocol::Messages,
+            Call::Models | Call::Chat | Call::Embeddings | Call::Feedback => Protocol::Chat,
+        }
+    }
 }
 
 /// The API's paths, each once, with the methods it allows.
@@ -102,6 +120,14 @@ static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
         (
             "/v1/chat/completions",
             &[(Method::POST, Endpoint::Api(Call::Chat))],
+        ),
+        (
+            "/v1/messages",
+            &[(Method::POST, Endpoint::Api(Call::Messages))],
+        ),
+        (
+            "/v1/messages/count_tokens",
+            &[(Method::POST, Endpoint::Api(Call::CountTokens))],
         ),
         (
             "/v1/embeddings",
@@ -128,7 +154,7 @@ async fn route(
         Endpoint::Ready => ready(gateway).await,
         Endpoint::Api(call) => api(gateway, request, call, request_id)
             .await
-            .unwrap_or_else(ApiError::into_response),
+            .unwrap_or_else(|e| e.into_response_in(call.protocol())),
     }
 }
 
@@ -259,6 +285,37 @@ async fn api(
             }
             routing::chat(gateway, &tenant, caller, chat, request_id).await
         }
+        Call::Messages => {
+            let span = tracing::Span::current();
+            span.record("gen_ai.operation.name", gen_ai::OPERATION_CHAT);
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
+            let messages = anthropic::parse_messages(body, &parts.headers)?;
+            span.record("gen_ai.request.model", messages.model.as_str());
+            span.record("gen_ai.request.stream", messages.stream);
+            span.record(
+                "gen_ai.request.max_tokens",
+                i64::from(messages.max_output_tokens),
+            );
+            if let Some(temperature) = messages.temperature {
+                span.record("gen_ai.request.temperature", temperature);
+            }
+            routing::messages(gateway, &tenant, caller, messages, request_id).await
+        }
+        Call::CountTokens => {
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
+            let input_tokens = anthropic::count_tokens(body)?;
+            let mut response = openai::json(
+                StatusCode::OK,
+                &serde_json::json!({"input_tokens": input_tokens}),
+            );
+            // The gateway's own estimate, not a provider's tokenizer: said so.
+            response
+                .headers_mut()
+                .insert(HEADER_ESTIMATE, http::HeaderValue::from_static("true"));
+            response
+        }
         Call::Embeddings => {
             let span = tracing::Span::current();
             span.record("gen_ai.operation.name", gen_ai::OPERATION_EMBEDDINGS);
@@ -278,11 +335,16 @@ fn authenticate<'g>(
     request: &Request<Incoming>,
     request_id: &str,
 ) -> Result<(Arc<Tenant>, &'g Caller), ApiError> {
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let caller = gateway.keys.authenticate(header).map_err(|e| {
+    // OpenAI's clients send `Authorization: Bearer`, Anthropic's `x-api-key`.
+    let headers = request.headers();
+    let authenticated = match (
+        headers.get(http::header::AUTHORIZATION),
+        headers.get(&HEADER_API_KEY),
+    ) {
+        (None, Some(key)) => gateway.keys.authenticate_api_key(key.as_bytes()),
+        (bearer, _) => gateway.keys.authenticate(bearer.map(|v| v.as_bytes())),
+    };
+    let caller = authenticated.map_err(|e| {
         tracing::debug!(request_id, reason = %e, "request not authenticated");
         match e {
             AuthError::Disabled(_) => ApiError::forbidden(e.to_string()),
@@ -468,6 +530,12 @@ mod tests {
                 Endpoint::Api(Call::Embeddings),
             ),
             ("/v1/feedback", Method::POST, Endpoint::Api(Call::Feedback)),
+            ("/v1/messages", Method::POST, Endpoint::Api(Call::Messages)),
+            (
+                "/v1/messages/count_tokens",
+                Method::POST,
+                Endpoint::Api(Call::CountTokens),
+            ),
         ] {
             assert_eq!(resolved(method.clone(), path), Ok(endpoint));
             let other = if method == Method::GET {

@@ -8,6 +8,7 @@
 
 use crate::config::ProviderKind;
 use crate::policy::Endpoint;
+use crate::protocol::Protocol;
 
 /// `gen_ai.operation.name` of a chat completion.
 pub(crate) const OPERATION_CHAT: &str = "chat";
@@ -56,14 +57,18 @@ pub(crate) fn record_finish_reasons(span: &tracing::Span, reasons: &[String]) {
     let _ = span;
 }
 
-/// The `finish_reason` of every choice of a JSON chat answer, in order. Read at the
-/// byte level like the answer's usage: an unescaped `"finish_reason"` can only be a
-/// key, since quotes inside JSON strings are escaped.
-pub(crate) fn finish_reasons_of_json(body: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\"finish_reason\"";
+/// The `finish_reason` of every choice of a JSON chat answer (the `stop_reason` of a
+/// Messages answer), in order. Read at the byte level like the answer's usage: an
+/// unescaped `"finish_reason"` can only be a key, since quotes inside JSON strings are
+/// escaped.
+pub(crate) fn finish_reasons_of_json(body: &[u8], protocol: Protocol) -> Vec<String> {
+    let key: &[u8] = match protocol {
+        Protocol::Chat => b"\"finish_reason\"",
+        Protocol::Messages => b"\"stop_reason\"",
+    };
     let mut reasons = Vec::new();
-    for at in memchr::memmem::find_iter(body, KEY) {
-        let rest = &body[at + KEY.len()..];
+    for at in memchr::memmem::find_iter(body, key) {
+        let rest = &body[at + key.len()..];
         let Some(colon) = rest.iter().position(|b| !b.is_ascii_whitespace()) else {
             continue;
         };
@@ -87,7 +92,15 @@ mod tests {
     #[test]
     fn finish_reasons_are_read_from_keys_only() {
         let body = br#"{"choices":[{"index":0,"message":{"content":"say \"finish_reason\": \"x\""},"finish_reason":"stop"},{"index":1,"finish_reason" : "length"},{"finish_reason":null}]}"#;
-        assert_eq!(finish_reasons_of_json(body), ["stop", "length"]);
-        assert!(finish_reasons_of_json(b"{\"data\":[]}").is_empty());
+        assert_eq!(
+            finish_reasons_of_json(body, Protocol::Chat),
+            ["stop", "length"]
+        );
+        assert!(finish_reasons_of_json(b"{\"data\":[]}", Protocol::Chat).is_empty());
+        let message = br#"{"type":"message","stop_reason":"tool_use","stop_sequence":null}"#;
+        assert_eq!(
+            finish_reasons_of_json(message, Protocol::Messages),
+            ["tool_use"]
+        );
     }
 }

@@ -91,7 +91,21 @@ impl KeyRing {
     /// Who sent an `Authorization` header value.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&Caller, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
-        let key = super::bearer_token(header).ok_or(AuthError::Malformed)?;
+        self.find(super::bearer_token(header).ok_or(AuthError::Malformed)?)
+    }
+
+    /// Who sent an `x-api-key` header value (how Anthropic's clients present a key):
+    /// the key itself, without a scheme.
+    pub fn authenticate_api_key(&self, value: &[u8]) -> Result<&Caller, AuthError> {
+        let key = std::str::from_utf8(value)
+            .ok()
+            .map(|k| k.trim_matches([' ', '\t']))
+            .filter(|k| !k.is_empty() && !k.contains([' ', '\t']))
+            .ok_or(AuthError::Malformed)?;
+        self.find(key)
+    }
+
+    fn find(&self, key: &str) -> Result<&Caller, AuthError> {
         let presented = hash_key(key);
         match self.by_hash.get_key_value(&presented) {
             Some((stored, entry)) if constant_time_eq(stored, &presented) => {
@@ -134,6 +148,18 @@ mod tests {
         assert_eq!(
             ring.authenticate(Some(b"bearer  sb-alpha ")),
             Ok(&caller("alpha", "a1", 0))
+        );
+        assert_eq!(
+            ring.authenticate_api_key(b"sb-alpha-2"),
+            Ok(&caller("alpha", "a2", 1))
+        );
+        assert_eq!(
+            ring.authenticate_api_key(b"Bearer sb-alpha-2"),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            ring.authenticate_api_key(b"sb-beta"),
+            Err(AuthError::Unknown)
         );
         assert_eq!(
             ring.authenticate(Some(b"Bearer sb-beta")),

@@ -1,6 +1,8 @@
-//! Translation between the OpenAI Chat Completions wire format (what clients
-//! speak) and Anthropic's Messages API (what the upstream speaks): requests,
-//! non-streaming responses, error bodies and SSE streams.
+//! Translation between the OpenAI Chat Completions wire format and Anthropic's
+//! Messages API, both ways: requests, non-streaming responses, error bodies and SSE
+//! streams. A chat client served by an Anthropic upstream uses `request`,
+//! `response` and `stream`; a Messages client served by a chat upstream uses
+//! `to_chat`, `from_chat` and `chat_stream`.
 //!
 //! Bodies stay `serde_json::Value` because the gateway keeps them that way for
 //! every upstream; only the fields that matter are read, so unexpected extra
@@ -18,14 +20,20 @@
 //! `request` translates requests (with `tools` for tool definitions and the tool
 //! choice), `response` non-streaming responses and error bodies, `stream` SSE streams.
 
+mod chat_stream;
+mod from_chat;
 mod request;
 mod response;
 mod stream;
+mod to_chat;
 mod tools;
 
-pub use request::to_messages_request;
+pub use chat_stream::MessagesStream;
+pub use from_chat::{chat_error_message, messages_response_from_chat, stop_reason};
+pub use request::{chat_fields_dropped, to_messages_request};
 pub use response::{error_message, from_messages_response};
 pub use stream::StreamTranslator;
+pub use to_chat::{ChatRequest, chat_request_from_messages};
 
 use thiserror::Error;
 
@@ -46,12 +54,26 @@ pub enum TranslateError {
     /// The upstream reported an error inside the stream (an `error` event).
     #[error("upstream error: {0}")]
     Upstream(String),
-    /// The upstream stream ended before `message_stop`.
-    #[error("upstream stream ended before message_stop")]
+    /// The upstream stream ended before its end (`message_stop`, `data: [DONE]`).
+    #[error("the upstream stream ended before its end")]
     Truncated,
     /// The upstream stream is not usable SSE.
     #[error("invalid upstream stream: {0}")]
     Sse(#[from] SseError),
+}
+
+/// Longest upstream error message passed on, in characters: upstream text ends up
+/// in client responses and logs, so it is kept short.
+pub(super) const MAX_ERROR_MESSAGE_CHARS: usize = 300;
+
+/// An upstream's error message made safe to pass on: shortened, and with control
+/// characters (which could forge log lines or break header values) replaced.
+pub(super) fn safe_message(message: &str) -> String {
+    message
+        .chars()
+        .take(MAX_ERROR_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 pub(super) fn bad_request(message: impl Into<String>) -> TranslateError {

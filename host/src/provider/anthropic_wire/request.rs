@@ -108,6 +108,59 @@ pub fn to_messages_request(
     Ok(Value::Object(out))
 }
 
+/// What of an OpenAI chat request the Messages API has no place for and that changes
+/// the answer or what the client can read of it, named once each in a stable order:
+/// `n` (more than one choice), `logprobs`, `response_format` (other than text), `seed`,
+/// `reasoning_effort`, `audio`, `prediction`, `logit_bias`, `penalties` (non-zero
+/// presence or frequency penalties), `web_search`, `functions` (the legacy function
+/// calling). Fields that change nothing an answer shows (`store`, `service_tier`,
+/// `user`, …) are not named.
+pub fn chat_fields_dropped(openai: &Value) -> Vec<&'static str> {
+    let field = |key: &str| openai.get(key).filter(|v| !v.is_null());
+    let number = |key: &str| field(key).and_then(Value::as_f64);
+    let mut dropped = Vec::new();
+    if number("n").is_some_and(|n| n > 1.0) {
+        dropped.push("n");
+    }
+    if field("logprobs").and_then(Value::as_bool) == Some(true) || field("top_logprobs").is_some() {
+        dropped.push("logprobs");
+    }
+    if field("response_format")
+        .is_some_and(|f| f.get("type").and_then(Value::as_str) != Some("text"))
+    {
+        dropped.push("response_format");
+    }
+    for (key, name) in [
+        ("seed", "seed"),
+        ("reasoning_effort", "reasoning_effort"),
+        ("audio", "audio"),
+        ("prediction", "prediction"),
+    ] {
+        if field(key).is_some() {
+            dropped.push(name);
+        }
+    }
+    if field("logit_bias")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty())
+    {
+        dropped.push("logit_bias");
+    }
+    if ["presence_penalty", "frequency_penalty"]
+        .iter()
+        .any(|k| number(k).is_some_and(|p| p != 0.0))
+    {
+        dropped.push("penalties");
+    }
+    if field("web_search_options").is_some() {
+        dropped.push("web_search");
+    }
+    if field("functions").is_some() || field("function_call").is_some() {
+        dropped.push("functions");
+    }
+    dropped
+}
+
 /// The text pieces of a `content` that may only hold text: a string or an array
 /// of `text` parts (system, developer and tool messages).
 fn text_parts(content: Option<&Value>, i: usize) -> Result<Vec<&str>, TranslateError> {
@@ -409,6 +462,35 @@ mod tests {
         assert_eq!(out["max_tokens"], 10);
         assert_eq!(out["stop_sequences"], json!(["a", "b"]));
         assert_eq!(out["metadata"], json!({"user_id": "u-2"}));
+    }
+
+    #[test]
+    fn what_messages_cannot_carry_is_named() {
+        let none = chat_fields_dropped(&json!({"model": "m", "messages": [], "n": 1, "seed": null,
+            "logprobs": false, "response_format": {"type": "text"}, "presence_penalty": 0,
+            "logit_bias": {}, "store": true, "user": "u"}));
+        assert!(none.is_empty(), "{none:?}");
+        let all = chat_fields_dropped(
+            &json!({"n": 2, "logprobs": true, "response_format": {"type": "json_schema"},
+            "seed": 1, "reasoning_effort": "high", "audio": {}, "prediction": {}, "logit_bias": {"1": 2},
+            "frequency_penalty": 0.5, "web_search_options": {}, "functions": []}),
+        );
+        assert_eq!(
+            all,
+            [
+                "n",
+                "logprobs",
+                "response_format",
+                "seed",
+                "reasoning_effort",
+                "audio",
+                "prediction",
+                "logit_bias",
+                "penalties",
+                "web_search",
+                "functions"
+            ]
+        );
     }
 
     #[test]

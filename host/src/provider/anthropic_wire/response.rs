@@ -3,11 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{TranslateError, bad_response};
-
-/// Longest upstream error message passed on, in characters; upstream text ends
-/// up in client responses and logs, so it is kept short.
-const MAX_ERROR_MESSAGE_CHARS: usize = 300;
+use super::{TranslateError, bad_response, safe_message};
 
 /// Translates a non-streaming Anthropic message into an OpenAI
 /// `chat.completion` object reporting `client_model` (the name the client
@@ -143,17 +139,12 @@ pub(super) fn error_text(body: &Value) -> Option<String> {
         Some(kind) => format!("{kind}: {message}"),
         None => message.to_owned(),
     };
-    // Control characters could forge log lines or break header values.
-    Some(
-        full.chars()
-            .take(MAX_ERROR_MESSAGE_CHARS)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect(),
-    )
+    Some(safe_message(&full))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_ERROR_MESSAGE_CHARS;
     use super::*;
 
     #[test]

@@ -141,6 +141,18 @@ pub struct OutcomeEntry {
     pub input_tokens: u32,
     /// Output tokens.
     pub output_tokens: u32,
+    /// Of the input, read from the provider's prompt cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u32,
+    /// Of the input, written to the provider's prompt cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u32,
+    /// Of the output, spent on reasoning.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u32,
+    /// The counts are the gateway's estimate, not the upstream's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     /// Cost in US dollars of the answer the client received.
     pub cost_usd: f64,
     /// Extra attempts the request paid for: answers the policy's review refused and
@@ -157,6 +169,10 @@ pub struct OutcomeEntry {
     /// What the answering target's protocol could not carry of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An extra attempt a request paid for.

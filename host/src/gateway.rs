@@ -11,6 +11,7 @@ use crate::provider::Upstream;
 use crate::quota::{Quota, Scope};
 use crate::signals::{BreakerConfig, RetryBudgetConfig, SignalBoard};
 use crate::tenancy::{Caller, Disabled, KeyRing, parse_key_hash};
+use crate::usage::Usage;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,11 +29,10 @@ pub struct Target {
 }
 
 impl Target {
-    /// What `input` and `output` tokens cost on this target, in US dollars: the one
-    /// place a price is applied.
-    pub fn cost_usd(&self, input: u32, output: u32) -> f64 {
-        (f64::from(input) * self.config.input_price + f64::from(output) * self.config.output_price)
-            / 1e6
+    /// What `usage` costs on this target, in US dollars (the cache's tokens at its
+    /// prices, reasoning as output).
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        self.config.prices().cost_usd(usage)
     }
 }
 

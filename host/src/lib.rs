@@ -43,6 +43,7 @@ pub mod signals;
 pub mod store_tls;
 pub mod telemetry;
 pub mod tenancy;
+pub mod usage;
 
 #[cfg(test)]
 mod fuzz;

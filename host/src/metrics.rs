@@ -536,7 +536,7 @@ impl Metrics {
         );
         registry.register(
             "tokens",
-            "Tokens billed, by tenant, target and direction (input, output)",
+            "Tokens billed, by tenant, target and direction (input and output in all; cache_read, cache_write and reasoning: the parts of them priced or shown apart)",
             m.tokens.clone(),
         );
         registry.register(
@@ -758,7 +758,18 @@ impl Metrics {
                 .get_or_create(&target)
                 .observe(ttft.as_secs_f64());
         }
-        for (direction, n) in [("input", usage.input), ("output", usage.output)] {
+        let tokens = usage.tokens;
+        for (direction, n) in [
+            ("input", tokens.input),
+            ("output", tokens.output),
+            ("cache_read", tokens.cache_read),
+            ("cache_write", tokens.cache_write),
+            ("reasoning", tokens.reasoning),
+        ] {
+            // The parts appear once a provider reports them, not as zeros for all.
+            if n == 0 && !matches!(direction, "input" | "output") {
+                continue;
+            }
             self.tokens
                 .get_or_create(&TokenLabels {
                     tenant: usage.tenant.clone(),
@@ -873,10 +884,8 @@ pub struct Served<'a> {
     pub latency: Duration,
     /// Time to first token (streams).
     pub ttft: Option<Duration>,
-    /// Input tokens.
-    pub input: u32,
-    /// Output tokens.
-    pub output: u32,
+    /// The tokens used.
+    pub tokens: &'a crate::usage::Usage,
     /// Cost in dollars.
     pub cost_usd: f64,
 }
@@ -896,8 +905,10 @@ mod tests {
             target: &x,
             latency: Duration::from_millis(20),
             ttft: None,
-            input: 10,
-            output: 5,
+            tokens: &crate::usage::Usage {
+                cache_read: 7,
+                ..crate::usage::Usage::new(10, 5)
+            },
             cost_usd: 0.25,
         });
         let text = m.render();
@@ -908,6 +919,13 @@ mod tests {
         assert!(text.contains(
             r#"signalbox_tokens_total{tenant="acme",target="gpt",direction="input"} 10"#
         ));
+        assert!(text.contains(
+            r#"signalbox_tokens_total{tenant="acme",target="gpt",direction="cache_read"} 7"#
+        ));
+        assert!(
+            !text.contains(r#"direction="reasoning""#),
+            "parts no provider reported are left out: {text}"
+        );
         assert!(text.contains(r#"signalbox_cost_usd_total{tenant="acme",target="gpt"} 0.25"#));
         assert!(text.contains("signalbox_upstream_latency_seconds_bucket"));
         assert!(text.ends_with("# EOF\n"));

@@ -18,6 +18,7 @@ mod config_examples;
 mod containment;
 mod contract;
 mod contract_upgrade;
+mod costs;
 mod dashboard;
 mod decision_log;
 mod decisions;

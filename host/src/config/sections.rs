@@ -255,9 +255,15 @@ pub struct TargetSection {
     /// USD per 1M input tokens.
     #[serde(default)]
     pub input_price: f64,
-    /// USD per 1M output tokens.
+    /// USD per 1M output tokens (reasoning tokens are output).
     #[serde(default)]
     pub output_price: f64,
+    /// USD per 1M input tokens read from the provider's prompt cache (default: the
+    /// input price).
+    pub cache_read_price: Option<f64>,
+    /// USD per 1M input tokens written to the provider's prompt cache (default: the
+    /// input price).
+    pub cache_write_price: Option<f64>,
     /// Context window in tokens (0: unknown).
     #[serde(default)]
     pub context_window: u32,
@@ -290,6 +296,16 @@ impl TargetSection {
     /// The model name sent upstream.
     pub fn upstream_model(&self) -> &str {
         self.upstream_model.as_deref().unwrap_or(&self.model)
+    }
+
+    /// The target's prices, the cache's defaulting to the input price.
+    pub fn prices(&self) -> crate::usage::Prices {
+        crate::usage::Prices {
+            input: self.input_price,
+            output: self.output_price,
+            cache_read: self.cache_read_price.unwrap_or(self.input_price),
+            cache_write: self.cache_write_price.unwrap_or(self.input_price),
+        }
     }
 }
 

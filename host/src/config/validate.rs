@@ -115,6 +115,8 @@ fn validate_targets<'a>(
         for (key, price) in [
             ("input_price", t.input_price),
             ("output_price", t.output_price),
+            ("cache_read_price", t.cache_read_price.unwrap_or(0.0)),
+            ("cache_write_price", t.cache_write_price.unwrap_or(0.0)),
         ] {
             // NaN is no price either.
             if price.is_nan() || price < 0.0 {

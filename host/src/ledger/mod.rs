@@ -36,10 +36,19 @@ pub struct UsageRow {
     pub target: String,
     /// Model name (the target's); empty when no target answered.
     pub model: String,
-    /// Input tokens.
+    /// Input tokens, the cache's included.
     pub input_tokens: u32,
-    /// Output tokens.
+    /// Output tokens, reasoning included.
     pub output_tokens: u32,
+    /// Of the input, read from the provider's prompt cache.
+    pub cache_read_tokens: u32,
+    /// Of the input, written to the provider's prompt cache.
+    pub cache_write_tokens: u32,
+    /// Of the output, spent on reasoning.
+    pub reasoning_tokens: u32,
+    /// The counts are the gateway's estimate: the upstream reported none (a stream the
+    /// client cancelled, an upstream without usage).
+    pub estimated: bool,
     /// Cost in US dollars from the target's prices.
     pub cost_usd: f64,
     /// Dispatch to end of answer, milliseconds.
@@ -333,6 +342,10 @@ mod tests {
             model: "m".into(),
             input_tokens: 1,
             output_tokens: 1,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            estimated: false,
             cost_usd: 0.0,
             latency_ms: 1,
             status: 200,

@@ -41,12 +41,17 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage (
     request_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_ts ON usage (tenant, ts_ms);
-ALTER TABLE usage ADD COLUMN IF NOT EXISTS charge TEXT NOT NULL DEFAULT '';";
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS charge TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_read_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS reasoning_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN IF NOT EXISTS estimated BOOLEAN NOT NULL DEFAULT FALSE;";
 
 const COPY: &str = "COPY usage (ts_ms, tenant, key_id, target, model, input_tokens, output_tokens,
-    cost_usd, latency_ms, status, policy, fallback_depth, request_id, charge) FROM STDIN BINARY";
+    cost_usd, latency_ms, status, policy, fallback_depth, request_id, charge, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, estimated) FROM STDIN BINARY";
 
-const COLUMNS: [Type; 14] = [
+const COLUMNS: [Type; 18] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -61,6 +66,10 @@ const COLUMNS: [Type; 14] = [
     Type::INT4,
     Type::TEXT,
     Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
 ];
 
 /// A PostgreSQL database and how to reach it: the connection settings, bounded in
@@ -225,6 +234,10 @@ fn insert(client: &mut Client, batch: &[UsageRow]) -> Result<(), postgres::Error
             &i32::try_from(r.fallback_depth).unwrap_or(i32::MAX),
             &r.request_id,
             &r.charge.as_str(),
+            &i64::from(r.cache_read_tokens),
+            &i64::from(r.cache_write_tokens),
+            &i64::from(r.reasoning_tokens),
+            &r.estimated,
         ])?;
     }
     writer.finish()?;

@@ -15,6 +15,16 @@ pub(super) const BUSY_WAIT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_millis(20);
 
 /// Opens the database, creating the table, in WAL mode so reads do not block writes.
+/// Columns added to the `usage` table after its first release, with their definitions:
+/// `open` adds those an older ledger lacks.
+const ADDED_COLUMNS: [(&str, &str); 5] = [
+    ("charge", "TEXT NOT NULL DEFAULT ''"),
+    ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("estimated", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 pub(super) fn open(path: &Path) -> Result<Connection, LedgerError> {
     let fail = |source| LedgerError::Sqlite {
         path: path.to_owned(),
@@ -52,16 +62,21 @@ pub(super) fn open(path: &Path) -> Result<Connection, LedgerError> {
              CREATE INDEX IF NOT EXISTS usage_tenant_ts ON usage (tenant, ts_ms);",
         )
         .map_err(fail)?;
-    // A ledger written before cascades has no `charge` column: every row in it is a
-    // request's own.
-    let has_charge = connection
-        .prepare("SELECT 1 FROM pragma_table_info('usage') WHERE name = 'charge'")
-        .and_then(|mut s| s.exists([]))
-        .map_err(fail)?;
-    if !has_charge {
-        connection
-            .execute_batch("ALTER TABLE usage ADD COLUMN charge TEXT NOT NULL DEFAULT ''")
+    // A ledger written by an earlier release lacks the columns added since: before
+    // cascades, every row was a request's own (`charge`); before the cache and
+    // reasoning were counted apart, none were (0), and no count was marked estimated.
+    for (column, definition) in ADDED_COLUMNS {
+        let exists = connection
+            .prepare("SELECT 1 FROM pragma_table_info('usage') WHERE name = ?1")
+            .and_then(|mut s| s.exists([column]))
             .map_err(fail)?;
+        if !exists {
+            connection
+                .execute_batch(&format!(
+                    "ALTER TABLE usage ADD COLUMN {column} {definition}"
+                ))
+                .map_err(fail)?;
+        }
     }
     Ok(connection)
 }
@@ -144,8 +159,10 @@ fn insert(connection: &mut Connection, batch: &[UsageRow]) -> rusqlite::Result<(
         let mut statement = tx.prepare_cached(
             "INSERT INTO usage (ts_ms, tenant, key_id, target, model, input_tokens, output_tokens,
                                 cost_usd, latency_ms, status, policy, fallback_depth, request_id,
-                                charge)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                charge, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                                estimated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
         )?;
         for r in batch {
             statement.execute(rusqlite::params![
@@ -163,6 +180,10 @@ fn insert(connection: &mut Connection, batch: &[UsageRow]) -> rusqlite::Result<(
                 r.fallback_depth,
                 r.request_id,
                 r.charge.as_str(),
+                r.cache_read_tokens,
+                r.cache_write_tokens,
+                r.reasoning_tokens,
+                r.estimated,
             ])?;
         }
     }

@@ -6,6 +6,7 @@ use super::events::EventStream;
 use crate::gateway::Target;
 use crate::provider::{Attempt, UpstreamBody, UpstreamError};
 use crate::signals::AttemptResult;
+use crate::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ pub(crate) enum Outcome {
     Complete {
         parts: http::response::Parts,
         body: Bytes,
-        usage: Option<(u32, u32)>,
+        usage: Option<Usage>,
     },
     /// A stream whose first content has arrived: `held` is everything received so
     /// far; the rest is still in `stream`.

@@ -19,6 +19,7 @@ use crate::provider::{Attempt, AttemptKind};
 use crate::signals::Admission;
 use crate::signals::AttemptResult;
 use crate::telemetry::gen_ai;
+use crate::usage::Usage;
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -153,10 +154,10 @@ pub(super) async fn dispatch(
                 routed.degraded = degraded(parts);
                 span.record("status", i64::from(parts.status.as_u16()));
                 span.record("gen_ai.response.model", target.config.model.as_str());
-                if let Some((input, output)) = usage {
-                    span.record("gen_ai.usage.input_tokens", i64::from(*input));
+                if let Some(usage) = usage {
+                    span.record("gen_ai.usage.input_tokens", i64::from(usage.input));
                     if attempt.kind == AttemptKind::Chat {
-                        span.record("gen_ai.usage.output_tokens", i64::from(*output));
+                        span.record("gen_ai.usage.output_tokens", i64::from(usage.output));
                     }
                 }
                 if attempt.kind == AttemptKind::Chat {
@@ -253,9 +254,10 @@ pub(super) async fn dispatch(
                         target,
                         position,
                         body: &held,
-                        usage: scanner
-                            .usage
-                            .or(Some((routed.input_estimate, scanner.chunks))),
+                        usage: scanner.usage.or(Some(Usage::estimated(
+                            routed.input_estimate,
+                            scanner.chunks,
+                        ))),
                         streamed: Some(scanner.done),
                     };
                     let cascade = Cascade {
@@ -356,8 +358,10 @@ async fn escalated(
         return false;
     };
     let target = in_hand.target;
-    let tokens = in_hand.usage.unwrap_or((routed.input_estimate, 0));
-    let cost = target.cost_usd(tokens.0, tokens.1);
+    let tokens = in_hand
+        .usage
+        .unwrap_or(Usage::estimated(routed.input_estimate, 0));
+    let cost = target.cost_usd(&tokens);
     let next = match escalation(
         routed,
         cascade.queue,

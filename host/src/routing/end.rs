@@ -21,6 +21,7 @@ use crate::provider::AttemptKind;
 use crate::quota::Reservation;
 use crate::signals::{AttemptResult, InFlight};
 use crate::telemetry::gen_ai;
+use crate::usage::Usage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,8 @@ pub(crate) struct Charged {
     pub charge: Charge,
     /// Why (the policy's reason for an escalation).
     pub reason: String,
-    /// Input and output tokens.
-    pub tokens: (u32, u32),
+    /// The tokens it used.
+    pub tokens: Usage,
     /// How long it took.
     pub latency: Duration,
 }
@@ -159,14 +160,13 @@ impl Routed {
         let Some(target) = self.gateway.targets.get(attempt.target) else {
             return;
         };
-        let cost = target.cost_usd(attempt.tokens.0, attempt.tokens.1);
+        let cost = target.cost_usd(&attempt.tokens);
         self.gateway.metrics.served(crate::metrics::Served {
             tenant: &self.tenant.name(),
             target: &target.name,
             latency: attempt.latency,
             ttft: None,
-            input: attempt.tokens.0,
-            output: attempt.tokens.1,
+            tokens: &attempt.tokens,
             cost_usd: cost,
         });
         self.paid.push(Paid { attempt, cost });
@@ -196,7 +196,7 @@ impl Routed {
 
     /// Ends the request: `usage` is what the upstream reported (input, output tokens);
     /// `None` for the estimate. Only the first call counts.
-    pub fn end(&mut self, ending: Ending, status: u16, usage: Option<(u32, u32)>) {
+    pub fn end(&mut self, ending: Ending, status: u16, usage: Option<Usage>) {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
@@ -210,10 +210,10 @@ impl Routed {
                 // back (`settle`), so the ledger, the decision log and the policy hear
                 // of no tokens and no cost either, and a restart, which restores the
                 // budgets from the ledger, does not charge it.
-                _ if ending == Ending::Refused => (0, 0),
+                _ if ending == Ending::Refused => Usage::default(),
                 (_, Some(usage)) => usage,
-                (Some(_), None) => (self.input_estimate, 0),
-                (None, None) => (0, 0),
+                (Some(_), None) => Usage::estimated(self.input_estimate, 0),
+                (None, None) => Usage::default(),
             },
             answer,
         };
@@ -227,8 +227,7 @@ impl Routed {
             .answer
             .as_ref()
             .and_then(|a| gateway.targets.get(a.target));
-        let (input, output) = end.tokens;
-        let cost = target.map_or(0.0, |t| t.cost_usd(input, output));
+        let cost = target.map_or(0.0, |t| t.cost_usd(&end.tokens));
 
         if let Some(answer) = &end.answer {
             gateway
@@ -265,8 +264,8 @@ impl Routed {
                         .unwrap_or_default(),
                     charge: p.attempt.charge.as_str(),
                     reason: p.attempt.reason.clone(),
-                    input_tokens: p.attempt.tokens.0,
-                    output_tokens: p.attempt.tokens.1,
+                    input_tokens: p.attempt.tokens.input,
+                    output_tokens: p.attempt.tokens.output,
                     cost_usd: p.cost,
                 })
                 .collect();
@@ -301,8 +300,8 @@ impl Routed {
             target = target.map_or("-", |t| t.config.id.as_str()),
             ending = ?end.ending,
             status = end.status,
-            input_tokens = end.tokens.0,
-            output_tokens = end.tokens.1,
+            input_tokens = end.tokens.input,
+            output_tokens = end.tokens.output,
             cost_usd = cost,
             latency_ms = end.latency.as_millis() as u64,
             fallback_depth = self.failed.len(),
@@ -323,10 +322,10 @@ impl Routed {
                 self.span
                     .record("gen_ai.response.model", target.config.model.as_str());
                 self.span
-                    .record("gen_ai.usage.input_tokens", i64::from(end.tokens.0));
+                    .record("gen_ai.usage.input_tokens", i64::from(end.tokens.input));
                 if self.kind == AttemptKind::Chat {
                     self.span
-                        .record("gen_ai.usage.output_tokens", i64::from(end.tokens.1));
+                        .record("gen_ai.usage.output_tokens", i64::from(end.tokens.output));
                 }
             }
         }
@@ -356,11 +355,11 @@ impl Routed {
         // the reservation).
         let (mut tokens, mut usd) = (0u64, 0.0);
         if end.answer.is_some() && end.ending != Ending::Refused {
-            tokens += u64::from(end.tokens.0) + u64::from(end.tokens.1);
+            tokens += u64::from(end.tokens.input) + u64::from(end.tokens.output);
             usd += cost;
         }
         for paid in &self.paid {
-            tokens += u64::from(paid.attempt.tokens.0) + u64::from(paid.attempt.tokens.1);
+            tokens += u64::from(paid.attempt.tokens.input) + u64::from(paid.attempt.tokens.output);
             usd += paid.cost;
         }
         if tokens > 0 || usd > 0.0 || (end.answer.is_some() && end.ending != Ending::Refused) {
@@ -380,51 +379,63 @@ impl Routed {
                 target: &target.name,
                 latency: answer.started.elapsed(),
                 ttft: answer.ttft,
-                input: end.tokens.0,
-                output: end.tokens.1,
+                tokens: &end.tokens,
                 cost_usd: cost,
             });
         }
     }
 
     fn usage_row(&self, end: &End, target: Option<&Target>, cost: f64) -> UsageRow {
-        UsageRow {
-            ts_ms: crate::ledger::now_ms(),
-            tenant: self.tenant.id.to_string(),
-            key_id: self.key_id.to_string(),
-            target: target.map(|t| t.config.id.clone()).unwrap_or_default(),
-            model: target.map(|t| t.config.model.clone()).unwrap_or_default(),
-            input_tokens: end.tokens.0,
-            output_tokens: end.tokens.1,
-            cost_usd: cost,
-            latency_ms: u32::try_from(end.latency.as_millis()).unwrap_or(u32::MAX),
-            status: end.status,
-            policy: self
-                .plan
-                .as_ref()
-                .map(|p| p.deployment.label.clone())
-                .unwrap_or_default(),
-            fallback_depth: self.fallback_depth(),
-            request_id: self.request_id.clone(),
-            charge: Charge::Answer,
-        }
+        self.row(
+            target,
+            &end.tokens,
+            cost,
+            end.latency,
+            end.status,
+            Charge::Answer,
+        )
     }
 
     /// The ledger row of an extra attempt: its own target, tokens and cost, under the
     /// request's id.
     fn paid_row(&self, paid: &Paid) -> UsageRow {
         let target = self.gateway.targets.get(paid.attempt.target);
+        let attempt = &paid.attempt;
+        self.row(
+            target,
+            &attempt.tokens,
+            paid.cost,
+            attempt.latency,
+            200,
+            attempt.charge,
+        )
+    }
+
+    /// A ledger row of this request.
+    fn row(
+        &self,
+        target: Option<&Target>,
+        tokens: &Usage,
+        cost_usd: f64,
+        latency: Duration,
+        status: u16,
+        charge: Charge,
+    ) -> UsageRow {
         UsageRow {
             ts_ms: crate::ledger::now_ms(),
             tenant: self.tenant.id.to_string(),
             key_id: self.key_id.to_string(),
             target: target.map(|t| t.config.id.clone()).unwrap_or_default(),
             model: target.map(|t| t.config.model.clone()).unwrap_or_default(),
-            input_tokens: paid.attempt.tokens.0,
-            output_tokens: paid.attempt.tokens.1,
-            cost_usd: paid.cost,
-            latency_ms: u32::try_from(paid.attempt.latency.as_millis()).unwrap_or(u32::MAX),
-            status: 200,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cache_read_tokens: tokens.cache_read,
+            cache_write_tokens: tokens.cache_write,
+            reasoning_tokens: tokens.reasoning,
+            estimated: tokens.estimated,
+            cost_usd,
+            latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+            status,
             policy: self
                 .plan
                 .as_ref()
@@ -432,7 +443,7 @@ impl Routed {
                 .unwrap_or_default(),
             fallback_depth: self.fallback_depth(),
             request_id: self.request_id.clone(),
-            charge: paid.attempt.charge,
+            charge,
         }
     }
 
@@ -451,7 +462,7 @@ impl Routed {
         if let Some(candidate) = plan.routing.shadow()
             && let Some(target) = self.gateway.targets.get(choice)
         {
-            let shadow_cost = target.cost_usd(end.tokens.0, end.tokens.1);
+            let shadow_cost = target.cost_usd(&end.tokens);
             let stats = &candidate.shadow;
             stats
                 .active_cost_micro_usd
@@ -486,8 +497,8 @@ impl Routed {
                 .as_ref()
                 .and_then(|a| a.ttft)
                 .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
-            input_tokens: end.tokens.0,
-            output_tokens: end.tokens.1,
+            input_tokens: end.tokens.input,
+            output_tokens: end.tokens.output,
             cost_usd: cost,
             escalated_targets: std::mem::take(&mut self.escalated),
         };
@@ -526,8 +537,12 @@ fn outcome_entry(
             .as_ref()
             .and_then(|a| a.ttft)
             .map(|d| d.as_millis() as u64),
-        input_tokens: end.tokens.0,
-        output_tokens: end.tokens.1,
+        input_tokens: end.tokens.input,
+        output_tokens: end.tokens.output,
+        cache_read_tokens: end.tokens.cache_read,
+        cache_write_tokens: end.tokens.cache_write,
+        reasoning_tokens: end.tokens.reasoning,
+        usage_estimated: end.tokens.estimated,
         cost_usd: cost,
         charged: Vec::new(),
         reviews: Vec::new(),
@@ -550,8 +565,8 @@ struct End {
     status: u16,
     /// From the decision to the end.
     latency: Duration,
-    /// Input and output tokens counted (the upstream's, or the estimate).
-    tokens: (u32, u32),
+    /// The tokens counted (the upstream's, or the estimate).
+    tokens: Usage,
     answer: Option<Answer>,
 }
 
@@ -593,7 +608,7 @@ mod tests {
             ending,
             status: 200,
             latency: Duration::ZERO,
-            tokens: (0, 0),
+            tokens: Usage::default(),
             answer: Some(answer()),
         };
         (end, answer())

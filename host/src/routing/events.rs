@@ -140,7 +140,7 @@ mod tests {
             ]
         );
         assert!(scanner.content && scanner.done);
-        assert_eq!(scanner.usage, Some((3, 1)));
+        assert_eq!(scanner.usage, Some(crate::usage::Usage::new(3, 1)));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! Both JSON answers and streams (event by event, see `events`) are rewritten at the
 //! byte level, so every other byte passes through untouched.
 
+use crate::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::{self, Finder};
 use serde_json::Value;
@@ -16,7 +17,7 @@ static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"m
 /// Sets `model` in a JSON answer and reads its usage, without parsing the whole body:
 /// the model value is replaced at the byte level (every other byte is kept), and only
 /// the `usage` object is parsed.
-pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32)>) {
+pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<Usage>) {
     const USAGE: &[u8] = b"\"usage\":";
     let usage = memmem::find(&body, USAGE)
         .and_then(|at| {
@@ -25,7 +26,7 @@ pub(crate) fn rewrite_json(body: Bytes, model: &str) -> (Bytes, Option<(u32, u32
                 .next()?
                 .ok()
         })
-        .and_then(|usage| super::scanner::usage_counts(&usage));
+        .and_then(|usage| Usage::of(&usage));
     let mut out = BytesMut::with_capacity(body.len() + model.len());
     rewrite_event(&body, escaped(model).as_bytes(), &mut out);
     (out.freeze(), usage)
@@ -107,7 +108,7 @@ mod tests {
             serde_json::from_slice::<Value>(&body).unwrap()["model"],
             "b"
         );
-        assert_eq!(usage, Some((3, 4)));
+        assert_eq!(usage, Some(Usage::new(3, 4)));
     }
 
     #[test]
@@ -117,9 +118,15 @@ mod tests {
             usage(
                 r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens":5}}"#
             ),
-            Some((9, 5))
+            Some(Usage {
+                cache_read: 2,
+                ..Usage::new(9, 5)
+            })
         );
-        assert_eq!(usage(r#"{"usage":{"prompt_tokens":9}}"#), Some((9, 0)));
+        assert_eq!(
+            usage(r#"{"usage":{"prompt_tokens":9}}"#),
+            Some(Usage::new(9, 0))
+        );
         assert_eq!(usage(r#"{"usage":{"completion_tokens":5}}"#), None);
         assert_eq!(usage(r#"{"usage":null}"#), None);
         assert_eq!(usage(r#"{"choices":[]}"#), None);

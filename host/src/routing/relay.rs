@@ -12,6 +12,7 @@ use super::end::Routed;
 use super::events::EventStream;
 use crate::policy::Ending;
 use crate::protocol::Protocol;
+use crate::usage::Usage;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::convert::Infallible;
@@ -146,9 +147,10 @@ impl Body for Relay {
             None if this.upstream.scanner.done => {
                 if let Some(mut routed) = this.routed.take() {
                     let scanner = &this.upstream.scanner;
-                    let usage = scanner
-                        .usage
-                        .or(Some((routed.input_estimate, scanner.chunks)));
+                    let usage = scanner.usage.or(Some(Usage::estimated(
+                        routed.input_estimate,
+                        scanner.chunks,
+                    )));
                     routed.finish_reasons(&scanner.finish_reasons);
                     routed.end(Ending::Completed, this.status, usage);
                 }

@@ -15,6 +15,7 @@ use crate::openai::JsonBody;
 use crate::policy::{AnswerBody, AnswerView, FinishReason, Role, RouteRequest, ToolCall, Verdict};
 use crate::provider::Attempt;
 use crate::signals::AttemptResult;
+use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -79,7 +80,7 @@ pub(super) struct InHand<'a> {
     pub position: u32,
     /// A JSON answer's body, or a held stream's events.
     pub body: &'a Bytes,
-    pub usage: Option<(u32, u32)>,
+    pub usage: Option<Usage>,
     /// `None` for a JSON answer; for a held stream, whether it is complete.
     pub streamed: Option<bool>,
 }
@@ -104,8 +105,10 @@ pub(super) async fn review(
         return Reviewed::Accept;
     };
     let deployment = plan.deployment.clone();
-    let (input, output) = answer.usage.unwrap_or((routed.input_estimate, 0));
-    let cost = answer.target.cost_usd(input, output);
+    let usage = answer
+        .usage
+        .unwrap_or(Usage::estimated(routed.input_estimate, 0));
+    let cost = answer.target.cost_usd(&usage);
     let mut view = match answer.streamed {
         None => read_answer(answer.body, asked),
         Some(complete) => {
@@ -119,8 +122,8 @@ pub(super) async fn review(
     // Each refused answer before this one was an escalation.
     view.attempt = u32::try_from(routed.escalated.len()).unwrap_or(u32::MAX);
     view.remaining = remaining.iter().copied().collect();
-    view.input_tokens = input;
-    view.output_tokens = output;
+    view.input_tokens = usage.input;
+    view.output_tokens = usage.output;
     view.cost_usd = cost;
     let mut verified = false;
     loop {
@@ -197,12 +200,15 @@ async fn verify(
                     ttft: None,
                 },
             );
-            let (input, output) = usage.unwrap_or((signalbox_contract::estimate_tokens(prompt), 0));
+            let tokens = usage.unwrap_or(Usage::estimated(
+                signalbox_contract::estimate_tokens(prompt),
+                0,
+            ));
             routed.charge(Charged {
                 target: global,
                 charge: Charge::Verifier,
                 reason: "verifier".to_owned(),
-                tokens: (input, output),
+                tokens,
                 latency: started.elapsed(),
             });
             Some(read_answer(&body, &Asked::none()).body.text.to_string())

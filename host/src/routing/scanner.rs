@@ -5,6 +5,7 @@
 
 use crate::protocol::Protocol;
 use crate::provider::sse::EventFields;
+use crate::usage::Usage;
 use memchr::memmem::Finder;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -28,8 +29,8 @@ pub(crate) struct StreamScanner {
     /// An event whose data is not a JSON object: the stream is broken (an HTML page,
     /// a proxy's message), whatever came before.
     pub invalid: Option<String>,
-    /// Usage reported by the upstream: (prompt, completion).
-    pub usage: Option<(u32, u32)>,
+    /// Usage reported by the upstream.
+    pub usage: Option<Usage>,
     /// Content chunks, an estimate of output tokens when no usage is reported.
     pub chunks: u32,
     /// The finish reasons the stream's choices ended with, in the order they came
@@ -89,7 +90,7 @@ impl StreamScanner {
             self.error = Some(message.to_owned());
             return;
         }
-        if let Some(usage) = usage_of(&chunk) {
+        if let Some(usage) = chunk.get("usage").and_then(Usage::of) {
             self.usage = Some(usage);
         }
         self.note_finish_reasons(&chunk);
@@ -147,7 +148,7 @@ impl StreamScanner {
         match event.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 if let Some(usage) = event.get("message").and_then(|m| m.get("usage")) {
-                    self.usage = usage_counts(usage);
+                    self.usage = Usage::of(usage);
                 }
             }
             Some("content_block_start") => {
@@ -168,14 +169,8 @@ impl StreamScanner {
                 }
             }
             Some("message_delta") => {
-                if let Some(usage) = event.get("usage") {
-                    let input = usage_counts(usage).map(|(input, _)| input);
-                    let output = usage
-                        .get("output_tokens")
-                        .and_then(Value::as_u64)
-                        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-                    let before = self.usage.unwrap_or_default();
-                    self.usage = Some((input.unwrap_or(before.0), output.unwrap_or(before.1)));
+                if let Some(delta) = event.get("usage") {
+                    self.usage.get_or_insert_default().update(delta);
                 }
                 if let Some(reason) = field(event.get("delta"), "stop_reason") {
                     self.finish_reasons.push(reason);
@@ -213,41 +208,6 @@ fn not_json(data: &[u8]) -> String {
     )
 }
 
-/// `usage.prompt_tokens` and `usage.completion_tokens` of a response or chunk.
-pub(crate) fn usage_of(value: &Value) -> Option<(u32, u32)> {
-    usage_counts(value.get("usage")?)
-}
-
-/// (input, output) of a `usage` object: OpenAI's `prompt_tokens` and
-/// `completion_tokens`, or Anthropic's `input_tokens` (with the cache's reads and
-/// writes, which are input too) and `output_tokens`.
-pub(crate) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
-    if usage.get("prompt_tokens").is_some() {
-        return token_counts(usage.get("prompt_tokens"), usage.get("completion_tokens"));
-    }
-    let (input, output) = token_counts(usage.get("input_tokens"), usage.get("output_tokens"))?;
-    let cached = ["cache_creation_input_tokens", "cache_read_input_tokens"]
-        .iter()
-        .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
-        .fold(0u32, |sum, n| {
-            sum.saturating_add(u32::try_from(n).unwrap_or(u32::MAX))
-        });
-    Some((input.saturating_add(cached), output))
-}
-
-/// (prompt, completion) from a usage object's two fields: no usage without a prompt
-/// count, a missing completion count is 0.
-pub(crate) fn token_counts(
-    prompt: Option<&Value>,
-    completion: Option<&Value>,
-) -> Option<(u32, u32)> {
-    let count = |v: Option<&Value>| {
-        v.and_then(Value::as_u64)
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-    };
-    Some((count(prompt)?, count(completion).unwrap_or(0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +228,7 @@ mod tests {
         assert!(!s.content);
         scan_all(&mut s, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n");
         assert!(s.content && s.done);
-        assert_eq!(s.usage, Some((5, 1)));
+        assert_eq!(s.usage, Some(Usage::new(5, 1)));
         assert_eq!(s.chunks, 1);
     }
 
@@ -310,13 +270,16 @@ mod tests {
         let mut s = StreamScanner::new(Protocol::Messages);
         scan_all(&mut s, b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
         assert!(!s.content);
-        assert_eq!(s.usage, Some((107, 1)));
+        assert_eq!(
+            s.usage.map(|u| (u.input, u.output, u.cache_read)),
+            Some((107, 1, 100))
+        );
         scan_all(&mut s, b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" there\"}}\n\n");
         assert!(s.content && !s.done);
         assert_eq!(s.chunks, 2);
         scan_all(&mut s, b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         assert!(s.done);
-        assert_eq!(s.usage, Some((107, 12)));
+        assert_eq!(s.usage.map(|u| u.tokens()), Some((107, 12)));
         assert_eq!(s.finish_reasons, ["end_turn"]);
 
         let mut s = StreamScanner::new(Protocol::Messages);

@@ -287,8 +287,7 @@ mod tests {
                 target: &x,
                 latency: std::time::Duration::from_millis(ms),
                 ttft: None,
-                input: 1,
-                output: 1,
+                tokens: &crate::usage::Usage::new(1, 1),
                 cost_usd: 0.5,
             });
         }

@@ -10,8 +10,10 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::TranslateError;
-use super::from_chat::{Usage, error_text, message_stop_reason, usage_json};
+use super::from_chat::{error_text, message_stop_reason};
+use super::messages_usage;
 use crate::provider::sse::{self, SseParser};
+use crate::usage::Usage;
 
 /// What the open content block holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +122,12 @@ impl MessagesStream {
     /// upstream's counts once its usage chunk came, else the input estimate and
     /// the number of content deltas sent.
     pub fn usage(&self) -> (u32, u32) {
-        let saturate = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         match self.usage {
-            Some(usage) => (saturate(usage.prompt), saturate(usage.completion)),
-            None => (self.input_tokens_estimate, saturate(self.deltas)),
+            Some(usage) => usage.tokens(),
+            None => (
+                self.input_tokens_estimate,
+                u32::try_from(self.deltas).unwrap_or(u32::MAX),
+            ),
         }
     }
 
@@ -143,7 +147,7 @@ impl MessagesStream {
             return Err(bad_response("stream chunk is not a JSON object"));
         }
         self.start(chunk.get("id").and_then(Value::as_str), out);
-        if let Some(usage) = chunk.get("usage").and_then(Usage::from_chat) {
+        if let Some(usage) = chunk.get("usage").and_then(Usage::of) {
             self.usage = Some(usage);
         }
 
@@ -311,7 +315,7 @@ impl MessagesStream {
         let stop_reason =
             message_stop_reason(self.finish_reason.as_deref(), !self.tool_calls.is_empty());
         let usage = match self.usage {
-            Some(usage) => usage_json(usage),
+            Some(usage) => messages_usage(&usage),
             None => json!({ "output_tokens": self.deltas }),
         };
         let delta = json!({

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::{TranslateError, safe_message};
+use super::{TranslateError, messages_usage, safe_message};
+use crate::usage::Usage;
 
 /// Translates a non-streaming chat completion into an Anthropic message reporting
 /// `model` (the name the client asked for).
@@ -64,7 +65,7 @@ pub fn messages_response_from_chat(chat: &Value, model: &str) -> Result<Value, T
         "content": content,
         "stop_reason": message_stop_reason(finish, !calls.is_empty()),
         "stop_sequence": null,
-        "usage": usage_json(chat.get("usage").and_then(Usage::from_chat).unwrap_or_default()),
+        "usage": messages_usage(&chat.get("usage").and_then(Usage::of).unwrap_or_default()),
     }))
 }
 
@@ -121,44 +122,6 @@ pub(super) fn message_stop_reason(finish_reason: Option<&str>, called_tools: boo
         "end_turn" if called_tools => "tool_use",
         other => other,
     }
-}
-
-/// Token counts of a chat answer, saturated rather than wrapped when absurd.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Usage {
-    /// `prompt_tokens`, cached ones included.
-    pub prompt: u64,
-    /// `completion_tokens`.
-    pub completion: u64,
-    /// `prompt_tokens_details.cached_tokens`.
-    pub cached: u64,
-}
-
-impl Usage {
-    /// Reads a chat `usage` object; `None` when it is not one (e.g. `null`).
-    pub fn from_chat(usage: &Value) -> Option<Self> {
-        let count = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
-        usage.is_object().then(|| Self {
-            prompt: count(usage.get("prompt_tokens")),
-            completion: count(usage.get("completion_tokens")),
-            cached: count(
-                usage
-                    .get("prompt_tokens_details")
-                    .and_then(|d| d.get("cached_tokens")),
-            ),
-        })
-    }
-}
-
-/// Anthropic's `usage`: its `input_tokens` exclude cache reads, which are counted
-/// apart, where a chat `prompt_tokens` includes them.
-pub(super) fn usage_json(usage: Usage) -> Value {
-    json!({
-        "input_tokens": usage.prompt.saturating_sub(usage.cached),
-        "output_tokens": usage.completion,
-        "cache_read_input_tokens": usage.cached,
-        "cache_creation_input_tokens": 0,
-    })
 }
 
 /// The `error.message` of an OpenAI error body, shortened and with control
@@ -301,7 +264,7 @@ mod tests {
             "usage": {"prompt_tokens": 5, "completion_tokens": u64::MAX, "prompt_tokens_details": {"cached_tokens": 9}}
         }));
         assert_eq!(out["usage"]["input_tokens"], 0);
-        assert_eq!(out["usage"]["output_tokens"], u64::MAX);
+        assert_eq!(out["usage"]["output_tokens"], u32::MAX);
         assert_eq!(out["usage"]["cache_read_input_tokens"], 9);
     }
 

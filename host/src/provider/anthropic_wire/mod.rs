@@ -38,6 +38,7 @@ pub use to_chat::{ChatRequest, chat_request_from_messages};
 use thiserror::Error;
 
 use super::sse::SseError;
+use crate::usage::Usage;
 
 /// Why a body or stream could not be translated.
 ///
@@ -74,6 +75,35 @@ pub(super) fn safe_message(message: &str) -> String {
         .take(MAX_ERROR_MESSAGE_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// Anthropic's `usage` of `usage`: its `input_tokens` exclude the cache's reads and
+/// writes, which it counts apart.
+pub(super) fn messages_usage(usage: &Usage) -> serde_json::Value {
+    serde_json::json!({
+        "input_tokens": usage.uncached_input(),
+        "output_tokens": usage.output,
+        "cache_read_input_tokens": usage.cache_read,
+        "cache_creation_input_tokens": usage.cache_write,
+    })
+}
+
+/// Chat's `usage` of `usage`: the cache's reads as `prompt_tokens_details.cached_tokens`;
+/// its writes, for which chat has no field, as `cache_creation_input_tokens` beside
+/// (the name Anthropic gives them), so that the cost of an answer stays readable.
+pub(super) fn chat_usage(usage: &Usage) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": u64::from(usage.input) + u64::from(usage.output),
+    });
+    if usage.cache_read > 0 {
+        value["prompt_tokens_details"] = serde_json::json!({"cached_tokens": usage.cache_read});
+    }
+    if usage.cache_write > 0 {
+        value["cache_creation_input_tokens"] = usage.cache_write.into();
+    }
+    value
 }
 
 pub(super) fn bad_request(message: impl Into<String>) -> TranslateError {

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{TranslateError, bad_response, safe_message};
+use super::{TranslateError, bad_response, chat_usage, safe_message};
+use crate::usage::Usage;
 
 /// Translates a non-streaming Anthropic message into an OpenAI
 /// `chat.completion` object reporting `client_model` (the name the client
@@ -64,9 +65,10 @@ pub fn from_messages_response(
         message.insert("tool_calls".into(), Value::Array(tool_calls));
     }
     let stop_reason = anthropic.get("stop_reason").and_then(Value::as_str);
-    let usage = anthropic.get("usage");
-    let input = usage.and_then(input_tokens).unwrap_or(0);
-    let output = usage.and_then(output_tokens).unwrap_or(0);
+    let mut usage = Usage::default();
+    if let Some(reported) = anthropic.get("usage") {
+        usage.update(reported);
+    }
 
     Ok(json!({
         "id": format!("chatcmpl-{id}"),
@@ -79,7 +81,7 @@ pub fn from_messages_response(
             "finish_reason": finish_reason(stop_reason),
             "logprobs": null,
         }],
-        "usage": usage_json(input, output),
+        "usage": chat_usage(&usage),
     }))
 }
 
@@ -91,36 +93,6 @@ pub(super) fn finish_reason(stop_reason: Option<&str>) -> &'static str {
         // mean "the model stopped on its own" as far as an OpenAI client knows.
         _ => "stop",
     }
-}
-
-/// Token counts are u32 in the gateway; absurd upstream values saturate
-/// instead of wrapping.
-fn saturate(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// Prompt tokens including cache reads and writes; `None` when the usage
-/// object reports no input counts at all (e.g. an older `message_delta`).
-pub(super) fn input_tokens(usage: &Value) -> Option<u32> {
-    let keys = [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ];
-    let counts: Vec<u64> = keys.iter().filter_map(|k| usage.get(k)?.as_u64()).collect();
-    (!counts.is_empty()).then(|| saturate(counts.iter().fold(0u64, |a, b| a.saturating_add(*b))))
-}
-
-pub(super) fn output_tokens(usage: &Value) -> Option<u32> {
-    usage.get("output_tokens")?.as_u64().map(saturate)
-}
-
-pub(super) fn usage_json(input: u32, output: u32) -> Value {
-    json!({
-        "prompt_tokens": input,
-        "completion_tokens": output,
-        "total_tokens": u64::from(input) + u64::from(output),
-    })
 }
 
 /// Extracts a short, printable message from an Anthropic error body
@@ -182,7 +154,8 @@ mod tests {
                     "finish_reason": "tool_calls",
                     "logprobs": null
                 }],
-                "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24}
+                "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24,
+                          "prompt_tokens_details": {"cached_tokens": 5}, "cache_creation_input_tokens": 2}
             })
         );
     }

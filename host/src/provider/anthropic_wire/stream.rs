@@ -4,9 +4,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::response::{error_text, finish_reason, input_tokens, output_tokens, usage_json};
+use super::chat_usage;
+use super::response::{error_text, finish_reason};
 use super::{TranslateError, bad_response};
 use crate::provider::sse::{self, SseEvent, SseParser};
+use crate::usage::Usage;
 
 /// Stateful translator of an Anthropic SSE stream into OpenAI
 /// `chat.completion.chunk` SSE frames.
@@ -20,8 +22,7 @@ pub struct StreamTranslator {
     created: u64,
     /// OpenAI chunk id, known once `message_start` arrives.
     id: Option<String>,
-    input_tokens: u32,
-    output_tokens: u32,
+    usage: Usage,
     /// Anthropic content block index -> OpenAI tool call index, because
     /// Anthropic numbers all blocks while OpenAI numbers only tool calls.
     tool_indexes: HashMap<u64, usize>,
@@ -42,8 +43,7 @@ impl StreamTranslator {
             include_usage,
             created,
             id: None,
-            input_tokens: 0,
-            output_tokens: 0,
+            usage: Usage::default(),
             tool_indexes: HashMap::new(),
             next_tool_index: 0,
             saw_content: false,
@@ -80,10 +80,7 @@ impl StreamTranslator {
         if self.include_usage {
             let mut chunk = self.chunk_base()?;
             chunk.insert("choices".into(), json!([]));
-            chunk.insert(
-                "usage".into(),
-                usage_json(self.input_tokens, self.output_tokens),
-            );
+            chunk.insert("usage".into(), chat_usage(&self.usage));
             out.push_str(&sse::frame(&Value::Object(chunk).to_string()));
         }
         out.push_str(&sse::frame("[DONE]"));
@@ -102,7 +99,7 @@ impl StreamTranslator {
     /// Usage so far: (input_tokens, output_tokens), input including cache
     /// reads and writes.
     pub fn usage(&self) -> (u32, u32) {
-        (self.input_tokens, self.output_tokens)
+        self.usage.tokens()
     }
 
     fn handle(&mut self, event: &SseEvent, out: &mut String) -> Result<(), TranslateError> {
@@ -217,17 +214,20 @@ impl StreamTranslator {
             .get("delta")
             .and_then(|d| d.get("stop_reason"))
             .and_then(Value::as_str);
-        self.emit(out, json!({}), Some(finish_reason(stop_reason)))
+        let mut chunk = self.chunk(json!({}), Some(finish_reason(stop_reason)))?;
+        // A client that asked for no usage chunk still gets the counts, on the finish
+        // chunk (a field every chunk may carry): the gateway charges what the upstream
+        // counted, not an estimate.
+        if !self.include_usage {
+            chunk.insert("usage".into(), chat_usage(&self.usage));
+        }
+        out.push_str(&sse::frame(&Value::Object(chunk).to_string()));
+        Ok(())
     }
 
     /// Anthropic's usage counts are cumulative, so later values replace earlier ones.
     fn record_usage(&mut self, usage: &Value) {
-        if let Some(input) = input_tokens(usage) {
-            self.input_tokens = input;
-        }
-        if let Some(output) = output_tokens(usage) {
-            self.output_tokens = output;
-        }
+        self.usage.update(usage);
     }
 
     fn emit_content(&mut self, out: &mut String, delta: Value) -> Result<(), TranslateError> {
@@ -242,6 +242,17 @@ impl StreamTranslator {
         delta: Value,
         finish_reason: Option<&str>,
     ) -> Result<(), TranslateError> {
+        let chunk = self.chunk(delta, finish_reason)?;
+        out.push_str(&sse::frame(&Value::Object(chunk).to_string()));
+        Ok(())
+    }
+
+    /// A chunk of one choice with `delta`.
+    fn chunk(
+        &self,
+        delta: Value,
+        finish_reason: Option<&str>,
+    ) -> Result<Map<String, Value>, TranslateError> {
         let mut chunk = self.chunk_base()?;
         chunk.insert(
             "choices".into(),
@@ -251,8 +262,7 @@ impl StreamTranslator {
         if self.include_usage {
             chunk.insert("usage".into(), Value::Null);
         }
-        out.push_str(&sse::frame(&Value::Object(chunk).to_string()));
-        Ok(())
+        Ok(chunk)
     }
 
     fn chunk_base(&self) -> Result<Map<String, Value>, TranslateError> {
@@ -329,6 +339,13 @@ mod tests {
             .collect()
     }
 
+    /// `chunk` carrying the counts, as the finish chunk does when the client asked
+    /// for no usage chunk.
+    fn with_usage(mut chunk: Value, usage: Value) -> Value {
+        chunk["usage"] = usage;
+        chunk
+    }
+
     fn run(translator: &mut StreamTranslator, input: &[u8], chunk_size: usize) -> String {
         input
             .chunks(chunk_size)
@@ -348,7 +365,11 @@ mod tests {
             chunk(json!({"role": "assistant", "content": ""}), Value::Null),
             chunk(json!({"content": "Hello"}), Value::Null),
             chunk(json!({"content": " w\u{f6}rld \u{1F30D}"}), Value::Null),
-            chunk(json!({}), json!("stop")),
+            with_usage(
+                chunk(json!({}), json!("stop")),
+                json!({"prompt_tokens": 30, "completion_tokens": 15, "total_tokens": 45,
+                       "prompt_tokens_details": {"cached_tokens": 5}}),
+            ),
             json!("[DONE]"),
         ];
         assert_eq!(out_whole, out_bytes);
@@ -372,7 +393,8 @@ mod tests {
         let usage_chunk = json!({
             "id": "chatcmpl-msg_1", "object": "chat.completion.chunk", "created": 42, "model": "client-model",
             "choices": [],
-            "usage": {"prompt_tokens": 30, "completion_tokens": 15, "total_tokens": 45}
+            "usage": {"prompt_tokens": 30, "completion_tokens": 15, "total_tokens": 45,
+                      "prompt_tokens_details": {"cached_tokens": 5}}
         });
         assert_eq!(frames(&end), vec![usage_chunk, json!("[DONE]")]);
     }
@@ -416,7 +438,11 @@ mod tests {
                 json!({"tool_calls": [{"index": 1, "id": "toolu_2", "type": "function", "function": {"name": "now", "arguments": ""}}]}),
                 Value::Null,
             ),
-            chunk(json!({}), json!("tool_calls")),
+            with_usage(
+                chunk(json!({}), json!("tool_calls")),
+                json!({"prompt_tokens": 30, "completion_tokens": 40, "total_tokens": 70,
+                       "prompt_tokens_details": {"cached_tokens": 5}}),
+            ),
             json!("[DONE]"),
         ];
         assert_eq!(frames(&out), expected);

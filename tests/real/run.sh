@@ -6,7 +6,8 @@
 # 127.0.0.1:8081 and :8082 with one thread each, starts the gateway on
 # examples/local-llm.toml, and checks through it: a non-streaming chat, a streaming
 # chat with usage (and that the usage reached the gateway's accounting), an
-# embeddings call, the official openai client, and a JSON request through a
+# embeddings call, the official openai client, an Anthropic Messages request (whole and
+# streamed, translated to the model's chat endpoint), and a JSON request through a
 # `policies/cascade` binding whose strong rung is a fake (tests/real/fake_strong.py):
 # whichever answer the client gets is valid JSON. Then stops every process by id.
 set -euo pipefail
@@ -81,6 +82,19 @@ grep -qi '^x-signalbox-target: local-e5' "$logs/headers" || { cat "$logs/headers
 
 echo "real stage: the official openai client"
 "$venv/bin/python" tests/clients/openai_sdk.py "$base" "$key" smollm2 --sampled
+echo "real stage: an Anthropic Messages request, translated to the model's chat endpoint"
+messages() { # body -> response body on stdout, headers in $logs/headers
+    curl -sS -D "$logs/headers" "$base/v1/messages" -H "x-api-key: $key" \
+        -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d "$1"
+}
+answer=$(messages '{"model":"smollm2","max_tokens":16,"system":"Be brief.","messages":[{"role":"user","content":"Say hello."}]}')
+[ "$(echo "$answer" | json 'd["type"]')" = message ] || { echo "not a message: $answer"; exit 1; }
+[ -n "$(echo "$answer" | json 'd["content"][0]["text"]')" ] || { echo "empty message: $answer"; exit 1; }
+[ "$(echo "$answer" | json 'd["usage"]["output_tokens"] > 0')" = True ] || { echo "no usage: $answer"; exit 1; }
+grep -qi '^x-signalbox-target: local-smollm2' "$logs/headers" || { cat "$logs/headers"; exit 1; }
+stream=$(messages '{"model":"smollm2","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"Count to five."}]}')
+echo "$stream" | grep -q '^event: content_block_delta' || { echo "no content in: $stream"; exit 1; }
+echo "$stream" | grep '^data: ' | tail -n 1 | grep -q '"type":"message_stop"' || { echo "no message_stop: $stream"; exit 1; }
 
 kill -TERM "$gateway"
 wait "$gateway"

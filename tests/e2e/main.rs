@@ -11,6 +11,7 @@ mod keys_support;
 mod support;
 
 mod auth;
+mod azure;
 mod cache;
 mod cascade;
 mod cli;

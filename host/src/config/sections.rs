@@ -197,6 +197,9 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Azure OpenAI: the OpenAI API at a resource's own URLs, authenticated by an
+    /// `api-key` or a Microsoft Entra bearer token.
+    Azure,
     /// In-process simulated model, for demos and load tests.
     Simulated,
 }
@@ -213,6 +216,13 @@ pub struct ProviderSection {
     pub base_url: Option<String>,
     /// Environment variable holding the API key (never the key itself).
     pub api_key_env: Option<String>,
+    /// Azure only: the `api-version` of deployment URLs
+    /// (`{base_url}/openai/deployments/{upstream_model}/…`); without it, Azure's v1 API
+    /// (`{base_url}/openai/v1/…`, the model in the body).
+    pub api_version: Option<String>,
+    /// Azure only: environment variable holding a Microsoft Entra access token, sent
+    /// as `Authorization: Bearer` (instead of `api_key_env`'s `api-key`).
+    pub entra_token_env: Option<String>,
     /// Simulated providers only: how they behave.
     #[serde(default)]
     pub simulated: SimulatedSection,

@@ -63,7 +63,7 @@ fn validate_providers<'a>(
         }
         match p.kind {
             ProviderKind::Simulated => {}
-            ProviderKind::Openai | ProviderKind::Anthropic => {
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Azure => {
                 let Some(url) = &p.base_url else {
                     return Err(Invalid::new(at("base_url"), "required for this kind"));
                 };
@@ -75,14 +75,35 @@ fn validate_providers<'a>(
                 }
             }
         }
-        if let Some(var) = &p.api_key_env {
+        if p.kind != ProviderKind::Azure {
+            for (key, set) in [
+                ("api_version", p.api_version.is_some()),
+                ("entra_token_env", p.entra_token_env.is_some()),
+            ] {
+                if set {
+                    return Err(Invalid::new(at(key), "only for `kind = \"azure\"`"));
+                }
+            }
+        }
+        let secret = match (&p.api_key_env, &p.entra_token_env) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    at("entra_token_env"),
+                    "set `api_key_env` or `entra_token_env`, not both",
+                ));
+            }
+            (Some(var), None) => Some(("api_key_env", var)),
+            (None, Some(var)) => Some(("entra_token_env", var)),
+            (None, None) => None,
+        };
+        if let Some((key, var)) = secret {
             match env(var) {
                 Some(key) if !key.is_empty() => {
                     secrets.insert(p.name.clone(), key);
                 }
                 _ => {
                     return Err(Invalid::new(
-                        at("api_key_env"),
+                        at(key),
                         format!("environment variable `{var}` is not set"),
                     ));
                 }

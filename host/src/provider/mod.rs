@@ -142,6 +142,16 @@ impl Upstream {
                 &base,
                 secret,
             )?),
+            ProviderKind::Azure => Kind::OpenAi(openai::OpenAi::azure(
+                client(target.connect_timeout())?,
+                &openai::AzureSite {
+                    base: &base,
+                    api_version: provider.api_version.as_deref(),
+                    deployment: target.upstream_model(),
+                    entra: provider.entra_token_env.is_some(),
+                },
+                secret,
+            )),
             ProviderKind::Anthropic => Kind::Anthropic(anthropic::Anthropic::new(
                 client(target.connect_timeout())?,
                 &base,

@@ -1,7 +1,37 @@
-//! Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, Groq…): the body goes
-//! up with only `model` rewritten, and the answer comes back byte for byte.
+//! Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, Groq…), Azure OpenAI
+//! among them at its own URLs: the body goes up with only `model` rewritten, and the
+//! answer comes back byte for byte.
 
 use super::{Attempt, AttemptKind, HttpsClient, UpstreamBody, UpstreamError, post_json};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// What must be escaped in a URL path segment (a deployment name).
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+/// What must be escaped in a query value.
+const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
+
+/// Where an Azure OpenAI deployment answers.
+pub(super) struct AzureSite<'a> {
+    /// The resource's URL, e.g. `https://my-resource.openai.azure.com`.
+    pub base: &'a str,
+    /// The `api-version` of deployment URLs; `None` for the v1 API.
+    pub api_version: Option<&'a str>,
+    /// The deployment (the target's upstream model).
+    pub deployment: &'a str,
+    /// The secret is a Microsoft Entra token, not an `api-key`.
+    pub entra: bool,
+}
 
 pub(super) struct OpenAi {
     client: HttpsClient,
@@ -25,6 +55,32 @@ impl OpenAi {
                 .map(|k| vec![("authorization", format!("Bearer {k}"))])
                 .unwrap_or_default(),
         })
+    }
+
+    /// Azure OpenAI at `site`: the deployment's URLs with their `api-version`, or the
+    /// v1 API; `key` sent as `api-key`, or as a bearer token when it is an Entra
+    /// token.
+    pub fn azure(client: HttpsClient, site: &AzureSite<'_>, key: Option<&str>) -> Self {
+        let base = site.base.trim_end_matches('/');
+        let url = |operation: &str| match site.api_version {
+            Some(version) => format!(
+                "{base}/openai/deployments/{}/{operation}?api-version={}",
+                utf8_percent_encode(site.deployment, PATH_SEGMENT),
+                utf8_percent_encode(version, QUERY_VALUE),
+            ),
+            None => format!("{base}/openai/v1/{operation}"),
+        };
+        let headers = match (key, site.entra) {
+            (Some(token), true) => vec![("authorization", format!("Bearer {token}"))],
+            (Some(key), false) => vec![("api-key", key.to_owned())],
+            (None, _) => Vec::new(),
+        };
+        OpenAi {
+            client,
+            chat_url: url("chat/completions"),
+            embeddings_url: url("embeddings"),
+            headers,
+        }
     }
 
     pub async fn send(

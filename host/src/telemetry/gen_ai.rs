@@ -32,6 +32,7 @@ pub(crate) fn provider_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Openai => "openai",
         ProviderKind::Anthropic => "anthropic",
+        ProviderKind::Azure => "azure.ai.openai",
         ProviderKind::Simulated => "signalbox.simulated",
     }
 }

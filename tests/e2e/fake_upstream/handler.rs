@@ -59,7 +59,19 @@ pub(super) async fn handle(
         requests.len()
     };
 
-    let route = match (wire, &parts.method, parts.uri.path()) {
+    // Azure OpenAI speaks the same API under its own paths: per deployment
+    // (`/openai/deployments/{name}/…?api-version=…`) or the v1 API (`/openai/v1/…`).
+    let path = parts.uri.path();
+    let path = match path.strip_prefix("/openai/deployments/") {
+        Some(rest) => rest.find('/').map_or(path, |at| &rest[at..]),
+        None => path.strip_prefix("/openai").unwrap_or(path),
+    };
+    let path = if path.starts_with("/v1/") {
+        path.to_owned()
+    } else {
+        format!("/v1{path}")
+    };
+    let route = match (wire, &parts.method, path.as_str()) {
         (Wire::OpenAi, &Method::POST, "/v1/chat/completions") => Route::Chat,
         (Wire::OpenAi, &Method::POST, "/v1/embeddings") => Route::Embeddings,
         (Wire::Anthropic, &Method::POST, "/v1/messages") => Route::Chat,

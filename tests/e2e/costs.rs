@@ -44,7 +44,9 @@ async fn gateway(anthropic: &FakeUpstream, openai: &FakeUpstream, dir: &Path) ->
             dir.join("usage.db").display()
         ),
     );
-    let toml = price(price(toml, "claude", CLAUDE), "gpt", GPT);
+    // Paced streams (one event per interval) take a while to reach their content.
+    let toml = price(price(toml, "claude", CLAUDE), "gpt", GPT)
+        .replace("first_byte_timeout_ms = 400", "first_byte_timeout_ms = 4000");
     TestGateway::start(&toml).await
 }
 
@@ -246,4 +248,66 @@ async fn a_stream_without_usage_is_charged_for_an_estimate_marked_as_such() {
     );
     assert!(input > 0 && output == 2 && read == 0, "{input} {output}");
     assert_cents(cost, invoice(GPT, input, 0, 0, output));
+}
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_is_charged_for_what_was_relayed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (anthropic, openai) = (
+        FakeUpstream::start(Wire::Anthropic).await,
+        FakeUpstream::start(Wire::OpenAi).await,
+    );
+    // Anthropic's stream states its input (with the cache) at once, then is slow.
+    anthropic.enqueue(
+        Upstream::ok()
+            .chunks(&["a", "b", "c", "d", "e", "f"])
+            .chunk_interval(std::time::Duration::from_millis(150)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&anthropic, &openai, dir.path()).await;
+    let body = json!({"model": "auto", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "Hi"}]})
+    .to_string();
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-signalbox-route: 0\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 4096];
+    while !seen.contains("content_block_delta") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0 && !seen.contains(" 503 "), "the stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let id = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    drop(stream);
+    let reply = Reply {
+        status: 200,
+        headers: [(
+            http::HeaderName::from_static("x-request-id"),
+            id.parse().unwrap(),
+        )]
+        .into_iter()
+        .collect(),
+        body: bytes::Bytes::new(),
+    };
+    let (input, output, _, _, _, estimated, cost) = row(dir.path(), &reply).await;
+    // The input as the upstream stated it, at least one output token per delta seen.
+    assert_eq!(
+        input,
+        crate::fake_upstream::prompt_tokens(&serde_json::from_str(&body).unwrap()) as u32
+    );
+    assert!(output >= 1, "{output}");
+    assert!(
+        estimated,
+        "a stream cut short is charged on partial counts, marked estimated"
+    );
+    assert_cents(cost, invoice(CLAUDE, input, 0, 0, output));
 }

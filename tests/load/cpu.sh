@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # CPU time per request at saturation (concurrency 32): the floor proxy and the gateway,
-# each on core 0 alone, the fake upstream and oha on core 1, as in run.sh. Three
+# each on core 0 alone, the fake upstream and oha on core 1, as in run.sh. The
 # workloads: a JSON answer, and streams of 20 and of 200 content chunks (the per-chunk
-# cost of the stream relay is the difference between the two, over 180 chunks).
+# cost of the stream relay is the difference between the two, over 180 chunks); then
+# Anthropic's Messages API, JSON and a stream of 20, passed through, and a Messages
+# request translated to the chat upstream. WORKLOADS="json stream20" picks some (a
+# build from before /v1/messages existed takes only the chat ones).
 # Prints "workload name requests req/s user_us_per_request sys_us_per_request".
 #   tests/load/cpu.sh [SECONDS] [PROFILE]     (PROFILE: production (default) or release)
 # GATEWAY=path/to/signalbox measures another build of the gateway (before/after runs);
@@ -28,10 +31,11 @@ pids+=($gateway)
 
 # Waits until something answers on a loopback port.
 ready() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-load() { # port seconds body
+load() { # port seconds body [path]
     taskset -c 1 oha --no-tui --output-format json -z "$2s" -c 32 -m POST \
-        -H "authorization: Bearer $key" -H 'content-type: application/json' -d "$3" \
-        "http://127.0.0.1:$1/v1/chat/completions"
+        -H "authorization: Bearer $key" -H 'content-type: application/json' \
+        -H 'anthropic-version: 2023-06-01' -d "$3" \
+        "http://127.0.0.1:$1${4:-/v1/chat/completions}"
 }
 # utime and stime of a process, in clock ticks.
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
@@ -39,11 +43,18 @@ cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 json='{"model":"m","messages":[{"role":"user","content":"Hello, how are you today?"}]}'
 stream='{"model":"m","stream":true,"messages":[{"role":"user","content":"Hello, how are you today?"}]}'
-for workload in json stream20 stream200; do
-    body=$json chunks=8
+messages='{"model":"claude","max_tokens":64,"messages":[{"role":"user","content":"Hello, how are you today?"}]}'
+messages_stream='{"model":"claude","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello, how are you today?"}]}'
+for workload in ${WORKLOADS:-json stream20 stream200 messages messages-stream20 messages-to-chat}; do
+    body=$json chunks=8 path=/v1/chat/completions
     case $workload in
         stream20) body=$stream chunks=20 ;;
         stream200) body=$stream chunks=200 ;;
+        # Anthropic's Messages API passed through to an Anthropic upstream.
+        messages) body=$messages path=/v1/messages ;;
+        messages-stream20) body=$messages_stream chunks=20 path=/v1/messages ;;
+        # A Messages request served by a chat upstream: translated both ways.
+        messages-to-chat) body=${messages/claude/m} path=/v1/messages ;;
     esac
     taskset -c 1 $bin/fake-llm --listen 127.0.0.1:9001 --chunks $chunks >/dev/null &
     upstream=$!
@@ -54,9 +65,11 @@ for workload in json stream20 stream200; do
     for name in proxy gateway; do
         pid=$proxy port=9002
         [ $name = gateway ] && pid=$gateway port=9003
-        load $port 1 "$body" >/dev/null # warm the pools
+        # The floor proxy forwards bytes: a translated request has no floor of its own.
+        [ $name = proxy ] && [ $workload = messages-to-chat ] && continue
+        load $port 1 "$body" $path >/dev/null # warm the pools
         read -r u0 s0 < <(cpu $pid)
-        n=$(load $port "$secs" "$body" | python3 -c '
+        n=$(load $port "$secs" "$body" $path | python3 -c '
 import json, sys
 codes = json.load(sys.stdin)["statusCodeDistribution"]
 if set(codes) - {"200"}:

@@ -6,9 +6,9 @@
 //!
 //! Dropping the relay (the client went away) drops the upstream body, which closes
 //! the upstream connection at once: nobody pays for tokens nobody reads; the request
-//! then ends as abandoned (see [`Routed`]'s drop).
+//! then ends as abandoned, charged for what was relayed.
 
-use super::end::Routed;
+use super::end::{CLIENT_CLOSED, Routed};
 use super::events::EventStream;
 use crate::policy::Ending;
 use crate::protocol::Protocol;
@@ -111,6 +111,28 @@ impl Relay {
             ),
         };
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away mid-stream: what was relayed is charged — the upstream's
+    /// counts so far where it gave them (a Messages stream's `message_start`), the
+    /// estimate where not, and at least one output token per content event relayed —
+    /// marked as estimated, since the upstream never said its last word.
+    fn drop(&mut self) {
+        let Some(mut routed) = self.routed.take() else {
+            return;
+        };
+        let scanner = &self.upstream.scanner;
+        let reported = scanner
+            .usage
+            .unwrap_or(Usage::new(routed.input_estimate, 0));
+        let usage = Usage {
+            output: reported.output.max(scanner.chunks),
+            estimated: true,
+            ..reported
+        };
+        routed.end(Ending::Abandoned, CLIENT_CLOSED, Some(usage));
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Protocol {
     Chat,
     /// Anthropic's Messages: Anthropic's shapes and stream events.
     Messages,
+    /// OpenAI's Responses: its `response` object and stream events, OpenAI's errors.
+    Responses,
 }
 
 impl Protocol {
@@ -32,6 +34,7 @@ impl Protocol {
         match self {
             Protocol::Chat => "chat",
             Protocol::Messages => "messages",
+            Protocol::Responses => "responses",
         }
     }
 }

@@ -72,8 +72,9 @@ impl Usage {
                 input,
                 output,
                 cache_read: detail(usage, "input_tokens_details", "cached_tokens"),
+                cache_write: detail(usage, "input_tokens_details", "cache_write_tokens"),
                 reasoning: detail(usage, "output_tokens_details", "reasoning_tokens"),
-                ..Usage::default()
+                estimated: false,
             });
         }
         // Anthropic: the cache's tokens beside the rest of the input.

@@ -2,7 +2,7 @@
 
 Usage: python openai_sdk.py BASE_URL API_KEY [MODEL [--sampled]]
 Exits non-zero (with the reason) unless a non-streaming and a streaming chat
-completion both succeed. Against the deterministic simulated models the streamed text
+completion, and a non-streaming and a streaming response (the Responses API), succeed. Against the deterministic simulated models the streamed text
 must equal the non-streamed one; `--sampled` (a real model) only requires text.
 """
 
@@ -49,6 +49,24 @@ def main() -> int:
     else:
         assert streamed == text, f"stream {streamed!r} != completion {text!r}"
     assert usage and usage.completion_tokens > 0, usage
+
+    # The Responses API, whole and streamed (translated to the targets' chat).
+    response = client.responses.create(model=model, input="Hello from the openai SDK",
+                                       max_output_tokens=24)
+    assert response.status == "completed", response
+    assert response.output_text, f"empty response: {response}"
+    assert response.usage and response.usage.output_tokens > 0, response.usage
+    deltas, final = [], None
+    for event in client.responses.create(model=model, input="Hello from the openai SDK",
+                                         max_output_tokens=24, stream=True):
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        elif event.type == "response.completed":
+            final = event.response
+    assert final is not None, "no response.completed event"
+    assert final.output_text == "".join(deltas), (final.output_text, deltas)
+    if not sampled:
+        assert final.output_text == response.output_text, (final.output_text, response.output_text)
 
     models = [m.id for m in client.models.list()]
     assert model in models, models

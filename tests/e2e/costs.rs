@@ -45,8 +45,10 @@ async fn gateway(anthropic: &FakeUpstream, openai: &FakeUpstream, dir: &Path) ->
         ),
     );
     // Paced streams (one event per interval) take a while to reach their content.
-    let toml = price(price(toml, "claude", CLAUDE), "gpt", GPT)
-        .replace("first_byte_timeout_ms = 400", "first_byte_timeout_ms = 4000");
+    let toml = price(price(toml, "claude", CLAUDE), "gpt", GPT).replace(
+        "first_byte_timeout_ms = 400",
+        "first_byte_timeout_ms = 4000",
+    );
     TestGateway::start(&toml).await
 }
 
@@ -278,7 +280,10 @@ async fn a_stream_the_client_leaves_is_charged_for_what_was_relayed() {
     let mut buf = vec![0u8; 4096];
     while !seen.contains("content_block_delta") {
         let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0 && !seen.contains(" 503 "), "the stream ended early: {seen}");
+        assert!(
+            n > 0 && !seen.contains(" 503 "),
+            "the stream ended early: {seen}"
+        );
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     let id = seen

@@ -50,6 +50,7 @@ mod policy_weighted;
 mod quickstart;
 mod quota;
 mod replay;
+mod responses;
 mod swap;
 mod telemetry;
 mod tls;

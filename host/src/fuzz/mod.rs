@@ -1,7 +1,7 @@
 //! Fuzz targets for every parser of bytes that come from outside the gateway: a
 //! client's request body and how it is read, an upstream's SSE stream and what an
-//! Anthropic upstream answers (streams, messages, errors), a Messages client's request
-//! and what a chat upstream answers it, the policy state snapshot
+//! Anthropic upstream answers (streams, messages, errors), a Messages or Responses
+//! client's request and what a chat upstream answers it, the policy state snapshot
 //! read back from disk, the config file, the admin API's policy upload and the
 //! `Authorization` header.
 //!
@@ -26,6 +26,7 @@ mod config_file;
 mod key_ring;
 mod messages_client;
 mod request_body;
+mod responses_client;
 mod sse;
 mod state_snapshot;
 

@@ -37,7 +37,7 @@ impl ApiError {
     /// This error as a response in the shape of the protocol the client spoke.
     pub fn into_response_in(self, protocol: Protocol) -> http::Response<ResponseBody> {
         let body = match protocol {
-            Protocol::Chat => self.body(),
+            Protocol::Chat | Protocol::Responses => self.body(),
             Protocol::Messages => crate::anthropic::error_body(self.status.as_u16(), &self.message),
         };
         let mut response = http::Response::new(full(body));

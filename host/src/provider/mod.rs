@@ -5,12 +5,15 @@
 //! OpenAI-compatible server byte for byte, to Anthropic translated both ways, to the
 //! simulated provider which generates chat answers. A Messages request goes to
 //! Anthropic byte for byte and to the others through a translation to chat and back
-//! ([`messages_over_chat`]), which names what it had to drop.
+//! ([`over_chat`]), which names what it had to drop. A Responses request goes
+//! to every upstream through chat ([`over_chat`]): to an Anthropic one,
+//! chat is then translated to Messages as for a chat client.
 
 mod anthropic;
 pub mod anthropic_wire;
-mod messages_over_chat;
 mod openai;
+mod over_chat;
+pub mod responses_wire;
 mod simulated;
 pub mod sse;
 mod translated;
@@ -185,7 +188,11 @@ impl Upstream {
                 p.pass_through(&self.upstream_model, attempt).await
             }
             (Protocol::Messages, _) => {
-                messages_over_chat::send(self, &self.upstream_model, attempt).await
+                over_chat::send(self, &self.upstream_model, attempt, over_chat::Messages).await
+            }
+            (Protocol::Responses, _) => {
+                let over = over_chat::Responses::new();
+                over_chat::send(self, &self.upstream_model, attempt, over).await
             }
         }
     }

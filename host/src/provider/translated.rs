@@ -1,11 +1,48 @@
 //! Answers put into another protocol on their way down: a JSON body translated when
 //! first read, a stream event by event through a stateful translator.
 
-use super::anthropic_wire::TranslateError;
+use super::sse::SseError;
 use super::{UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+
+/// Why a body or stream could not be translated.
+///
+/// Messages never quote request or response content, only say which part was
+/// wrong, so they are safe to log and to return to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// The client's request cannot be expressed in the upstream's protocol.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The upstream sent something that is not a well-formed answer of its protocol.
+    #[error("invalid upstream response: {0}")]
+    InvalidResponse(String),
+    /// The upstream reported an error inside the stream (an `error` event).
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// The upstream stream ended before its end (`message_stop`, `data: [DONE]`).
+    #[error("the upstream stream ended before its end")]
+    Truncated,
+    /// The upstream stream is not usable SSE.
+    #[error("invalid upstream stream: {0}")]
+    Sse(#[from] SseError),
+}
+
+/// Longest upstream error message passed on, in characters: upstream text ends up
+/// in client responses and logs, so it is kept short.
+pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 300;
+
+/// An upstream's error message made safe to pass on: shortened, and with control
+/// characters (which could forge log lines or break header values) replaced.
+pub(crate) fn safe_message(message: &str) -> String {
+    message
+        .chars()
+        .take(MAX_ERROR_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 /// Largest non-streamed answer or error body read from an upstream to translate.
 const MAX_BODY: usize = 32 << 20;

@@ -26,7 +26,7 @@ pub use headers::{
 
 use crate::anthropic::MessagesRequest;
 use crate::gateway::{Gateway, Tenant};
-use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseBody};
+use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseBody, ResponsesRequest};
 use crate::policy::{self, RouteRequest};
 use crate::protocol::Protocol;
 use crate::provider::{Attempt, AttemptKind};
@@ -87,6 +87,35 @@ pub async fn messages(
         AttemptKind::Chat,
     );
     routed.protocol = Protocol::Messages;
+    route(routed, caller, &view, attempt, estimate).await
+}
+
+/// Serves `POST /v1/responses`, like [`chat`]: the answer as a `response` object or
+/// the Responses event stream, errors in OpenAI's shape.
+pub async fn responses(
+    gateway: &Arc<Gateway>,
+    tenant: &Arc<Tenant>,
+    caller: &Caller,
+    request: ResponsesRequest,
+    request_id: &str,
+) -> http::Response<ResponseBody> {
+    let attempt = Attempt {
+        protocol: Protocol::Responses,
+        strict: request.strict,
+        input_estimate: request.input_tokens,
+        ..Attempt::chat(&request.body, request.stream, false)
+    };
+    let estimate =
+        u64::from(request.input_tokens) + u64::from(request.max_output_tokens.unwrap_or(0));
+    let view = request.route_request(request_id);
+    let mut routed = Routed::new(
+        gateway,
+        tenant,
+        (request_id, &caller.key_id),
+        request.input_tokens,
+        AttemptKind::Chat,
+    );
+    routed.protocol = Protocol::Responses;
     route(routed, caller, &view, attempt, estimate).await
 }
 

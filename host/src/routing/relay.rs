@@ -109,6 +109,15 @@ impl Relay {
                 "event: error\ndata: {}\n\n",
                 String::from_utf8_lossy(&crate::anthropic::error_body(502, &message))
             ),
+            // The Responses API's, numbered after the last event relayed.
+            Protocol::Responses => {
+                let sequence = self.upstream.scanner.sequence.map_or(0, |n| n + 1);
+                let event = serde_json::json!({
+                    "type": "error", "code": "stream_interrupted", "message": message,
+                    "param": null, "sequence_number": sequence,
+                });
+                format!("event: error\ndata: {event}\n\n")
+            }
         };
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
     }

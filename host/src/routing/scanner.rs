@@ -36,6 +36,9 @@ pub(crate) struct StreamScanner {
     /// The finish reasons the stream's choices ended with, in the order they came
     /// (for telemetry's `gen_ai.response.finish_reasons`).
     pub finish_reasons: Vec<String>,
+    /// The last `sequence_number` of a Responses stream, which an error event the
+    /// gateway adds continues.
+    pub sequence: Option<u64>,
 }
 
 impl StreamScanner {
@@ -53,9 +56,10 @@ impl StreamScanner {
             return;
         };
         let data = data.trim_ascii();
-        if self.protocol == Protocol::Messages {
-            self.scan_messages(event.event, data);
-            return;
+        match self.protocol {
+            Protocol::Chat => {}
+            Protocol::Messages => return self.scan_messages(event.event, data),
+            Protocol::Responses => return self.scan_responses(data),
         }
         if data == b"[DONE]" {
             self.done = true;
@@ -183,6 +187,69 @@ impl StreamScanner {
                 self.error = Some(
                     field(event.get("error"), "message")
                         .unwrap_or_else(|| "upstream error".to_owned()),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads one event of a Responses stream: content is a text, refusal or
+    /// function-call delta or a function call's item; the end is `response.completed`
+    /// or `response.incomplete`, whose response carries the usage.
+    fn scan_responses(&mut self, data: &[u8]) {
+        if data.first() != Some(&b'{') {
+            self.invalid = Some(not_json(data));
+            return;
+        }
+        let Ok(event) = serde_json::from_slice::<Value>(data) else {
+            self.invalid = Some(not_json(data));
+            return;
+        };
+        if let Some(n) = event.get("sequence_number").and_then(Value::as_u64) {
+            self.sequence = Some(n);
+        }
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "response.output_text.delta"
+            | "response.refusal.delta"
+            | "response.function_call_arguments.delta" => {
+                self.content = true;
+                self.chunks = self.chunks.saturating_add(1);
+            }
+            "response.output_item.added" => {
+                let item = event.get("item").and_then(|i| i.get("type"));
+                if item.and_then(Value::as_str) == Some("function_call") {
+                    self.content = true;
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let response = event.get("response");
+                if let Some(usage) = response.and_then(|r| r.get("usage")).and_then(Usage::of) {
+                    self.usage = Some(usage);
+                }
+                if let Some(status) = response
+                    .and_then(|r| r.get("status"))
+                    .and_then(Value::as_str)
+                {
+                    self.finish_reasons.push(status.to_owned());
+                }
+                self.content = true;
+                self.done = true;
+            }
+            "response.failed" | "error" => {
+                let error = event
+                    .get("response")
+                    .and_then(|r| r.get("error"))
+                    .unwrap_or(&event);
+                self.error = Some(
+                    error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("upstream error")
+                        .to_owned(),
                 );
             }
             _ => {}

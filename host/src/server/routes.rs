@@ -97,6 +97,7 @@ enum Call {
     Chat,
     Messages,
     CountTokens,
+    Responses,
     Embeddings,
     Feedback,
 }
@@ -106,6 +107,7 @@ impl Call {
     fn protocol(self) -> Protocol {
         match self {
             Call::Messages | Call::CountTokens => Protocol::Messages,
+            Call::Responses => Protocol::Responses,
             Call::Models | Call::Chat | Call::Embeddings | Call::Feedback => Protocol::Chat,
         }
     }
@@ -124,6 +126,10 @@ static ROUTES: LazyLock<RouteTable<Endpoint>> = LazyLock::new(|| {
         (
             "/v1/messages",
             &[(Method::POST, Endpoint::Api(Call::Messages))],
+        ),
+        (
+            "/v1/responses",
+            &[(Method::POST, Endpoint::Api(Call::Responses))],
         ),
         (
             "/v1/messages/count_tokens",
@@ -301,6 +307,22 @@ async fn api(
                 span.record("gen_ai.request.temperature", temperature);
             }
             routing::messages(gateway, &tenant, caller, messages, request_id).await
+        }
+        Call::Responses => {
+            let span = tracing::Span::current();
+            span.record("gen_ai.operation.name", gen_ai::OPERATION_CHAT);
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
+            let responses = openai::parse_responses(body, &parts.headers)?;
+            span.record("gen_ai.request.model", responses.model.as_str());
+            span.record("gen_ai.request.stream", responses.stream);
+            if let Some(max) = responses.max_output_tokens {
+                span.record("gen_ai.request.max_tokens", i64::from(max));
+            }
+            if let Some(temperature) = responses.temperature {
+                span.record("gen_ai.request.temperature", temperature);
+            }
+            routing::responses(gateway, &tenant, caller, responses, request_id).await
         }
         Call::CountTokens => {
             let (parts, body) = request.into_parts();
@@ -531,6 +553,11 @@ mod tests {
             ),
             ("/v1/feedback", Method::POST, Endpoint::Api(Call::Feedback)),
             ("/v1/messages", Method::POST, Endpoint::Api(Call::Messages)),
+            (
+                "/v1/responses",
+                Method::POST,
+                Endpoint::Api(Call::Responses),
+            ),
             (
                 "/v1/messages/count_tokens",
                 Method::POST,

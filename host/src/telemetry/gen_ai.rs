@@ -66,6 +66,8 @@ pub(crate) fn finish_reasons_of_json(body: &[u8], protocol: Protocol) -> Vec<Str
     let key: &[u8] = match protocol {
         Protocol::Chat => b"\"finish_reason\"",
         Protocol::Messages => b"\"stop_reason\"",
+        // A response's `status` key is also every output item's: none is read.
+        Protocol::Responses => return Vec::new(),
     };
     let mut reasons = Vec::new();
     for at in memchr::memmem::find_iter(body, key) {

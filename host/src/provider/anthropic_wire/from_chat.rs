@@ -140,8 +140,8 @@ pub(super) fn error_text(body: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::MAX_ERROR_MESSAGE_CHARS;
     use super::*;
+    use crate::provider::translated::MAX_ERROR_MESSAGE_CHARS;
 
     fn translate(chat: Value) -> Value {
         messages_response_from_chat(&chat, "claude-alias").unwrap()

@@ -35,47 +35,9 @@ pub use response::{error_message, from_messages_response};
 pub use stream::StreamTranslator;
 pub use to_chat::{ChatRequest, chat_request_from_messages};
 
-use thiserror::Error;
-
-use super::sse::SseError;
+pub use super::translated::TranslateError;
+pub(super) use super::translated::safe_message;
 use crate::usage::Usage;
-
-/// Why a body or stream could not be translated.
-///
-/// Messages never quote request or response content, only say which part was
-/// wrong, so they are safe to log and to return to clients.
-#[derive(Debug, Error)]
-pub enum TranslateError {
-    /// The client's request cannot be expressed as an Anthropic request.
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// The upstream sent something that is not a well-formed Anthropic response.
-    #[error("invalid upstream response: {0}")]
-    InvalidResponse(String),
-    /// The upstream reported an error inside the stream (an `error` event).
-    #[error("upstream error: {0}")]
-    Upstream(String),
-    /// The upstream stream ended before its end (`message_stop`, `data: [DONE]`).
-    #[error("the upstream stream ended before its end")]
-    Truncated,
-    /// The upstream stream is not usable SSE.
-    #[error("invalid upstream stream: {0}")]
-    Sse(#[from] SseError),
-}
-
-/// Longest upstream error message passed on, in characters: upstream text ends up
-/// in client responses and logs, so it is kept short.
-pub(super) const MAX_ERROR_MESSAGE_CHARS: usize = 300;
-
-/// An upstream's error message made safe to pass on: shortened, and with control
-/// characters (which could forge log lines or break header values) replaced.
-pub(super) fn safe_message(message: &str) -> String {
-    message
-        .chars()
-        .take(MAX_ERROR_MESSAGE_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
 
 /// Anthropic's `usage` of `usage`: its `input_tokens` exclude the cache's reads and
 /// writes, which it counts apart.

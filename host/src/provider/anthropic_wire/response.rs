@@ -116,8 +116,8 @@ pub(super) fn error_text(body: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::MAX_ERROR_MESSAGE_CHARS;
     use super::*;
+    use crate::provider::translated::MAX_ERROR_MESSAGE_CHARS;
 
     #[test]
     fn response_with_text_and_tool_use() {

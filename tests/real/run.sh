@@ -6,7 +6,8 @@
 # 127.0.0.1:8081 and :8082 with one thread each, starts the gateway on
 # examples/local-llm.toml, and checks through it: a non-streaming chat, a streaming
 # chat with usage (and that the usage reached the gateway's accounting), an
-# embeddings call, the official openai client, an Anthropic Messages request (whole and
+# embeddings call, the official openai client (chat and the Responses API, whole and
+# streamed), an Anthropic Messages request (whole and
 # streamed, translated to the model's chat endpoint), and a JSON request through a
 # `policies/cascade` binding whose strong rung is a fake (tests/real/fake_strong.py):
 # whichever answer the client gets is valid JSON. Then stops every process by id.

@@ -225,3 +225,86 @@ async fn a_stream_that_breaks_after_content_ends_with_an_error_event() {
     assert_eq!(data["sequence_number"], events.len() - 1);
     assert!(!events.iter().any(|(n, _)| n == "response.completed"));
 }
+
+/// A gateway whose target `resp` (position 0) is an OpenAI Responses upstream and
+/// `gpt` (position 1) a chat one.
+async fn responses_gateway(up: &FakeUpstream, chat: &FakeUpstream) -> TestGateway {
+    let toml = config(
+        &[
+            ("responses", "openai-responses", &format!("{}/v1", up.url())),
+            ("openai", "openai", &format!("{}/v1", chat.url())),
+        ],
+        &[("resp", "responses", "resp"), ("gpt", "openai", "gpt")],
+        &format!(
+            "policy = '{}'\n",
+            wasm("signalbox_fixture_outcome_counter").display()
+        ),
+    );
+    TestGateway::start(&toml).await
+}
+
+#[tokio::test]
+async fn a_responses_request_reaches_a_responses_upstream_byte_for_byte() {
+    let up = FakeUpstream::start(Wire::OpenAi).await;
+    let chat = FakeUpstream::start(Wire::OpenAi).await;
+    chat.set_default(Upstream::ok().text("Hello from GPT"));
+    let sent = br#"{"input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"opaque=="},{"role":"user","content":"Why?"}],"model":"auto","temperature":0.10,"top_p":1e0,"seed":123456789012345678901234567890,"store":false,"include":["reasoning.encrypted_content"],"x_unknown":{"z":[true,null]}}"#;
+    let answer = r#"{"id":"resp_up","object":"response","created_at":1,"status":"completed","model":"resp-upstream","output":[{"type":"reasoning","id":"rs_2","summary":[],"encrypted_content":"more=="},{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Because.","annotations":[]}]}],"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":0},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":29},"x_extra":1.50}"#;
+    up.enqueue(Upstream::ok().raw("application/json", &[answer]));
+    let gw = responses_gateway(&up, &chat).await;
+    let reply = send_with(
+        "POST",
+        &gw.url("/v1/responses"),
+        Some(KEY),
+        Some(sent),
+        &[("x-signalbox-route", "0")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-signalbox-target"), "resp");
+    assert_eq!(
+        reply.header("x-signalbox-degraded"),
+        "",
+        "nothing is dropped"
+    );
+    assert_eq!(reply.text(), answer.replace("resp-upstream", "resp"));
+    let recorded = &up.requests()[0];
+    assert_eq!(recorded.path, "/v1/responses");
+    assert_eq!(
+        String::from_utf8_lossy(&recorded.raw_body),
+        String::from_utf8_lossy(sent).replace(r#""model":"auto""#, r#""model":"resp-upstream""#)
+    );
+    assert_eq!(
+        recorded.header("authorization"),
+        Some("Bearer upstream-secret")
+    );
+
+    // Its stream passes through too, its end and usage read.
+    let stream = [
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_s\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"resp-upstream\",\"output\":[],\"usage\":null}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_s\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"resp-upstream\",\"output\":[],\"usage\":{\"input_tokens\":20,\"output_tokens\":1,\"total_tokens\":21}}}\n\n",
+    ];
+    up.enqueue(Upstream::ok().raw("text/event-stream", &stream));
+    let body = json!({"model": "auto", "input": "Hi", "stream": true});
+    let reply = responses(&gw, "0", &body, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.text(),
+        stream.concat().replace("resp-upstream", "resp")
+    );
+
+    // A chat client is not translated to it: the next target serves.
+    let chat_body = json!({"model": "auto", "messages": [{"role": "user", "content": "Hi"}]});
+    let reply = send_with(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(chat_body.to_string().as_bytes()),
+        &[("x-signalbox-route", "0,1")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-signalbox-target"), "gpt");
+    assert_eq!(up.hits(), 2);
+}

@@ -195,6 +195,11 @@ impl Default for EngineSection {
 pub enum ProviderKind {
     /// Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, Groq…).
     Openai,
+    /// OpenAI's Responses API (`{base_url}/responses`): Responses clients pass through
+    /// byte for byte; clients of other APIs are not translated to it yet, so such a
+    /// target serves only Responses requests.
+    #[serde(rename = "openai-responses")]
+    OpenaiResponses,
     /// Anthropic's Messages API.
     Anthropic,
     /// Azure OpenAI: the OpenAI API at a resource's own URLs, authenticated by an

@@ -63,7 +63,10 @@ fn validate_providers<'a>(
         }
         match p.kind {
             ProviderKind::Simulated => {}
-            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Azure => {
+            ProviderKind::Openai
+            | ProviderKind::OpenaiResponses
+            | ProviderKind::Anthropic
+            | ProviderKind::Azure => {
                 let Some(url) = &p.base_url else {
                     return Err(Invalid::new(at("base_url"), "required for this kind"));
                 };

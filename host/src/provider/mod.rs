@@ -127,6 +127,8 @@ pub struct Upstream {
 
 enum Kind {
     OpenAi(openai::OpenAi),
+    /// OpenAI's Responses API: the same client, another path.
+    Responses(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
     Simulated(simulated::Simulated),
 }
@@ -141,6 +143,11 @@ impl Upstream {
         let base = provider.base_url.clone().unwrap_or_default();
         let kind = match provider.kind {
             ProviderKind::Openai => Kind::OpenAi(openai::OpenAi::new(
+                client(target.connect_timeout())?,
+                &base,
+                secret,
+            )?),
+            ProviderKind::OpenaiResponses => Kind::Responses(openai::OpenAi::new(
                 client(target.connect_timeout())?,
                 &base,
                 secret,
@@ -183,6 +190,12 @@ impl Upstream {
         attempt: Attempt<'_>,
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
         match (attempt.protocol, &self.kind) {
+            (Protocol::Responses, Kind::Responses(p)) => {
+                p.send_responses(&self.upstream_model, attempt).await
+            }
+            (_, Kind::Responses(_)) => Err(UpstreamError::Unsupported(
+                "this target speaks only the Responses API",
+            )),
             (Protocol::Chat, _) => self.send_chat(attempt).await,
             (Protocol::Messages, Kind::Anthropic(p)) => {
                 p.pass_through(&self.upstream_model, attempt).await
@@ -204,6 +217,9 @@ impl Upstream {
     ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
         match &self.kind {
             Kind::OpenAi(p) => p.send(&self.upstream_model, attempt).await,
+            Kind::Responses(_) => Err(UpstreamError::Unsupported(
+                "this target speaks only the Responses API",
+            )),
             Kind::Anthropic(p) => p.send(&self.upstream_model, attempt).await,
             Kind::Simulated(p) => p.send(&self.upstream_model, attempt).await,
         }

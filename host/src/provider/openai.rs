@@ -37,6 +37,8 @@ pub(super) struct OpenAi {
     client: HttpsClient,
     chat_url: String,
     embeddings_url: String,
+    /// The Responses API, for a provider of that kind.
+    responses_url: String,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -51,6 +53,7 @@ impl OpenAi {
             client,
             chat_url: format!("{base}/chat/completions"),
             embeddings_url: format!("{base}/embeddings"),
+            responses_url: format!("{base}/responses"),
             headers: key
                 .map(|k| vec![("authorization", format!("Bearer {k}"))])
                 .unwrap_or_default(),
@@ -79,8 +82,20 @@ impl OpenAi {
             client,
             chat_url: url("chat/completions"),
             embeddings_url: url("embeddings"),
+            responses_url: url("responses"),
             headers,
         }
+    }
+
+    /// A Responses request as the client wrote it, only `model` replaced; the answer
+    /// comes back untouched.
+    pub async fn send_responses(
+        &self,
+        model: &str,
+        attempt: Attempt<'_>,
+    ) -> Result<http::Response<UpstreamBody>, UpstreamError> {
+        let body = attempt.body.with_model(model);
+        post_json(&self.client, &self.responses_url, &self.headers, body).await
     }
 
     pub async fn send(

@@ -30,7 +30,7 @@ pub(crate) fn operation_of(endpoint: Endpoint) -> &'static str {
 /// custom values.
 pub(crate) fn provider_name(kind: ProviderKind) -> &'static str {
     match kind {
-        ProviderKind::Openai => "openai",
+        ProviderKind::Openai | ProviderKind::OpenaiResponses => "openai",
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::Azure => "azure.ai.openai",
         ProviderKind::Simulated => "signalbox.simulated",

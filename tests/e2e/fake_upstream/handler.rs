@@ -21,6 +21,8 @@ enum Route {
     Chat,
     Embeddings,
     Models,
+    /// `POST /v1/responses`: answered only with a raw reply (`Reply::raw`).
+    Responses,
 }
 
 pub(super) async fn handle(
@@ -74,6 +76,7 @@ pub(super) async fn handle(
     let route = match (wire, &parts.method, path.as_str()) {
         (Wire::OpenAi, &Method::POST, "/v1/chat/completions") => Route::Chat,
         (Wire::OpenAi, &Method::POST, "/v1/embeddings") => Route::Embeddings,
+        (Wire::OpenAi, &Method::POST, "/v1/responses") => Route::Responses,
         (Wire::Anthropic, &Method::POST, "/v1/messages") => Route::Chat,
         (_, &Method::GET, "/v1/models") => Route::Models,
         (_, method, path) => {
@@ -132,6 +135,11 @@ fn validate(wire: Wire, route: Route, body: &Value) -> Result<(), String> {
         return Err("model: field required (a string)".into());
     }
     match route {
+        Route::Responses => {
+            if body.get("input").is_none() {
+                return Err("input: field required".into());
+            }
+        }
         Route::Chat => {
             if !body.get("messages").is_some_and(Value::is_array) {
                 return Err("messages: field required (an array)".into());
@@ -241,6 +249,8 @@ fn scripted_response(
             (_, Route::Models) => models(wire, reply),
             // validate() routes embeddings to OpenAI only.
             (Wire::Anthropic, Route::Embeddings) => Planned::json(Value::Null),
+            // Tests script Responses answers whole (`Reply::raw`).
+            (_, Route::Responses) => Planned::json(Value::Null),
         }
     };
 

@@ -190,8 +190,8 @@ async fn cache_and_reasoning_tokens_are_priced_as_the_invoice_says() {
             (1000, 500, 800, 0),
             "{case}"
         );
-        // What chat streams translated to Messages carry of the reasoning is not
-        // reported back (Messages has no field for it); the whole answer's is.
+        // An answer translated to Messages loses the reasoning part of its count
+        // (Messages has no field for it); the cost does not, reasoning being output.
         if !messages_client {
             assert_eq!(reasoning, 300, "{case}");
         }
@@ -223,6 +223,26 @@ async fn cache_and_reasoning_tokens_are_priced_as_the_invoice_says() {
         assert!(!estimated, "{case}");
         assert_cents(cost, claude_invoice);
     }
+
+    // The ledger's aggregates count the parts too.
+    let query = signalbox::ledger::UsageQuery {
+        tenant: Some("acme".into()),
+        from_ms: None,
+        to_ms: None,
+        group_by: signalbox::ledger::GroupBy::Target,
+    };
+    let totals = signalbox::ledger::query_file(&dir.path().join("usage.db"), &query).unwrap();
+    let of = |target: &str| totals.iter().find(|a| a.group == target).unwrap();
+    let (gpt, claude) = (of("gpt"), of("claude"));
+    assert_eq!(
+        (gpt.cache_read_tokens, gpt.cache_write_tokens),
+        (4 * 800, 0)
+    );
+    assert_eq!(gpt.reasoning_tokens, 2 * 300, "the chat clients' answers");
+    assert_eq!(
+        (claude.cache_read_tokens, claude.cache_write_tokens),
+        (4 * 500, 4 * 300)
+    );
 }
 
 #[tokio::test]

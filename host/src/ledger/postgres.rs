@@ -268,7 +268,8 @@ pub(super) fn query(
                 };
                 let sql = format!(
                     "SELECT tenant, {group} AS g, COUNT(*) FILTER (WHERE charge = '')::BIGINT, SUM(input_tokens)::BIGINT,
-                            SUM(output_tokens)::BIGINT, SUM(cost_usd)
+                            SUM(output_tokens)::BIGINT, SUM(cost_usd), SUM(cache_read_tokens)::BIGINT,
+                            SUM(cache_write_tokens)::BIGINT, SUM(reasoning_tokens)::BIGINT
                      FROM usage
                      WHERE ($1::TEXT IS NULL OR tenant = $1) AND ($2::BIGINT IS NULL OR ts_ms >= $2)
                        AND ($3::BIGINT IS NULL OR ts_ms < $3)
@@ -286,6 +287,9 @@ pub(super) fn query(
                         input_tokens: r.get::<_, i64>(3).max(0) as u64,
                         output_tokens: r.get::<_, i64>(4).max(0) as u64,
                         cost_usd: r.get(5),
+                        cache_read_tokens: r.get::<_, i64>(6).max(0) as u64,
+                        cache_write_tokens: r.get::<_, i64>(7).max(0) as u64,
+                        reasoning_tokens: r.get::<_, i64>(8).max(0) as u64,
                     })
                     .collect())
             })

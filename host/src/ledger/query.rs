@@ -61,6 +61,12 @@ pub struct Aggregate {
     pub output_tokens: u64,
     /// Cost, US dollars.
     pub cost_usd: f64,
+    /// Of the input, read from providers' prompt caches.
+    pub cache_read_tokens: u64,
+    /// Of the input, written to providers' prompt caches.
+    pub cache_write_tokens: u64,
+    /// Of the output, spent on reasoning.
+    pub reasoning_tokens: u64,
 }
 
 pub(super) fn run(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, LedgerError> {
@@ -91,7 +97,8 @@ pub(super) fn run(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, Led
     // walking it for the GROUP BY's order costs a table lookup per row: a plain scan
     // is 2–3 times faster (docs/benchmarks.md, "Dashboard").
     let sql = format!(
-        "SELECT tenant, {group} AS g, SUM(charge = ''), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
+        "SELECT tenant, {group} AS g, SUM(charge = ''), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd),
+                SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens)
          FROM usage NOT INDEXED
          WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR ts_ms >= ?2) AND (?3 IS NULL OR ts_ms < ?3)
          GROUP BY tenant, {by} ORDER BY tenant, g"
@@ -108,6 +115,9 @@ pub(super) fn run(path: &Path, query: &UsageQuery) -> Result<Vec<Aggregate>, Led
                     input_tokens: r.get::<_, i64>(3)?.max(0) as u64,
                     output_tokens: r.get::<_, i64>(4)?.max(0) as u64,
                     cost_usd: r.get(5)?,
+                    cache_read_tokens: r.get::<_, i64>(6)?.max(0) as u64,
+                    cache_write_tokens: r.get::<_, i64>(7)?.max(0) as u64,
+                    reasoning_tokens: r.get::<_, i64>(8)?.max(0) as u64,
                 })
             },
         )

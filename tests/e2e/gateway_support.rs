@@ -196,6 +196,27 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The named events of a stream (Anthropic's, the Responses API's): (event name,
+/// data parsed as JSON, `Null` when it is not).
+pub fn events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_owned();
+            let data = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or(Value::Null);
+            (name, data)
+        })
+        .collect()
+}
+
 /// The concatenated `delta.content` of OpenAI stream chunks.
 pub fn streamed_text(body: &str) -> String {
     sse_data(body)

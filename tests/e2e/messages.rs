@@ -80,26 +80,6 @@ fn hello(stream: bool) -> Value {
            "messages": [{"role": "user", "content": "Hello"}]})
 }
 
-/// The events of an Anthropic stream: (event name, data).
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("")
-                .to_owned();
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .and_then(|d| serde_json::from_str(d).ok())
-                .unwrap_or(Value::Null);
-            (name, data)
-        })
-        .collect()
-}
-
 fn streamed_text(events: &[(String, Value)]) -> String {
     events
         .iter()

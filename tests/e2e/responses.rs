@@ -45,26 +45,6 @@ async fn responses(gw: &TestGateway, route: &str, body: &Value, headers: &[(&str
     .await
 }
 
-/// The events of a stream: (event name, data).
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("")
-                .to_owned();
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .and_then(|d| serde_json::from_str(d).ok())
-                .unwrap_or(Value::Null);
-            (name, data)
-        })
-        .collect()
-}
-
 fn output_text(response: &Value) -> String {
     response["output"]
         .as_array()

@@ -77,17 +77,8 @@ pub async fn messages(
         input_estimate: request.input_tokens,
         ..Attempt::chat(&request.body, request.stream, false)
     };
-    let estimate = u64::from(request.input_tokens) + u64::from(request.max_output_tokens);
     let view = request.route_request(request_id);
-    let mut routed = Routed::new(
-        gateway,
-        tenant,
-        (request_id, &caller.key_id),
-        request.input_tokens,
-        AttemptKind::Chat,
-    );
-    routed.protocol = Protocol::Messages;
-    route(routed, caller, &view, attempt, estimate).await
+    in_protocol((gateway, tenant, caller), request_id, attempt, &view).await
 }
 
 /// Serves `POST /v1/responses`, like [`chat`]: the answer as a `response` object or
@@ -105,18 +96,30 @@ pub async fn responses(
         input_estimate: request.input_tokens,
         ..Attempt::chat(&request.body, request.stream, false)
     };
-    let estimate =
-        u64::from(request.input_tokens) + u64::from(request.max_output_tokens.unwrap_or(0));
     let view = request.route_request(request_id);
+    in_protocol((gateway, tenant, caller), request_id, attempt, &view).await
+}
+
+/// Routes a chat-like request of `attempt.protocol`: its end and its errors take that
+/// protocol's shape, and its quota estimate is the view's input and output tokens.
+async fn in_protocol(
+    (gateway, tenant, caller): (&Arc<Gateway>, &Arc<Tenant>, &Caller),
+    request_id: &str,
+    attempt: Attempt<'_>,
+    view: &RouteRequest,
+) -> http::Response<ResponseBody> {
+    let fields = view.fields();
+    let estimate =
+        u64::from(fields.input_tokens) + u64::from(fields.max_output_tokens.unwrap_or(0));
     let mut routed = Routed::new(
         gateway,
         tenant,
         (request_id, &caller.key_id),
-        request.input_tokens,
+        fields.input_tokens,
         AttemptKind::Chat,
     );
-    routed.protocol = Protocol::Responses;
-    route(routed, caller, &view, attempt, estimate).await
+    routed.protocol = attempt.protocol;
+    route(routed, caller, view, attempt, estimate).await
 }
 
 /// Serves `POST /v1/embeddings`, like [`chat`].
